@@ -48,7 +48,9 @@ async function tryTensorflow(): Promise<{ ok: true; provider: string } | { ok: f
     try {
       await dynamicImport(pkg);
       if (tf.findBackend('tensorflow') === null && tf.findBackendFactory('tensorflow') === null) {
-        reasons.push(`${pkg} loaded but registered no 'tensorflow' backend with this copy of @tensorflow/tfjs-core`);
+        reasons.push(
+          `${pkg} loaded but registered no 'tensorflow' backend with this copy of @tensorflow/tfjs-core`,
+        );
         continue;
       }
       const ok = await tf.setBackend('tensorflow');
@@ -102,7 +104,8 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
       field: options.backend !== undefined ? 'backend' : 'XLT_BACKEND',
     });
   }
-  const log = options.log === false ? undefined : (options.log ?? ((m: string) => process.stderr.write(`${m}\n`)));
+  const log =
+    options.log === false ? undefined : (options.log ?? ((m: string) => process.stderr.write(`${m}\n`)));
   const candidates: BackendName[] = forced !== undefined ? [forced] : [...BACKEND_ORDER];
   const unavailable: Partial<Record<BackendName, string>> = {};
   for (const name of candidates) {

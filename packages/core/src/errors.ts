@@ -48,7 +48,10 @@ export class XltError extends Error {
   readonly detail: string;
 
   constructor(code: XltErrorCode, message: string, options: XltErrorOptions = {}) {
-    super(`${message}${locationSuffix(options)}`, options.cause !== undefined ? { cause: options.cause } : undefined);
+    super(
+      `${message}${locationSuffix(options)}`,
+      options.cause !== undefined ? { cause: options.cause } : undefined,
+    );
     this.name = new.target.name;
     this.code = code;
     this.detail = message;
@@ -83,7 +86,9 @@ export class XltShapeError extends XltError {
   ) {
     const { expected, got, ...rest } = options;
     const shapes =
-      expected !== undefined && got !== undefined ? `: expected [${expected.join(', ')}], got [${got.join(', ')}]` : '';
+      expected !== undefined && got !== undefined
+        ? `: expected [${expected.join(', ')}], got [${got.join(', ')}]`
+        : '';
     super('SHAPE', `${message}${shapes}`, rest);
     if (expected !== undefined) this.expected = expected;
     if (got !== undefined) this.got = got;

@@ -1,37 +1,37 @@
 export {
-  XltError,
-  XltFormatError,
-  XltConfigError,
-  XltShapeError,
-  XltNotFoundError,
-  isXltError,
-  type XltErrorCode,
-  type XltErrorLocation,
-  type XltErrorOptions,
-} from './errors.js';
-export { findRepoRoot, sharedDir, sharedPath, hasSharedDir, sharedSkipReason } from './shared.js';
-export { Rng, hashString, type RngState } from './rng.js';
-export {
-  readSafetensors,
-  writeSafetensors,
-  SafetensorsReader,
-  toFloat32,
-  dtypeSize,
-  f16ToF32,
-  f32ToF16,
-  bf16ToF32,
-  f32ToBf16,
-  type SafetensorsDType,
-  type SafetensorsData,
-  type SafetensorsTensor,
-  type SafetensorsFile,
-  type SafetensorsEntry,
-} from './safetensors.js';
-export {
-  initBackend,
-  backendReport,
   BACKEND_ORDER,
   type BackendName,
   type BackendReport,
+  backendReport,
   type InitBackendOptions,
+  initBackend,
 } from './backend.js';
+export {
+  isXltError,
+  XltConfigError,
+  XltError,
+  type XltErrorCode,
+  type XltErrorLocation,
+  type XltErrorOptions,
+  XltFormatError,
+  XltNotFoundError,
+  XltShapeError,
+} from './errors.js';
+export { hashString, Rng, type RngState } from './rng.js';
+export {
+  bf16ToF32,
+  dtypeSize,
+  f16ToF32,
+  f32ToBf16,
+  f32ToF16,
+  readSafetensors,
+  type SafetensorsData,
+  type SafetensorsDType,
+  type SafetensorsEntry,
+  type SafetensorsFile,
+  SafetensorsReader,
+  type SafetensorsTensor,
+  toFloat32,
+  writeSafetensors,
+} from './safetensors.js';
+export { findRepoRoot, hasSharedDir, sharedDir, sharedPath, sharedSkipReason } from './shared.js';

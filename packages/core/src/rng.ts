@@ -41,8 +41,9 @@ export class Rng {
   private spare: number | null = null;
 
   constructor(seed = 0) {
-    if (!Number.isFinite(seed)) throw new XltConfigError(`seed must be a finite number, got ${seed}`, { field: 'seed' });
-    const sm = splitmix32(Math.floor(seed) >>> 0 ^ Math.floor(seed / 2 ** 32));
+    if (!Number.isFinite(seed))
+      throw new XltConfigError(`seed must be a finite number, got ${seed}`, { field: 'seed' });
+    const sm = splitmix32((Math.floor(seed) >>> 0) ^ Math.floor(seed / 2 ** 32));
     this.s = [sm(), sm(), sm(), sm()];
     if ((this.s[0] | this.s[1] | this.s[2] | this.s[3]) === 0) this.s[0] = 1;
   }
@@ -137,7 +138,8 @@ export class Rng {
     let total = 0;
     for (let i = 0; i < weights.length; i++) {
       const w = weights[i] as number;
-      if (!(w >= 0) || !Number.isFinite(w)) throw new XltConfigError(`weight ${i} must be finite and >= 0, got ${w}`);
+      if (!(w >= 0) || !Number.isFinite(w))
+        throw new XltConfigError(`weight ${i} must be finite and >= 0, got ${w}`);
       total += w;
     }
     if (total <= 0) throw new XltConfigError('categorical() needs at least one positive weight');

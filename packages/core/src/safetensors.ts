@@ -1,4 +1,13 @@
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fstatSync,
+  fsyncSync,
+  openSync,
+  readSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { XltError, XltFormatError, XltNotFoundError } from './errors.js';
 
 /** Element types of the safetensors format. */
@@ -118,7 +127,12 @@ export class SafetensorsReader {
   private readonly entries: Map<string, SafetensorsEntry>;
   private fd: number | null;
 
-  private constructor(path: string, fd: number, entries: Map<string, SafetensorsEntry>, metadata: Record<string, string>) {
+  private constructor(
+    path: string,
+    fd: number,
+    entries: Map<string, SafetensorsEntry>,
+    metadata: Record<string, string>,
+  ) {
     this.path = path;
     this.fd = fd;
     this.entries = entries;
@@ -131,20 +145,31 @@ export class SafetensorsReader {
     try {
       fd = openSync(path, 'r');
     } catch (cause) {
-      throw new XltNotFoundError(`cannot open safetensors file: ${(cause as Error).message}`, { file: path, cause });
+      throw new XltNotFoundError(`cannot open safetensors file: ${(cause as Error).message}`, {
+        file: path,
+        cause,
+      });
     }
     try {
       const size = fstatSync(fd).size;
-      if (size < 8) throw new XltFormatError(`file is ${size} bytes, shorter than the 8-byte header length`, { file: path });
+      if (size < 8)
+        throw new XltFormatError(`file is ${size} bytes, shorter than the 8-byte header length`, {
+          file: path,
+        });
       const lenBuf = Buffer.alloc(8);
       readSync(fd, lenBuf, 0, 8, 0);
       const headerLen = lenBuf.readBigUInt64LE(0);
       if (headerLen > BigInt(MAX_HEADER)) {
-        throw new XltFormatError(`header length ${headerLen} exceeds the format's limit of ${MAX_HEADER} bytes`, { file: path });
+        throw new XltFormatError(
+          `header length ${headerLen} exceeds the format's limit of ${MAX_HEADER} bytes`,
+          { file: path },
+        );
       }
       const n = Number(headerLen);
       if (8 + n > size) {
-        throw new XltFormatError(`header length ${n} runs past the end of the file (${size} bytes)`, { file: path });
+        throw new XltFormatError(`header length ${n} runs past the end of the file (${size} bytes)`, {
+          file: path,
+        });
       }
       const hbuf = Buffer.alloc(n);
       readSync(fd, hbuf, 0, n, 8);
@@ -152,7 +177,10 @@ export class SafetensorsReader {
       try {
         header = JSON.parse(hbuf.toString('utf8'));
       } catch (cause) {
-        throw new XltFormatError(`header is not valid JSON: ${(cause as Error).message}`, { file: path, cause });
+        throw new XltFormatError(`header is not valid JSON: ${(cause as Error).message}`, {
+          file: path,
+          cause,
+        });
       }
       if (header === null || typeof header !== 'object' || Array.isArray(header)) {
         throw new XltFormatError('header must be a JSON object', { file: path });
@@ -165,43 +193,67 @@ export class SafetensorsReader {
       for (const [name, value] of Object.entries(header as Record<string, unknown>)) {
         if (name === '__metadata__') {
           if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-            throw new XltFormatError('__metadata__ must be an object of strings', { file: path, field: '__metadata__' });
+            throw new XltFormatError('__metadata__ must be an object of strings', {
+              file: path,
+              field: '__metadata__',
+            });
           }
           for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
             if (typeof v !== 'string') {
-              throw new XltFormatError(`__metadata__ value for '${k}' must be a string`, { file: path, field: '__metadata__' });
+              throw new XltFormatError(`__metadata__ value for '${k}' must be a string`, {
+                file: path,
+                field: '__metadata__',
+              });
             }
           }
           metadata = { ...(value as Record<string, string>) };
           continue;
         }
         const e = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-        if (e === null || typeof e !== 'object') throw new XltFormatError('header entry is not an object', { file: path, tensor: name });
+        if (e === null || typeof e !== 'object')
+          throw new XltFormatError('header entry is not an object', { file: path, tensor: name });
         if (!isDType(e.dtype)) {
-          throw new XltFormatError(`unknown dtype ${JSON.stringify(e.dtype)}; expected one of ${Object.keys(DTYPE_SIZE).join(', ')}`, {
-            file: path,
-            tensor: name,
-          });
+          throw new XltFormatError(
+            `unknown dtype ${JSON.stringify(e.dtype)}; expected one of ${Object.keys(DTYPE_SIZE).join(', ')}`,
+            {
+              file: path,
+              tensor: name,
+            },
+          );
         }
         if (!Array.isArray(e.shape) || e.shape.some((d) => !Number.isSafeInteger(d) || d < 0)) {
-          throw new XltFormatError(`shape must be an array of non-negative integers, got ${JSON.stringify(e.shape)}`, {
-            file: path,
-            tensor: name,
-          });
+          throw new XltFormatError(
+            `shape must be an array of non-negative integers, got ${JSON.stringify(e.shape)}`,
+            {
+              file: path,
+              tensor: name,
+            },
+          );
         }
         const off = e.data_offsets;
-        if (!Array.isArray(off) || off.length !== 2 || off.some((d) => !Number.isSafeInteger(d) || d < 0) || off[0] > off[1]) {
-          throw new XltFormatError(`data_offsets must be [begin, end] with 0 <= begin <= end, got ${JSON.stringify(off)}`, {
-            file: path,
-            tensor: name,
-          });
+        if (
+          !Array.isArray(off) ||
+          off.length !== 2 ||
+          off.some((d) => !Number.isSafeInteger(d) || d < 0) ||
+          off[0] > off[1]
+        ) {
+          throw new XltFormatError(
+            `data_offsets must be [begin, end] with 0 <= begin <= end, got ${JSON.stringify(off)}`,
+            {
+              file: path,
+              tensor: name,
+            },
+          );
         }
         const [b, en] = off as [number, number];
         if (en > dataLen) {
-          throw new XltFormatError(`data_offsets [${b}, ${en}] lie outside the data section of ${dataLen} bytes`, {
-            file: path,
-            tensor: name,
-          });
+          throw new XltFormatError(
+            `data_offsets [${b}, ${en}] lie outside the data section of ${dataLen} bytes`,
+            {
+              file: path,
+              tensor: name,
+            },
+          );
         }
         const shape = e.shape as number[];
         const numel = shape.reduce((a, d) => a * d, 1);
@@ -218,12 +270,22 @@ export class SafetensorsReader {
       ranges.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
       let cursor = 0;
       for (const [b, en, name] of ranges) {
-        if (b < cursor) throw new XltFormatError(`data of this tensor overlaps the previous one`, { file: path, tensor: name });
-        if (b > cursor) throw new XltFormatError(`gap of ${b - cursor} bytes before this tensor's data`, { file: path, tensor: name });
+        if (b < cursor)
+          throw new XltFormatError(`data of this tensor overlaps the previous one`, {
+            file: path,
+            tensor: name,
+          });
+        if (b > cursor)
+          throw new XltFormatError(`gap of ${b - cursor} bytes before this tensor's data`, {
+            file: path,
+            tensor: name,
+          });
         cursor = en;
       }
       if (cursor !== dataLen) {
-        throw new XltFormatError(`data section has ${dataLen} bytes but the tensors cover ${cursor}`, { file: path });
+        throw new XltFormatError(`data section has ${dataLen} bytes but the tensors cover ${cursor}`, {
+          file: path,
+        });
       }
       return new SafetensorsReader(path, fd, entries, metadata);
     } catch (e) {
@@ -244,7 +306,8 @@ export class SafetensorsReader {
   /** dtype, shape and byte range of a tensor, without reading it. */
   info(name: string): SafetensorsEntry {
     const e = this.entries.get(name);
-    if (e === undefined) throw new XltNotFoundError('no such tensor in the file', { file: this.path, tensor: name });
+    if (e === undefined)
+      throw new XltNotFoundError('no such tensor in the file', { file: this.path, tensor: name });
     return { ...e, shape: [...e.shape] };
   }
 
@@ -252,7 +315,8 @@ export class SafetensorsReader {
   get(name: string): SafetensorsTensor {
     if (this.fd === null) throw new XltError('STATE', 'reader is closed', { file: this.path });
     const e = this.entries.get(name);
-    if (e === undefined) throw new XltNotFoundError('no such tensor in the file', { file: this.path, tensor: name });
+    if (e === undefined)
+      throw new XltNotFoundError('no such tensor in the file', { file: this.path, tensor: name });
     const nbytes = e.end - e.begin;
     const buf = new ArrayBuffer(nbytes);
     const bytes = new Uint8Array(buf);
@@ -260,7 +324,8 @@ export class SafetensorsReader {
     while (done < nbytes) {
       const chunk = Math.min(nbytes - done, 1 << 30);
       const got = readSync(this.fd, bytes, done, chunk, e.begin + done);
-      if (got <= 0) throw new XltFormatError('file ended while reading tensor data', { file: this.path, tensor: name });
+      if (got <= 0)
+        throw new XltFormatError('file ended while reading tensor data', { file: this.path, tensor: name });
       done += got;
     }
     return { dtype: e.dtype, shape: [...e.shape], data: viewAs(e.dtype, buf) };
@@ -306,21 +371,31 @@ export async function writeSafetensors(
 ): Promise<void> {
   const list = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
   for (const [name, t] of list) {
-    if (name === '__metadata__') throw new XltFormatError("'__metadata__' is reserved and cannot name a tensor", { tensor: name });
-    if (!isDType(t.dtype)) throw new XltFormatError(`unknown dtype ${JSON.stringify(t.dtype)}`, { tensor: name });
+    if (name === '__metadata__')
+      throw new XltFormatError("'__metadata__' is reserved and cannot name a tensor", { tensor: name });
+    if (!isDType(t.dtype))
+      throw new XltFormatError(`unknown dtype ${JSON.stringify(t.dtype)}`, { tensor: name });
     const numel = t.shape.reduce((a, d) => a * d, 1);
     const want = expectedArray(t.dtype);
     if (t.data.constructor.name !== want) {
-      throw new XltFormatError(`dtype ${t.dtype} needs a ${want}, got a ${t.data.constructor.name}`, { tensor: name });
+      throw new XltFormatError(`dtype ${t.dtype} needs a ${want}, got a ${t.data.constructor.name}`, {
+        tensor: name,
+      });
     }
     if (t.data.length !== numel) {
-      throw new XltFormatError(`shape [${t.shape.join(', ')}] has ${numel} elements but data has ${t.data.length}`, { tensor: name });
+      throw new XltFormatError(
+        `shape [${t.shape.join(', ')}] has ${numel} elements but data has ${t.data.length}`,
+        { tensor: name },
+      );
     }
   }
   for (const [k, v] of Object.entries(metadata)) {
-    if (typeof v !== 'string') throw new XltFormatError(`metadata value for '${k}' must be a string`, { field: k });
+    if (typeof v !== 'string')
+      throw new XltFormatError(`metadata value for '${k}' must be a string`, { field: k });
   }
-  list.sort((a, b) => DTYPE_SIZE[b[1].dtype] - DTYPE_SIZE[a[1].dtype] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  list.sort(
+    (a, b) => DTYPE_SIZE[b[1].dtype] - DTYPE_SIZE[a[1].dtype] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0),
+  );
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
   let offset = 0;
@@ -355,7 +430,10 @@ export async function writeSafetensors(
       // temp file was never created
     }
     if (cause instanceof XltError) throw cause;
-    throw new XltError('IO', `writing safetensors failed: ${(cause as Error).message}`, { file: path, cause });
+    throw new XltError('IO', `writing safetensors failed: ${(cause as Error).message}`, {
+      file: path,
+      cause,
+    });
   }
 }
 
@@ -421,7 +499,8 @@ export function toFloat32(t: SafetensorsTensor): Float32Array {
   const out = new Float32Array(d.length);
   if (t.dtype === 'F16') for (let i = 0; i < d.length; i++) out[i] = f16ToF32(d[i] as number);
   else if (t.dtype === 'BF16') for (let i = 0; i < d.length; i++) out[i] = bf16ToF32(d[i] as number);
-  else if (d instanceof BigInt64Array || d instanceof BigUint64Array) for (let i = 0; i < d.length; i++) out[i] = Number(d[i]);
+  else if (d instanceof BigInt64Array || d instanceof BigUint64Array)
+    for (let i = 0; i < d.length; i++) out[i] = Number(d[i]);
   else for (let i = 0; i < d.length; i++) out[i] = d[i] as number;
   return out;
 }

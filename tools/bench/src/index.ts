@@ -1,1 +1,47 @@
-export {};
+/**
+ * `pnpm bench`: xlt's benchmarks. Each prints one line per measurement with medians; run it on an
+ * otherwise idle machine. `XLT_BENCH=matmul,tokenizer` selects suites.
+ */
+import { BACKEND_ORDER, type BackendName, initBackend } from '@xlt/core';
+import { matmulGflops } from './matmul.js';
+import { peakRssMiB } from './stats.js';
+
+export { median, timeRuns, peakRssMiB } from './stats.js';
+export { matmulGflops } from './matmul.js';
+
+async function availableBackends(): Promise<BackendName[]> {
+  const out: BackendName[] = [];
+  for (const b of BACKEND_ORDER) {
+    try {
+      await initBackend({ backend: b, log: false });
+      out.push(b);
+    } catch {
+      // not available on this machine
+    }
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const only = process.env.XLT_BENCH?.split(',').map((s) => s.trim());
+  const want = (s: string) => only === undefined || only.includes(s);
+  const backends = await availableBackends();
+  console.log(`backends available: ${backends.join(', ')}`);
+  if (want('matmul')) {
+    for (const b of backends) {
+      for (const n of [256, 512]) {
+        const g = await matmulGflops(b, n);
+        console.log(`matmul ${b} ${n}x${n}x${n}: ${g.toFixed(2)} GFLOP/s (median of 5)`);
+      }
+    }
+  }
+  console.log(`peak RSS: ${peakRssMiB().toFixed(0)} MiB`);
+}
+
+const isMain = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
+if (isMain) {
+  main().catch((e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  });
+}
