@@ -1,2 +1,2 @@
-export { Module, ModuleList, ModuleDict } from './nn/module.js';
-export { Linear, Embedding, LayerNorm, dropout, gelu, normalInit, type LinearLike } from './nn/layers.js';
+export { dropout, Embedding, gelu, LayerNorm, Linear, type LinearLike, normalInit } from './nn/layers.js';
+export { Module, ModuleDict, ModuleList } from './nn/module.js';

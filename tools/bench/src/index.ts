@@ -6,8 +6,8 @@ import { BACKEND_ORDER, type BackendName, initBackend } from '@xlt/core';
 import { matmulGflops } from './matmul.js';
 import { peakRssMiB } from './stats.js';
 
-export { median, timeRuns, peakRssMiB } from './stats.js';
 export { matmulGflops } from './matmul.js';
+export { median, peakRssMiB, timeRuns } from './stats.js';
 
 async function availableBackends(): Promise<BackendName[]> {
   const out: BackendName[] = [];

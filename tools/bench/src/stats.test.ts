@@ -9,9 +9,13 @@ describe('bench stats', () => {
   });
   it('runs the warm-up untimed and times each repetition', async () => {
     let calls = 0;
-    const t = await timeRuns(() => {
-      calls++;
-    }, 3, 2);
+    const t = await timeRuns(
+      () => {
+        calls++;
+      },
+      3,
+      2,
+    );
     expect(calls).toBe(5);
     expect(t).toHaveLength(3);
     expect(t.every((x) => x >= 0)).toBe(true);

@@ -26,7 +26,11 @@ export class Linear extends Module implements LinearLike {
   weight: tf.Variable;
   bias: tf.Variable | null;
 
-  constructor(inFeatures: number, outFeatures: number, options: { bias?: boolean; std?: number; rng?: Rng } = {}) {
+  constructor(
+    inFeatures: number,
+    outFeatures: number,
+    options: { bias?: boolean; std?: number; rng?: Rng } = {},
+  ) {
     super();
     this.inFeatures = inFeatures;
     this.outFeatures = outFeatures;

@@ -61,7 +61,8 @@ export abstract class Module {
     let m: Module = this;
     for (const part of path.split('.')) {
       const next = m._modules.get(part);
-      if (next === undefined) throw new XltNotFoundError(`no module '${part}' in path '${path}'`, { field: path });
+      if (next === undefined)
+        throw new XltNotFoundError(`no module '${part}' in path '${path}'`, { field: path });
       m = next;
     }
     return m;
