@@ -1,0 +1,28 @@
+export {
+  type EncoderConfig,
+  type ExportOptions,
+  type ExportResult,
+  exportToOnnx,
+  type HeadKind,
+  headFromArchitectures,
+  ONNX_IO,
+  type Weight,
+  type WeightSource,
+} from './export.js';
+export { exportModelDir, writeOnnxModel } from './files.js';
+export {
+  type AttrValue,
+  type Dim,
+  type ElemType,
+  GraphBuilder,
+  type InitData,
+  type ModelOptions,
+} from './graph.js';
+export {
+  type OnnxInputs,
+  OnnxModel,
+  type OnnxModelOptions,
+  type OnnxOutput,
+  readEncoderConfig,
+  safetensorsWeights,
+} from './runner.js';
