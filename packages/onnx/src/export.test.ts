@@ -4,6 +4,7 @@ import { sharedPath, sharedSkipReason } from '@xlt/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { exportToOnnx, type HeadKind } from './export.js';
 import { OnnxModel, readEncoderConfig, safetensorsWeights } from './runner.js';
+import { withPeftAdapter } from './weights.js';
 
 type Nested = number | Nested[];
 const flat = (x: Nested): number[] => (Array.isArray(x) ? x.flatMap(flat) : [x]);
@@ -96,4 +97,24 @@ describe.skipIf(skip)('ONNX export of plain XLM-R (xlmr-lora/base)', () => {
     const out = await m.run({ inputIds: ref.inputs.input_ids, attentionMask: ref.inputs.attention_mask });
     expect(maxAbsDiff(out.logits!.data, flat(ref.base_logits))).toBeLessThan(1e-4);
   });
+});
+
+describe.skipIf(skip)('ONNX export with a merged PEFT LoRA adapter', () => {
+  it.each(['lora_qv', 'lora_all'])(
+    '%s merged at export reproduces the PEFT logits within 1e-4',
+    async (name) => {
+      const ref = JSON.parse(readFileSync(sharedPath('fixtures', 'xlmr-lora', 'reference.json'), 'utf8'));
+      const dir = sharedPath('fixtures', 'xlmr-lora', 'base');
+      const config = readEncoderConfig(dir);
+      const base = safetensorsWeights(path.join(dir, 'model.safetensors'));
+      const weights = withPeftAdapter(base, sharedPath('fixtures', 'xlmr-lora', name));
+      const m = await OnnxModel.load(exportToOnnx({ config, weights }).model, { threads: 1 });
+      base.close();
+      const out = await m.run({ inputIds: ref.inputs.input_ids, attentionMask: ref.inputs.attention_mask });
+      const want = flat(ref[name].logits);
+      expect(maxAbsDiff(out.logits!.data, want)).toBeLessThan(1e-4);
+      // and the adapter really changes the output
+      expect(maxAbsDiff(out.logits!.data, flat(ref.base_logits))).toBeGreaterThan(1e-3);
+    },
+  );
 });

@@ -82,9 +82,8 @@ class Exporter {
   private readonly prefix: string;
   private readonly H: number;
   private readonly eps: number;
-  /** [B, S] as a 1-D int64 tensor, and [B, S, H]. */
+  /** [B, S] as a 1-D int64 tensor. */
   private shapeBS = '';
-  private shapeBSH = '';
 
   constructor(cfg: EncoderConfig, w: WeightSource) {
     this.cfg = cfg;
@@ -161,7 +160,6 @@ class Exporter {
     const mask = g.input('attention_mask', 'int64', ['batch', 'sequence']);
     const langIds = langs.length > 0 ? g.input('lang_ids', 'int64', ['batch']) : undefined;
     this.shapeBS = g.node('Shape', [ids]);
-    this.shapeBSH = g.node('Concat', [this.shapeBS, g.constInt64([H])], { axis: 0 });
     const pad = cfg.pad_token_id ?? 1;
 
     // embeddings: word + token type 0 + position (RoBERTa: cumsum of non-pad mask, offset by padding_idx)

@@ -26,3 +26,4 @@ export {
   readEncoderConfig,
   safetensorsWeights,
 } from './runner.js';
+export { moduleWeights, type NamedParameterSource, withPeftAdapter } from './weights.js';
