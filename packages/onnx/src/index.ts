@@ -27,3 +27,4 @@ export {
   safetensorsWeights,
 } from './runner.js';
 export { moduleWeights, type NamedParameterSource, withPeftAdapter } from './weights.js';
+export { randomWeights, weightShapes } from './random.js';

@@ -4,9 +4,11 @@
  */
 import { BACKEND_ORDER, type BackendName, initBackend } from '@xlt/core';
 import { matmulGflops } from './matmul.js';
+import { onnxInferenceTokensPerSecond, onnxMatmulGflops, SMALL_XMOD } from './onnx.js';
 import { peakRssMiB } from './stats.js';
 
 export { matmulGflops } from './matmul.js';
+export { encoderFlopsPerToken, onnxInferenceTokensPerSecond, onnxMatmulGflops, SMALL_XMOD } from './onnx.js';
 export { median, peakRssMiB, timeRuns } from './stats.js';
 
 async function availableBackends(): Promise<BackendName[]> {
@@ -33,6 +35,20 @@ async function main(): Promise<void> {
         const g = await matmulGflops(b, n);
         console.log(`matmul ${b} ${n}x${n}x${n}: ${g.toFixed(2)} GFLOP/s (median of 5)`);
       }
+    }
+  }
+  if (want('onnx')) {
+    for (const threads of [1, 2]) {
+      const lim = await onnxMatmulGflops(1024, threads);
+      console.log(
+        `matmul onnxruntime/cpu 1024x1024x1024 (${threads} thread${threads > 1 ? 's' : ''}): ${lim.toFixed(1)} GFLOP/s (median of 7)`,
+      );
+    }
+    for (const threads of [1, 2]) {
+      const r = await onnxInferenceTokensPerSecond(SMALL_XMOD, 16, 128, threads);
+      console.log(
+        `infer onnxruntime/cpu small-xmod (h256 l4 b16 s128, ${threads} thread${threads > 1 ? 's' : ''}): ${r.tokensPerSecond.toFixed(0)} tokens/s, ${r.gflops.toFixed(1)} GFLOP/s`,
+      );
     }
   }
   console.log(`peak RSS: ${peakRssMiB().toFixed(0)} MiB`);

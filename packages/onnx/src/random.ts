@@ -1,0 +1,76 @@
+import { Rng } from '@xlt/core';
+import type { EncoderConfig, HeadKind, Weight, WeightSource } from './export.js';
+
+/** Every weight name and shape of an X-Mod / XLM-R model with a head, as Hugging Face names them. */
+export function weightShapes(config: EncoderConfig, head: HeadKind): Map<string, number[]> {
+  const H = config.hidden_size;
+  const I = config.intermediate_size;
+  const m = new Map<string, number[]>();
+  const p = head === 'base' ? '' : 'roberta.';
+  m.set(`${p}embeddings.word_embeddings.weight`, [config.vocab_size, H]);
+  m.set(`${p}embeddings.position_embeddings.weight`, [(config as { max_position_embeddings?: number }).max_position_embeddings ?? 514, H]);
+  m.set(`${p}embeddings.token_type_embeddings.weight`, [config.type_vocab_size ?? 1, H]);
+  const ln = (n: string) => {
+    m.set(`${n}.weight`, [H]);
+    m.set(`${n}.bias`, [H]);
+  };
+  const lin = (n: string, i: number, o: number) => {
+    m.set(`${n}.weight`, [o, i]);
+    m.set(`${n}.bias`, [o]);
+  };
+  ln(`${p}embeddings.LayerNorm`);
+  const b = Math.floor(H / (config.adapter_reduction_factor ?? 2));
+  for (let l = 0; l < config.num_hidden_layers; l++) {
+    const L = `${p}encoder.layer.${l}`;
+    for (const q of ['query', 'key', 'value']) lin(`${L}.attention.self.${q}`, H, H);
+    lin(`${L}.attention.output.dense`, H, H);
+    ln(`${L}.attention.output.LayerNorm`);
+    lin(`${L}.intermediate.dense`, H, I);
+    lin(`${L}.output.dense`, I, H);
+    ln(`${L}.output.LayerNorm`);
+    if (config.adapter_layer_norm) ln(`${L}.output.adapter_layer_norm`);
+    for (const lang of config.languages ?? []) {
+      lin(`${L}.output.adapter_modules.${lang}.dense1`, H, b);
+      lin(`${L}.output.adapter_modules.${lang}.dense2`, b, H);
+    }
+  }
+  if (config.pre_norm) ln(`${p}encoder.LayerNorm`);
+  const nLabels = config.num_labels ?? (config.id2label ? Object.keys(config.id2label).length : 2);
+  if (head === 'masked-lm') {
+    lin('lm_head.dense', H, H);
+    ln('lm_head.layer_norm');
+    m.set('lm_head.bias', [config.vocab_size]);
+  } else if (head === 'sequence-classification') {
+    lin('classifier.dense', H, H);
+    lin('classifier.out_proj', H, nLabels);
+  } else if (head === 'token-classification') lin('classifier', H, nLabels);
+  else if (head === 'question-answering') lin('qa_outputs', H, 2);
+  return m;
+}
+
+/**
+ * Seeded random weights (N(0, std); LayerNorm weights 1 + N(0, std/10)), for tests and benchmarks
+ * that need a model of a given size without a checkpoint.
+ */
+export function randomWeights(config: EncoderConfig, head: HeadKind, seed = 0, std = 0.02): WeightSource & { names(): string[] } {
+  const shapes = weightShapes(config, head);
+  const cache = new Map<string, Weight>();
+  return {
+    names: () => [...shapes.keys()],
+    has: (n) => shapes.has(n),
+    get: (n) => {
+      const hit = cache.get(n);
+      if (hit) return hit;
+      const shape = shapes.get(n);
+      if (!shape) throw new Error(`no weight '${n}'`);
+      const rng = new Rng(seed).fork(n);
+      const size = shape.reduce((a, d) => a * d, 1);
+      const data = new Float32Array(size);
+      const isLnWeight = /(LayerNorm|layer_norm)\.weight$/.test(n);
+      for (let i = 0; i < size; i++) data[i] = isLnWeight ? 1 + rng.normal(0, std / 10) : rng.normal(0, std);
+      const w = { data, shape };
+      cache.set(n, w);
+      return w;
+    },
+  };
+}

@@ -1,0 +1,70 @@
+import { type EncoderConfig, exportToOnnx, OnnxModel, randomWeights } from '@xlt/onnx';
+import { median, timeRuns } from './stats.js';
+
+/** The small X-Mod the issues benchmark: hidden 256, 4 layers, 4 heads, FFN 1024. */
+export const SMALL_XMOD: EncoderConfig = {
+  model_type: 'xmod',
+  vocab_size: 8002,
+  hidden_size: 256,
+  num_hidden_layers: 4,
+  num_attention_heads: 4,
+  intermediate_size: 1024,
+  languages: ['en', 'de', 'fr', 'zh'],
+  default_language: 'en',
+  adapter_reduction_factor: 2,
+  adapter_layer_norm: false,
+  adapter_reuse_layer_norm: true,
+  ln_before_adapter: true,
+  pre_norm: false,
+};
+
+/** Forward FLOPs per token of an encoder (matmuls only): attention projections, scores, FFN, adapters. */
+export function encoderFlopsPerToken(c: EncoderConfig, seq: number): number {
+  const H = c.hidden_size;
+  const I = c.intermediate_size;
+  const b = Math.floor(H / (c.adapter_reduction_factor ?? 2));
+  const perLayer = 2 * (4 * H * H + 2 * H * I + (c.languages?.length ? 2 * H * b : 0)) + 2 * 2 * seq * H;
+  return c.num_hidden_layers * perLayer;
+}
+
+/** Batch inference tokens/s of an exported model on onnxruntime-node (median of `reps`). */
+export async function onnxInferenceTokensPerSecond(
+  config: EncoderConfig,
+  batch: number,
+  seq: number,
+  threads: number,
+  reps = 5,
+): Promise<{ tokensPerSecond: number; gflops: number }> {
+  const model = await OnnxModel.load(
+    exportToOnnx({ config, weights: randomWeights(config, 'base', 0), head: 'base' }).model,
+    { threads },
+  );
+  const ids = Array.from({ length: batch }, (_, i) =>
+    Array.from({ length: seq }, (_, j) => (j === 0 ? 0 : 4 + ((i * 31 + j * 7) % 7000))),
+  );
+  const langs = Array.from({ length: batch }, (_, i) => i % (config.languages?.length || 1));
+  const times = await timeRuns(async () => {
+    await model.run({ inputIds: ids, ...(config.languages?.length ? { langIds: langs } : {}) });
+  }, reps);
+  await model.release();
+  const tps = (batch * seq) / median(times);
+  return { tokensPerSecond: tps, gflops: (tps * encoderFlopsPerToken(config, seq)) / 1e9 };
+}
+
+/** fp32 matmul GFLOP/s of onnxruntime-node at n x n x n on `threads` threads: the machine's practical limit. */
+export async function onnxMatmulGflops(n: number, threads: number, reps = 7): Promise<number> {
+  const { GraphBuilder } = await import('@xlt/onnx');
+  const g = new GraphBuilder('matmul');
+  const a = g.input('a', 'float32', [n, n]);
+  const data = new Float32Array(n * n).map((_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
+  const b = g.initializer('b', data, [n, n]);
+  g.output(g.node('MatMul', [a, b]), 'c', 'float32', [n, n]);
+  const ort = await import('onnxruntime-node');
+  const session = await ort.InferenceSession.create(g.toBytes(), { intraOpNumThreads: threads });
+  const feed = { a: new ort.Tensor('float32', data, [n, n]) };
+  const times = await timeRuns(async () => {
+    await session.run(feed);
+  }, reps);
+  await session.release();
+  return (2 * n ** 3) / median(times) / 1e9;
+}
