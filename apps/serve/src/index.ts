@@ -1,1 +1,15 @@
-export {};
+export { type BatcherOptions, DynamicBatcher } from './batcher.js';
+export { detectLanguage, iso3Of } from './langid.js';
+export { type LoadResult, loadTest } from './load.js';
+export { ServeMetrics } from './metrics.js';
+export { ServedModel } from './model.js';
+export { createServer, HttpError, type ServeLimits, type ServeOptions, type XltServer } from './server.js';
+export type {
+  ClassifyResult,
+  Encoded,
+  FillResult,
+  QaResult,
+  ServeTokenizer,
+  TaggedWord,
+} from './tasks.js';
+export { whitespaceTokenizer, writeTinyModel } from './testing.js';

@@ -5,6 +5,7 @@
 import { BACKEND_ORDER, type BackendName, initBackend } from '@xlt/core';
 import { matmulGflops } from './matmul.js';
 import { onnxInferenceTokensPerSecond, onnxMatmulGflops, SMALL_XMOD } from './onnx.js';
+import { serveLoad } from './serve.js';
 import { peakRssMiB } from './stats.js';
 
 export { matmulGflops } from './matmul.js';
@@ -50,6 +51,9 @@ async function main(): Promise<void> {
         `infer onnxruntime/cpu small-xmod (h256 l4 b16 s128, ${threads} thread${threads > 1 ? 's' : ''}): ${r.tokensPerSecond.toFixed(0)} tokens/s, ${r.gflops.toFixed(1)} GFLOP/s`,
       );
     }
+  }
+  if (want('serve')) {
+    for (const line of await serveLoad()) console.log(line);
   }
   console.log(`peak RSS: ${peakRssMiB().toFixed(0)} MiB`);
 }

@@ -1,0 +1,47 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Prometheus metrics of one server (its own registry, so several servers can live in one process). */
+export class ServeMetrics {
+  readonly registry = new Registry();
+  readonly requestDuration: Histogram<'route' | 'status'>;
+  readonly requests: Counter<'route' | 'status'>;
+  readonly batchSize: Histogram;
+  readonly batchDuration: Histogram;
+  readonly queueLength: Gauge;
+
+  constructor(queueLength: () => number) {
+    this.requestDuration = new Histogram({
+      name: 'xlt_request_duration_seconds',
+      help: 'Request latency by route and status code',
+      labelNames: ['route', 'status'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [this.registry],
+    });
+    this.requests = new Counter({
+      name: 'xlt_requests_total',
+      help: 'Requests by route and status code',
+      labelNames: ['route', 'status'],
+      registers: [this.registry],
+    });
+    this.batchSize = new Histogram({
+      name: 'xlt_batch_size',
+      help: 'Examples per model call',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128],
+      registers: [this.registry],
+    });
+    this.batchDuration = new Histogram({
+      name: 'xlt_batch_duration_seconds',
+      help: 'Model call time per batch',
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [this.registry],
+    });
+    this.queueLength = new Gauge({
+      name: 'xlt_queue_length',
+      help: 'Examples waiting for a batch',
+      registers: [this.registry],
+      collect() {
+        this.set(queueLength());
+      },
+    });
+  }
+}

@@ -1,0 +1,160 @@
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
+import { SafetensorsReader, toFloat32, XltConfigError, XltNotFoundError, XltShapeError } from '@xlt/core';
+import {
+  type EncoderConfig,
+  exportToOnnx,
+  type HeadKind,
+  headFromArchitectures,
+  type OnnxInputs,
+  OnnxModel,
+  type OnnxOutput,
+  readEncoderConfig,
+  safetensorsWeights,
+  type Weight,
+  type WeightSource,
+} from '@xlt/onnx';
+
+/** Names of one language module's weights in layer `i`, as in an X-Mod checkpoint. */
+function moduleNames(prefix: string, layer: number, lang: string): string[] {
+  const base = `${prefix}encoder.layer.${layer}.output.adapter_modules.${lang}`;
+  return [`${base}.dense1.weight`, `${base}.dense1.bias`, `${base}.dense2.weight`, `${base}.dense2.bias`];
+}
+
+/**
+ * The model a server runs: a Hugging Face folder exported to ONNX at start, plus language modules
+ * added from disk (at start or at run time), after which the graph is rebuilt and swapped in.
+ */
+export class ServedModel {
+  readonly dir: string;
+  config: EncoderConfig;
+  readonly head: HeadKind;
+  private onnx: OnnxModel;
+  private readonly base: WeightSource & { close(): void };
+  private readonly extra = new Map<string, Weight>();
+  private readonly threads: number | undefined;
+  private readonly prefix: string;
+
+  private constructor(
+    dir: string,
+    config: EncoderConfig,
+    base: WeightSource & { close(): void },
+    onnx: OnnxModel,
+    threads?: number,
+  ) {
+    this.dir = dir;
+    this.config = config;
+    this.head = headFromArchitectures(config.architectures);
+    this.base = base;
+    this.onnx = onnx;
+    this.threads = threads;
+    this.prefix = base.has('roberta.embeddings.word_embeddings.weight') ? 'roberta.' : '';
+  }
+
+  /** Loads `dir` (config.json + model.safetensors) and every `<lang>.safetensors` in `modulesDir`. */
+  static async load(
+    dir: string,
+    options: { modulesDir?: string; threads?: number } = {},
+  ): Promise<ServedModel> {
+    const config = readEncoderConfig(dir);
+    const base = safetensorsWeights(path.join(dir, 'model.safetensors'));
+    const onnx = await OnnxModel.load(
+      exportToOnnx({ config, weights: base }).model,
+      options.threads !== undefined ? { threads: options.threads } : {},
+    );
+    const m = new ServedModel(dir, config, base, onnx, options.threads);
+    if (options.modulesDir !== undefined) {
+      for (const f of readdirSync(options.modulesDir)
+        .filter((x) => x.endsWith('.safetensors'))
+        .sort()) {
+        await m.addLanguage(path.basename(f, '.safetensors'), path.join(options.modulesDir, f));
+      }
+    }
+    return m;
+  }
+
+  get languages(): string[] {
+    return this.config.languages ?? [];
+  }
+
+  get defaultLanguage(): string | undefined {
+    return this.config.default_language ?? this.languages[0];
+  }
+
+  get id2label(): Record<string, string> {
+    return this.config.id2label ?? {};
+  }
+
+  get maxLength(): number {
+    const mpe = (this.config as { max_position_embeddings?: number }).max_position_embeddings ?? 514;
+    return mpe - (this.config.pad_token_id ?? 1) - 1;
+  }
+
+  /** Runs the current graph. */
+  run(inputs: OnnxInputs): Promise<Record<string, OnnxOutput>> {
+    return this.onnx.run(inputs);
+  }
+
+  /**
+   * Adds (or replaces) language `code` from a safetensors file holding its module in every layer
+   * (`roberta.encoder.layer.N.output.adapter_modules.<code>.dense{1,2}.{weight,bias}`, as xlt and
+   * transformers save them), rebuilds the graph and swaps it in.
+   */
+  async addLanguage(code: string, file: string): Promise<void> {
+    if (!/^[A-Za-z0-9_-]{1,32}$/.test(code))
+      throw new XltConfigError(`invalid language code '${code}'`, { field: 'code' });
+    if (this.languages.length === 0)
+      throw new XltConfigError('this model has no language modules (XLM-R): languages cannot be added');
+    const r = SafetensorsReader.open(file);
+    const loaded = new Map<string, Weight>();
+    try {
+      const H = this.config.hidden_size;
+      const b = Math.floor(H / (this.config.adapter_reduction_factor ?? 2));
+      const shapes = [[b, H], [b], [H, b], [H]];
+      for (let l = 0; l < this.config.num_hidden_layers; l++) {
+        moduleNames(this.prefix, l, code).forEach((n, k) => {
+          const alt = n.startsWith('roberta.') ? n.slice('roberta.'.length) : `roberta.${n}`;
+          const key = r.has(n) ? n : r.has(alt) ? alt : undefined;
+          if (key === undefined)
+            throw new XltNotFoundError('language module file lacks a weight', { file, tensor: n });
+          const t = r.get(key);
+          const want = shapes[k] as number[];
+          if (t.shape.join(',') !== want.join(','))
+            throw new XltShapeError('module weight has the wrong shape', {
+              file,
+              tensor: key,
+              expected: want,
+              got: t.shape,
+            });
+          loaded.set(n, { data: toFloat32(t), shape: t.shape });
+        });
+      }
+    } finally {
+      r.close();
+    }
+    const config: EncoderConfig = {
+      ...this.config,
+      languages: this.languages.includes(code) ? this.languages : [...this.languages, code],
+    };
+    const extra = new Map([...this.extra, ...loaded]);
+    const weights: WeightSource = {
+      has: (n) => extra.has(n) || this.base.has(n),
+      get: (n) => extra.get(n) ?? this.base.get(n),
+    };
+    const next = await OnnxModel.load(
+      exportToOnnx({ config, weights }).model,
+      this.threads !== undefined ? { threads: this.threads } : {},
+    );
+    const old = this.onnx;
+    this.onnx = next;
+    this.config = config;
+    for (const [k, v] of loaded) this.extra.set(k, v);
+    // a batch may still be running on the old session: release it once that has had time to finish
+    setTimeout(() => void old.release().catch(() => undefined), 30_000).unref();
+  }
+
+  async close(): Promise<void> {
+    await this.onnx.release();
+    this.base.close();
+  }
+}

@@ -1,0 +1,416 @@
+import { isXltError, XltConfigError, XltError, XltNotFoundError } from '@xlt/core';
+import type { OnnxOutput } from '@xlt/onnx';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { DynamicBatcher } from './batcher.js';
+import { detectLanguage } from './langid.js';
+import { ServeMetrics } from './metrics.js';
+import type { ServedModel } from './model.js';
+import { PAGE_HTML } from './page.js';
+import {
+  classifyRow,
+  type Encoded,
+  fillRow,
+  padBatch,
+  qaRow,
+  type ServeTokenizer,
+  tagRow,
+  truncate,
+} from './tasks.js';
+
+/** Limits on what a request may ask for; each breach is a 4xx that says which limit. */
+export interface ServeLimits {
+  /** Largest request body in bytes (413 above). Default 1 MiB. */
+  bodyBytes: number;
+  /** Longest text (or context) in UTF-16 code units (413 above). Default 20,000. */
+  textChars: number;
+  /** Most texts in one request (413 above). Default 64. */
+  batchItems: number;
+}
+
+export interface ServeOptions {
+  model: ServedModel;
+  tokenizer: ServeTokenizer;
+  /** Most examples per model call. Default 16. */
+  maxBatchSize?: number;
+  /** How long a request waits for others to batch with (ms). Default 5. */
+  maxWaitMs?: number;
+  limits?: Partial<ServeLimits>;
+  /** Bearer token for `/admin/*`; admin endpoints are off without one. */
+  adminToken?: string;
+  /** A request still waiting for the model after this long gets a 503. Default 30,000 ms. */
+  requestTimeoutMs?: number;
+  /** Fastify's logger (default off). */
+  logger?: boolean;
+}
+
+interface Item {
+  enc: Encoded;
+  lang: number | undefined;
+}
+interface RowOut {
+  out: Record<string, OnnxOutput>;
+  row: number;
+}
+
+/** An HTTP error with a status code and a message that says what was wrong. */
+export class HttpError extends XltError {
+  readonly status: number;
+  constructor(status: number, message: string, field?: string) {
+    super('CONFIG', message, field !== undefined ? { field } : {});
+    this.status = status;
+  }
+}
+
+const TASK_ROUTE = {
+  'sequence-classification': '/v1/classify',
+  'token-classification': '/v1/tag',
+  'question-answering': '/v1/qa',
+  'masked-lm': '/v1/fill',
+  base: '(none)',
+} as const;
+
+const textSchema = {
+  type: 'object',
+  properties: {
+    text: { type: 'string' },
+    texts: { type: 'array', items: { type: 'string' } },
+    lang: { type: 'string' },
+    topK: { type: 'integer', minimum: 1, maximum: 50 },
+  },
+  additionalProperties: false,
+} as const;
+const qaSchema = {
+  type: 'object',
+  required: ['question', 'context'],
+  properties: { question: { type: 'string' }, context: { type: 'string' }, lang: { type: 'string' } },
+  additionalProperties: false,
+} as const;
+
+/** A running server: the Fastify app plus a graceful `shutdown()`. */
+export interface XltServer {
+  app: FastifyInstance;
+  metrics: ServeMetrics;
+  /** Examples waiting for a batch. */
+  queueLength(): number;
+  /** Stops accepting requests, answers every accepted one, then releases the model. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Builds the inference server: `POST /v1/classify | /v1/tag | /v1/qa | /v1/fill` (whichever the
+ * model's head serves), `GET /v1/info`, `/healthz`, `/readyz`, `/metrics`, the page at `/`, and
+ * `POST /admin/languages` (bearer token) to add a language module at run time.
+ */
+export async function createServer(options: ServeOptions): Promise<XltServer> {
+  const { model, tokenizer } = options;
+  const limits: ServeLimits = { bodyBytes: 1 << 20, textChars: 20_000, batchItems: 64, ...options.limits };
+  const timeoutMs = options.requestTimeoutMs ?? 30_000;
+  let ready = false;
+  let shuttingDown = false;
+
+  const batcher = new DynamicBatcher<Item, RowOut>(
+    async (items) => {
+      const { inputIds, attentionMask } = padBatch(
+        items.map((i) => i.enc),
+        tokenizer.padTokenId,
+      );
+      const langs = items.map((i) => i.lang ?? 0);
+      const out = await model.run({
+        inputIds,
+        attentionMask,
+        ...(model.languages.length > 0 ? { langIds: langs } : {}),
+      });
+      return items.map((_, row) => ({ out, row }));
+    },
+    {
+      maxBatchSize: options.maxBatchSize ?? 16,
+      maxWaitMs: options.maxWaitMs ?? 5,
+      onBatch: (n, s) => {
+        metrics.batchSize.observe(n);
+        metrics.batchDuration.observe(s);
+      },
+    },
+  );
+  const metrics = new ServeMetrics(() => batcher.queueLength);
+
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: limits.bodyBytes,
+    forceCloseConnections: 'idle',
+  });
+
+  app.setErrorHandler(
+    (err: Error & { statusCode?: number; code?: string; validation?: unknown }, _req, reply) => {
+      let status = 500;
+      let code = 'INTERNAL';
+      let message = err.message;
+      if (err instanceof HttpError) {
+        status = err.status;
+        code = 'BAD_REQUEST';
+      } else if (isXltError(err)) {
+        status =
+          err.code === 'STATE'
+            ? 503
+            : ['NOT_FOUND', 'CONFIG', 'SHAPE', 'FORMAT'].includes(err.code)
+              ? 400
+              : 500;
+        code = err.code;
+      } else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+        status = 413;
+        code = 'BODY_TOO_LARGE';
+        message = `request body exceeds the limit of ${limits.bodyBytes} bytes`;
+      } else if (
+        err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ||
+        err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' ||
+        err instanceof SyntaxError
+      ) {
+        status = 400;
+        code = 'INVALID_JSON';
+        message = `request body is not valid JSON: ${err.message}`;
+      } else if (err.validation !== undefined) {
+        status = 400;
+        code = 'INVALID_REQUEST';
+      } else if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+        status = err.statusCode;
+        code = err.code ?? 'BAD_REQUEST';
+      }
+      void reply.status(status).send({ error: { code, message } });
+    },
+  );
+
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unknown';
+    const status = String(reply.statusCode);
+    metrics.requests.inc({ route, status });
+    metrics.requestDuration.observe({ route, status }, reply.elapsedTime / 1000);
+  });
+
+  app.addHook('onRequest', async (_req, reply) => {
+    if (shuttingDown) {
+      reply.header('connection', 'close');
+      await reply
+        .status(503)
+        .send({ error: { code: 'SHUTTING_DOWN', message: 'the server is shutting down' } });
+    }
+  });
+
+  const checkText = (t: string, field: string) => {
+    if (t.length === 0) throw new HttpError(400, `'${field}' is empty`, field);
+    if (t.length > limits.textChars)
+      throw new HttpError(
+        413,
+        `'${field}' has ${t.length} characters; the limit is ${limits.textChars}`,
+        field,
+      );
+  };
+
+  const resolveLang = (lang: string | undefined, text: string): number | undefined => {
+    if (model.languages.length === 0) {
+      if (lang !== undefined)
+        throw new HttpError(400, `this model has no language modules; omit 'lang'`, 'lang');
+      return undefined;
+    }
+    const code = lang ?? detectLanguage(text, model.languages) ?? model.defaultLanguage;
+    const idx = code !== undefined ? model.languages.indexOf(code) : -1;
+    if (idx < 0)
+      throw new HttpError(
+        400,
+        `unknown language '${lang}'; this model has ${model.languages.join(', ')}`,
+        'lang',
+      );
+    return idx;
+  };
+
+  const submit = async (item: Item): Promise<RowOut> => {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new HttpError(503, `timed out after ${timeoutMs} ms waiting for the model`)),
+        timeoutMs,
+      );
+    });
+    try {
+      return await Promise.race([batcher.submit(item), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  const requireHead = (head: keyof typeof TASK_ROUTE) => {
+    if (model.head !== head) {
+      throw new HttpError(400, `this model is a ${model.head} model: use ${TASK_ROUTE[model.head]}`);
+    }
+  };
+
+  type TextBody = { text?: string; texts?: string[]; lang?: string; topK?: number };
+  const textsOf = (body: TextBody): string[] => {
+    const texts = body.texts ?? (body.text !== undefined ? [body.text] : []);
+    if (texts.length === 0) throw new HttpError(400, "give 'text' or a non-empty 'texts'", 'text');
+    if (texts.length > limits.batchItems)
+      throw new HttpError(
+        413,
+        `'texts' has ${texts.length} items; the limit is ${limits.batchItems}`,
+        'texts',
+      );
+    for (const [i, t] of texts.entries()) checkText(t, body.texts ? `texts[${i}]` : 'text');
+    return texts;
+  };
+
+  const encodeAll = async (texts: string[], lang: string | undefined) =>
+    Promise.all(
+      texts.map(async (t) => ({
+        text: t,
+        enc: truncate(await tokenizer.encode(t), model.maxLength),
+        lang: resolveLang(lang, t),
+      })),
+    );
+
+  app.post(
+    '/v1/classify',
+    { schema: { body: textSchema } },
+    async (req: FastifyRequest<{ Body: TextBody }>) => {
+      requireHead('sequence-classification');
+      const items = await encodeAll(textsOf(req.body), req.body.lang);
+      const outs = await Promise.all(items.map((i) => submit({ enc: i.enc, lang: i.lang })));
+      const results = outs.map((o, k) => ({
+        ...classifyRow(o.out.logits as OnnxOutput, o.row, model.id2label),
+        lang: langCode(items[k]?.lang),
+      }));
+      return req.body.texts ? { results } : results[0];
+    },
+  );
+
+  app.post('/v1/tag', { schema: { body: textSchema } }, async (req: FastifyRequest<{ Body: TextBody }>) => {
+    requireHead('token-classification');
+    const items = await encodeAll(textsOf(req.body), req.body.lang);
+    const outs = await Promise.all(items.map((i) => submit({ enc: i.enc, lang: i.lang })));
+    const results = outs.map((o, k) => {
+      const it = items[k] as (typeof items)[number];
+      return {
+        words: tagRow(o.out.logits as OnnxOutput, o.row, it.enc, it.text, model.id2label),
+        lang: langCode(it.lang),
+      };
+    });
+    return req.body.texts ? { results } : results[0];
+  });
+
+  app.post(
+    '/v1/qa',
+    { schema: { body: qaSchema } },
+    async (req: FastifyRequest<{ Body: { question: string; context: string; lang?: string } }>) => {
+      requireHead('question-answering');
+      const { question, context, lang } = req.body;
+      checkText(question, 'question');
+      checkText(context, 'context');
+      const enc = truncate(await tokenizer.encode(question, context), model.maxLength);
+      const l = resolveLang(lang, context);
+      const o = await submit({ enc, lang: l });
+      return {
+        ...qaRow(o.out.start_logits as OnnxOutput, o.out.end_logits as OnnxOutput, o.row, enc, context),
+        lang: langCode(l),
+      };
+    },
+  );
+
+  app.post('/v1/fill', { schema: { body: textSchema } }, async (req: FastifyRequest<{ Body: TextBody }>) => {
+    requireHead('masked-lm');
+    const texts = textsOf(req.body);
+    const items = await encodeAll(texts, req.body.lang);
+    items.forEach((it, i) => {
+      if (!it.enc.ids.includes(tokenizer.maskTokenId)) {
+        throw new HttpError(
+          400,
+          `text ${i} has no ${tokenizer.idToToken(tokenizer.maskTokenId)} token to fill`,
+          'text',
+        );
+      }
+    });
+    const outs = await Promise.all(items.map((i) => submit({ enc: i.enc, lang: i.lang })));
+    const results = outs.map((o, k) => {
+      const it = items[k] as (typeof items)[number];
+      return {
+        masks: fillRow(
+          o.out.logits as OnnxOutput,
+          o.row,
+          it.enc,
+          tokenizer.maskTokenId,
+          req.body.topK ?? 5,
+          tokenizer,
+        ),
+        lang: langCode(it.lang),
+      };
+    });
+    return req.body.texts ? { results } : results[0];
+  });
+
+  const langCode = (i: number | undefined) => (i === undefined ? null : (model.languages[i] ?? null));
+
+  app.get('/v1/info', async () => ({
+    head: model.head,
+    languages: model.languages,
+    defaultLanguage: model.defaultLanguage ?? null,
+    labels: model.id2label,
+    maskToken: tokenizer.idToToken(tokenizer.maskTokenId) ?? '<mask>',
+    route: TASK_ROUTE[model.head],
+    limits,
+  }));
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply: FastifyReply) => {
+    if (!ready || shuttingDown)
+      return reply.status(503).send({ status: shuttingDown ? 'shutting down' : 'starting' });
+    return { status: 'ready', queue: batcher.queueLength };
+  });
+  app.get('/metrics', async (_req, reply) => {
+    void reply.header('content-type', metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+  app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').send(PAGE_HTML));
+
+  app.post(
+    '/admin/languages',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['code', 'path'],
+          properties: { code: { type: 'string' }, path: { type: 'string' } },
+          additionalProperties: false,
+        },
+      },
+    },
+    async (req: FastifyRequest<{ Body: { code: string; path: string } }>, reply) => {
+      if (options.adminToken === undefined)
+        throw new HttpError(404, 'admin endpoints are disabled (no admin token configured)');
+      const auth = req.headers.authorization;
+      if (auth === undefined) throw new HttpError(401, 'missing Authorization: Bearer <token>');
+      if (auth !== `Bearer ${options.adminToken}`) throw new HttpError(403, 'invalid admin token');
+      try {
+        await model.addLanguage(req.body.code, req.body.path);
+      } catch (e) {
+        if (e instanceof XltNotFoundError || e instanceof XltConfigError || isXltError(e))
+          throw new HttpError(400, (e as Error).message, 'path');
+        throw e;
+      }
+      return reply.status(201).send({ languages: model.languages });
+    },
+  );
+
+  await app.ready();
+  ready = true;
+
+  return {
+    app,
+    metrics,
+    queueLength: () => batcher.queueLength,
+    async shutdown() {
+      if (shuttingDown) return;
+      shuttingDown = true;
+      // stop listening; run what is queued now rather than after the batching wait; answer in-flight requests
+      const closing = app.close();
+      await batcher.drain();
+      await closing;
+      await model.close();
+    },
+  };
+}
