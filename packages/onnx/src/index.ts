@@ -18,6 +18,7 @@ export {
   type InitData,
   type ModelOptions,
 } from './graph.js';
+export { randomWeights, weightShapes } from './random.js';
 export {
   type OnnxInputs,
   OnnxModel,
@@ -26,5 +27,19 @@ export {
   readEncoderConfig,
   safetensorsWeights,
 } from './runner.js';
+export {
+  type CompiledTrainState,
+  CompiledTrainStep,
+  type CompiledTrainStepOptions,
+  linearWarmupDecay,
+  type TrainBatch,
+} from './step.js';
+export {
+  type AdamWSettings,
+  buildTrainGraph,
+  defaultNoDecay,
+  type TrainGraph,
+  type TrainGraphOptions,
+  type TrainGraphSignature,
+} from './train.js';
 export { moduleWeights, type NamedParameterSource, withPeftAdapter } from './weights.js';
-export { randomWeights, weightShapes } from './random.js';

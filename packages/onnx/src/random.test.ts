@@ -28,14 +28,23 @@ describe('export of generated models', () => {
   });
 
   it('routes each example through its own language module and pads without changing real tokens', async () => {
-    const m = await OnnxModel.load(exportToOnnx({ config: tiny, weights: randomWeights(tiny, 'masked-lm', 1), head: 'masked-lm' }).model);
+    const m = await OnnxModel.load(
+      exportToOnnx({ config: tiny, weights: randomWeights(tiny, 'masked-lm', 1), head: 'masked-lm' }).model,
+    );
     const ids = [0, 5, 6, 7, 2];
     const single = async (lang: string) => (await m.run({ inputIds: [ids], langIds: [lang] })).logits!.data;
     const en = await single('en');
     const de = await single('de');
     expect(Array.from(en)).not.toEqual(Array.from(de));
     // mixed batch, with padding on the second row: each row equals its single-example run
-    const out = await m.run({ inputIds: [ids, [...ids.slice(0, 4), 1]], attentionMask: [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]], langIds: ['de', 'en'] });
+    const out = await m.run({
+      inputIds: [ids, [...ids.slice(0, 4), 1]],
+      attentionMask: [
+        [1, 1, 1, 1, 1],
+        [1, 1, 1, 1, 0],
+      ],
+      langIds: ['de', 'en'],
+    });
     const V = 50;
     const row0 = Array.from(out.logits!.data.slice(0, 5 * V));
     expect(row0.every((v, i) => Math.abs(v - (de[i] as number)) < 1e-5)).toBe(true);
@@ -49,13 +58,20 @@ describe('export of generated models', () => {
 
   it('names a missing weight', () => {
     const w = randomWeights(tiny, 'masked-lm');
-    const holey = { has: (n: string) => n !== 'roberta.encoder.layer.1.attention.self.key.weight' && w.has(n), get: w.get };
-    expect(() => exportToOnnx({ config: tiny, weights: holey, head: 'masked-lm' })).toThrow(/layer\.1\.attention\.self\.key\.weight/);
+    const holey = {
+      has: (n: string) => n !== 'roberta.encoder.layer.1.attention.self.key.weight' && w.has(n),
+      get: w.get,
+    };
+    expect(() => exportToOnnx({ config: tiny, weights: holey, head: 'masked-lm' })).toThrow(
+      /layer\.1\.attention\.self\.key\.weight/,
+    );
   });
 
   it('names a weight of the wrong shape', () => {
     const w = randomWeights({ ...tiny, intermediate_size: 40 }, 'masked-lm');
-    expect(() => exportToOnnx({ config: tiny, weights: w, head: 'masked-lm' })).toThrow(/intermediate\.dense\.weight.*expected \[32, 16\], got \[40, 16\]|expected \[32, 16\], got \[40, 16\].*intermediate/);
+    expect(() => exportToOnnx({ config: tiny, weights: w, head: 'masked-lm' })).toThrow(
+      /intermediate\.dense\.weight.*expected \[32, 16\], got \[40, 16\]|expected \[32, 16\], got \[40, 16\].*intermediate/,
+    );
   });
 
   it('stores large weights in an external file that onnxruntime loads', async () => {
@@ -67,7 +83,13 @@ describe('export of generated models', () => {
     try {
       const w = randomWeights(tiny, 'masked-lm', 2);
       const inMem = await OnnxModel.load(exportToOnnx({ config: tiny, weights: w, head: 'masked-lm' }).model);
-      const res = exportToOnnx({ config: tiny, weights: w, head: 'masked-lm', externalThreshold: 256, externalLocation: 'm.onnx.data' });
+      const res = exportToOnnx({
+        config: tiny,
+        weights: w,
+        head: 'masked-lm',
+        externalThreshold: 256,
+        externalLocation: 'm.onnx.data',
+      });
       expect(res.external?.size ?? 0).toBeGreaterThan(0);
       const file = path.join(dir, 'm.onnx');
       writeOnnxModel(file, res);

@@ -8,7 +8,10 @@ export function weightShapes(config: EncoderConfig, head: HeadKind): Map<string,
   const m = new Map<string, number[]>();
   const p = head === 'base' ? '' : 'roberta.';
   m.set(`${p}embeddings.word_embeddings.weight`, [config.vocab_size, H]);
-  m.set(`${p}embeddings.position_embeddings.weight`, [(config as { max_position_embeddings?: number }).max_position_embeddings ?? 514, H]);
+  m.set(`${p}embeddings.position_embeddings.weight`, [
+    (config as { max_position_embeddings?: number }).max_position_embeddings ?? 514,
+    H,
+  ]);
   m.set(`${p}embeddings.token_type_embeddings.weight`, [config.type_vocab_size ?? 1, H]);
   const ln = (n: string) => {
     m.set(`${n}.weight`, [H]);
@@ -52,7 +55,12 @@ export function weightShapes(config: EncoderConfig, head: HeadKind): Map<string,
  * Seeded random weights (N(0, std); LayerNorm weights 1 + N(0, std/10)), for tests and benchmarks
  * that need a model of a given size without a checkpoint.
  */
-export function randomWeights(config: EncoderConfig, head: HeadKind, seed = 0, std = 0.02): WeightSource & { names(): string[] } {
+export function randomWeights(
+  config: EncoderConfig,
+  head: HeadKind,
+  seed = 0,
+  std = 0.02,
+): WeightSource & { names(): string[] } {
   const shapes = weightShapes(config, head);
   const cache = new Map<string, Weight>();
   return {

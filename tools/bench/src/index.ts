@@ -4,12 +4,23 @@
  */
 import { BACKEND_ORDER, type BackendName, initBackend } from '@xlt/core';
 import { matmulGflops } from './matmul.js';
-import { onnxInferenceTokensPerSecond, onnxMatmulGflops, SMALL_XMOD } from './onnx.js';
+import {
+  onnxInferenceTokensPerSecond,
+  onnxMatmulGflops,
+  onnxTrainTokensPerSecond,
+  SMALL_XMOD,
+} from './onnx.js';
 import { serveLoad } from './serve.js';
 import { peakRssMiB } from './stats.js';
 
 export { matmulGflops } from './matmul.js';
-export { encoderFlopsPerToken, onnxInferenceTokensPerSecond, onnxMatmulGflops, SMALL_XMOD } from './onnx.js';
+export {
+  encoderFlopsPerToken,
+  onnxInferenceTokensPerSecond,
+  onnxMatmulGflops,
+  onnxTrainTokensPerSecond,
+  SMALL_XMOD,
+} from './onnx.js';
 export { median, peakRssMiB, timeRuns } from './stats.js';
 
 async function availableBackends(): Promise<BackendName[]> {
@@ -38,19 +49,31 @@ async function main(): Promise<void> {
       }
     }
   }
-  if (want('onnx')) {
+  const limits = new Map<number, number>();
+  if (want('onnx') || want('train')) {
     for (const threads of [1, 2]) {
       const lim = await onnxMatmulGflops(1024, threads);
+      limits.set(threads, lim);
       console.log(
         `matmul onnxruntime/cpu 1024x1024x1024 (${threads} thread${threads > 1 ? 's' : ''}): ${lim.toFixed(1)} GFLOP/s (median of 7)`,
       );
     }
+  }
+  if (want('onnx')) {
     for (const threads of [1, 2]) {
       const r = await onnxInferenceTokensPerSecond(SMALL_XMOD, 16, 128, threads);
       console.log(
         `infer onnxruntime/cpu small-xmod (h256 l4 b16 s128, ${threads} thread${threads > 1 ? 's' : ''}): ${r.tokensPerSecond.toFixed(0)} tokens/s, ${r.gflops.toFixed(1)} GFLOP/s`,
       );
     }
+  }
+  if (want('train')) {
+    const threads = 2;
+    const r = await onnxTrainTokensPerSecond(SMALL_XMOD, 16, 128, threads);
+    const lim = limits.get(threads) ?? Number.NaN;
+    console.log(
+      `train onnxruntime/cpu small-xmod (h256 l4 b16 s128, ${threads} threads): ${r.tokensPerSecond.toFixed(0)} tokens/s, ${r.gflops.toFixed(1)} GFLOP/s, ${((100 * r.gflops) / lim).toFixed(0)}% of matmul limit`,
+    );
   }
   if (want('serve')) {
     for (const line of await serveLoad()) console.log(line);

@@ -68,3 +68,41 @@ export async function onnxMatmulGflops(n: number, threads: number, reps = 7): Pr
   await session.release();
   return (2 * n ** 3) / median(times) / 1e9;
 }
+
+/**
+ * Training tokens/s of the compiled ONNX train step (forward + backward + AdamW, MLM head, every
+ * parameter trainable) on `config`, and its GFLOP/s counting 3x the forward matmul FLOPs.
+ */
+export async function onnxTrainTokensPerSecond(
+  config: EncoderConfig,
+  batch: number,
+  seq: number,
+  threads: number,
+  reps = 5,
+): Promise<{ tokensPerSecond: number; gflops: number }> {
+  const { CompiledTrainStep, weightShapes } = await import('@xlt/onnx');
+  const weights = randomWeights(config, 'masked-lm', 0);
+  const trainable = [...weightShapes(config, 'masked-lm').keys()];
+  const step = await CompiledTrainStep.create({
+    config,
+    weights,
+    head: 'masked-lm',
+    trainable,
+    adamw: { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 },
+    threads,
+  });
+  const ids = Array.from({ length: batch }, (_, i) =>
+    Array.from({ length: seq }, (_, j) => (j === 0 ? 0 : 4 + ((i * 31 + j * 7) % (config.vocab_size - 5)))),
+  );
+  const labels = ids.map((row) => row.map((v, j) => (j % 7 === 3 ? v : -100)));
+  const langs = Array.from({ length: batch }, (_, i) => i % (config.languages?.length || 1));
+  const b = { inputIds: ids, labels, ...(config.languages?.length ? { langIds: langs } : {}) };
+  const times = await timeRuns(async () => {
+    await step.run(b, 1e-4);
+  }, reps);
+  await step.release();
+  const tps = (batch * seq) / median(times);
+  // + the MLM decoder (hidden x vocab) on every token, forward and backward
+  const flops = 3 * (encoderFlopsPerToken(config, seq) + 2 * config.hidden_size * config.vocab_size);
+  return { tokensPerSecond: tps, gflops: (tps * flops) / 1e9 };
+}

@@ -1,0 +1,702 @@
+import { XltConfigError, XltNotFoundError, XltShapeError } from '@xlt/core';
+import type { EncoderConfig, HeadKind, WeightSource } from './export.js';
+import { GraphBuilder } from './graph.js';
+
+/** A value in the training graph and whether a gradient must flow back to it. */
+interface T {
+  v: string;
+  rg: boolean;
+}
+
+/** Hyper-parameters baked into a compiled AdamW step (the learning rate and step are inputs). */
+export interface AdamWSettings {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** Parameters that get no weight decay (default: biases and LayerNorm weights). */
+  noDecay?: (name: string) => boolean;
+  /** Clip the global gradient norm to this (default: no clipping). */
+  maxGradNorm?: number;
+}
+
+export interface TrainGraphOptions {
+  config: EncoderConfig;
+  /** Values of every parameter (frozen ones are baked in as initializers; trainable ones only give shapes). */
+  weights: WeightSource;
+  head: HeadKind;
+  /** Hugging Face names of the parameters that train. */
+  trainable: string[];
+  /** `grads`: output raw gradients (for checks); `adamw`: output updated parameters and optimizer state. */
+  mode: 'grads' | 'adamw';
+  adamw?: AdamWSettings;
+}
+
+/** Graph inputs and outputs of a compiled train step, by role. */
+export interface TrainGraphSignature {
+  /** Batch inputs (`input_ids`, `attention_mask`, `lang_ids`?, and the head's labels). */
+  batch: string[];
+  /** Per trainable parameter: its graph input and (adamw) the m/v inputs and the three outputs. */
+  params: Array<{
+    name: string;
+    shape: number[];
+    input: string;
+    grad?: string;
+    m?: string;
+    v?: string;
+    newParam?: string;
+    newM?: string;
+    newV?: string;
+  }>;
+}
+
+export const defaultNoDecay = (name: string): boolean =>
+  name.endsWith('.bias') || /LayerNorm|layer_norm/.test(name);
+
+/**
+ * Builds one ONNX graph for a training step of an X-Mod / XLM-R model with a head: forward, loss,
+ * backward written per module (linear, LayerNorm, exact GELU, attention with mask, softmax, gathered
+ * language modules, embedding scatter-add, cross-entropy with ignore index, tied decoder), global
+ * gradient norm and clipping, and AdamW, with standard ONNX ops (opset 18) that the CPU build of
+ * onnxruntime runs. Frozen parameters are initializers and get no weight gradients.
+ */
+class TrainBuilder {
+  readonly g = new GraphBuilder('train_step');
+  private readonly cfg: EncoderConfig;
+  private readonly w: WeightSource;
+  private readonly trainable: Set<string>;
+  private readonly prefix: string;
+  private readonly H: number;
+  private readonly eps: number;
+  private readonly tape: Array<() => void> = [];
+  private readonly grads = new Map<string, string[]>();
+  readonly paramInputs = new Map<string, { input: string; shape: number[] }>();
+  readonly paramGrads = new Map<string, string[]>();
+  private readonly frozenCache = new Map<string, string>();
+  shapeBS = '';
+  N = ''; // scalar-ish [1] int64 value: number of tokens
+
+  constructor(cfg: EncoderConfig, w: WeightSource, trainable: string[]) {
+    this.cfg = cfg;
+    this.w = w;
+    this.trainable = new Set(trainable);
+    this.H = cfg.hidden_size;
+    this.eps = cfg.layer_norm_eps ?? 1e-5;
+    this.prefix = w.has('roberta.embeddings.word_embeddings.weight') ? 'roberta.' : '';
+    for (const n of trainable)
+      if (!w.has(n)) throw new XltNotFoundError('trainable parameter not in the model', { tensor: n });
+  }
+
+  // ---- parameters --------------------------------------------------------------------------
+  param(name: string, shape?: number[]): T {
+    if (!this.w.has(name)) throw new XltNotFoundError('missing weight', { tensor: name });
+    const t = this.w.get(name);
+    if (shape !== undefined && t.shape.join(',') !== shape.join(',')) {
+      throw new XltShapeError('weight has the wrong shape', { tensor: name, expected: shape, got: t.shape });
+    }
+    if (this.trainable.has(name)) {
+      let p = this.paramInputs.get(name);
+      if (p === undefined) {
+        p = { input: this.g.input(`param:${name}`, 'float32', t.shape), shape: t.shape };
+        this.paramInputs.set(name, p);
+      }
+      return { v: p.input, rg: true };
+    }
+    let c = this.frozenCache.get(name);
+    if (c === undefined) {
+      c = this.g.initializer(name, t.data, t.shape);
+      this.frozenCache.set(name, c);
+    }
+    return { v: c, rg: false };
+  }
+
+  private paramNameOf(v: string): string | undefined {
+    for (const [n, p] of this.paramInputs) if (p.input === v) return n;
+    return undefined;
+  }
+
+  // ---- gradient bookkeeping ------------------------------------------------------------------
+  /** Adds `grad` to the gradient of `t` (a parameter input or an activation). */
+  acc(t: T, grad: string): void {
+    if (!t.rg) return;
+    const pname = this.paramNameOf(t.v);
+    const m = pname !== undefined ? this.paramGrads : this.grads;
+    const key = pname ?? t.v;
+    const list = m.get(key) ?? [];
+    list.push(grad);
+    m.set(key, list);
+  }
+
+  /** The summed gradient of an activation (undefined when nothing flowed back to it). */
+  gradOf(t: T): string | undefined {
+    const list = this.grads.get(t.v);
+    if (list === undefined || list.length === 0) return undefined;
+    return list.length === 1 ? list[0] : this.g.node('Sum', list);
+  }
+
+  private push(out: T, backward: (dy: string) => void): void {
+    if (!out.rg) return;
+    this.tape.push(() => {
+      const dy = this.gradOf(out);
+      if (dy !== undefined) backward(dy);
+    });
+  }
+
+  runBackward(): void {
+    for (let i = this.tape.length - 1; i >= 0; i--) (this.tape[i] as () => void)();
+  }
+
+  // ---- ops with backward -------------------------------------------------------------------
+  c(v: number): string {
+    return this.g.constFloat(v);
+  }
+
+  /** x [N, in] -> x W^T + b. */
+  linear(x: T, name: string, inF: number, outF: number, bias = true): T {
+    const g = this.g;
+    const W = this.param(`${name}.weight`, [outF, inF]);
+    const b = bias ? this.param(`${name}.bias`, [outF]) : undefined;
+    const y = g.node('Gemm', b ? [x.v, W.v, b.v] : [x.v, W.v], { transB: 1 }, name);
+    const out = { v: y, rg: x.rg || W.rg || (b?.rg ?? false) };
+    this.push(out, (dy) => {
+      if (x.rg) this.acc(x, g.node('MatMul', [dy, W.v]));
+      if (W.rg) this.acc(W, g.node('Gemm', [dy, x.v], { transA: 1 }));
+      if (b?.rg) this.acc(b, g.node('ReduceSum', [dy, g.constInt64([0])], { keepdims: 0 }));
+    });
+    return out;
+  }
+
+  /** a + b; `bReduce` lists the axes along which b was broadcast (its gradient is summed over them). */
+  add(a: T, b: T, bReduce?: number[]): T {
+    const out = { v: this.g.node('Add', [a.v, b.v]), rg: a.rg || b.rg };
+    this.push(out, (dy) => {
+      this.acc(a, dy);
+      this.acc(b, bReduce ? this.g.node('ReduceSum', [dy, this.g.constInt64(bReduce)], { keepdims: 1 }) : dy);
+    });
+    return out;
+  }
+
+  /** LayerNorm over the last axis of [N, H]. */
+  layerNorm(x: T, name: string): T {
+    const g = this.g;
+    const gamma = this.param(`${name}.weight`, [this.H]);
+    const beta = this.param(`${name}.bias`, [this.H]);
+    const [y, mean, inv] = g.nodeN(
+      'LayerNormalization',
+      [x.v, gamma.v, beta.v],
+      3,
+      { axis: -1, epsilon: { float: this.eps } },
+      name,
+    ) as [string, string, string];
+    const out = { v: y, rg: x.rg || gamma.rg || beta.rg };
+    this.push(out, (dy) => {
+      const xhat = g.node('Mul', [g.node('Sub', [x.v, mean]), inv]);
+      if (gamma.rg)
+        this.acc(gamma, g.node('ReduceSum', [g.node('Mul', [dy, xhat]), g.constInt64([0])], { keepdims: 0 }));
+      if (beta.rg) this.acc(beta, g.node('ReduceSum', [dy, g.constInt64([0])], { keepdims: 0 }));
+      if (x.rg) {
+        const dxhat = g.node('Mul', [dy, gamma.v]);
+        const m1 = g.node('ReduceMean', [dxhat, g.constInt64([-1])], { keepdims: 1 });
+        const m2 = g.node('ReduceMean', [g.node('Mul', [dxhat, xhat]), g.constInt64([-1])], { keepdims: 1 });
+        this.acc(
+          x,
+          g.node('Mul', [inv, g.node('Sub', [g.node('Sub', [dxhat, m1]), g.node('Mul', [xhat, m2])])]),
+        );
+      }
+    });
+    return out;
+  }
+
+  /** Exact GELU: x Phi(x); derivative Phi(x) + x phi(x). */
+  gelu(x: T): T {
+    const g = this.g;
+    const cdf = g.node('Mul', [
+      g.node('Add', [g.node('Erf', [g.node('Mul', [x.v, this.c(Math.SQRT1_2)])]), this.c(1)]),
+      this.c(0.5),
+    ]);
+    const out = { v: g.node('Mul', [x.v, cdf], {}, 'gelu'), rg: x.rg };
+    this.push(out, (dy) => {
+      const pdf = g.node('Mul', [
+        g.node('Exp', [g.node('Mul', [g.node('Mul', [x.v, x.v]), this.c(-0.5)])]),
+        this.c(1 / Math.sqrt(2 * Math.PI)),
+      ]);
+      this.acc(x, g.node('Mul', [dy, g.node('Add', [cdf, g.node('Mul', [x.v, pdf])])]));
+    });
+    return out;
+  }
+
+  tanh(x: T): T {
+    const g = this.g;
+    const y = g.node('Tanh', [x.v]);
+    const out = { v: y, rg: x.rg };
+    this.push(out, (dy) =>
+      this.acc(x, g.node('Mul', [dy, g.node('Sub', [this.c(1), g.node('Mul', [y, y])])])),
+    );
+    return out;
+  }
+
+  /** [N, H] -> [B, nh, S, dh] (perm 0213) or [B, nh, dh, S] (perm 0231). */
+  private heads(v: string, perm: number[]): string {
+    const g = this.g;
+    const nh = this.cfg.num_attention_heads;
+    const shape = g.node('Concat', [this.shapeBS, g.constInt64([nh, this.H / nh])], { axis: 0 });
+    return g.node('Transpose', [g.node('Reshape', [v, shape])], { perm });
+  }
+
+  /** Inverse of heads(perm 0213): [B, nh, S, dh] -> [N, H]. */
+  private unheads(v: string): string {
+    const g = this.g;
+    return g.node('Reshape', [g.node('Transpose', [v], { perm: [0, 2, 1, 3] }), g.constInt64([-1, this.H])]);
+  }
+
+  /** Scaled dot-product attention with an additive mask [B, 1, 1, S]; q, k, v and the result are [N, H]. */
+  attention(q: T, k: T, v: T, ext4: string): T {
+    const g = this.g;
+    const dh = this.H / this.cfg.num_attention_heads;
+    const scale = this.c(1 / Math.sqrt(dh));
+    const q4 = this.heads(q.v, [0, 2, 1, 3]);
+    const k4 = this.heads(k.v, [0, 2, 1, 3]);
+    const v4 = this.heads(v.v, [0, 2, 1, 3]);
+    const kT = g.node('Transpose', [k4], { perm: [0, 1, 3, 2] });
+    const scores = g.node('Add', [g.node('Div', [g.node('MatMul', [q4, kT]), this.c(Math.sqrt(dh))]), ext4]);
+    const p = g.node('Softmax', [scores], { axis: -1 });
+    const ctx = g.node('MatMul', [p, v4]);
+    const out = { v: this.unheads(ctx), rg: q.rg || k.rg || v.rg };
+    this.push(out, (dy) => {
+      const dctx = this.heads(dy, [0, 2, 1, 3]);
+      if (v.rg)
+        this.acc(v, this.unheads(g.node('MatMul', [g.node('Transpose', [p], { perm: [0, 1, 3, 2] }), dctx])));
+      const dp = g.node('MatMul', [dctx, g.node('Transpose', [v4], { perm: [0, 1, 3, 2] })]);
+      const ds = g.node('Mul', [
+        p,
+        g.node('Sub', [
+          dp,
+          g.node('ReduceSum', [g.node('Mul', [dp, p]), g.constInt64([-1])], { keepdims: 1 }),
+        ]),
+      ]);
+      const dss = g.node('Mul', [ds, scale]);
+      if (q.rg) this.acc(q, this.unheads(g.node('MatMul', [dss, k4])));
+      if (k.rg)
+        this.acc(k, this.unheads(g.node('MatMul', [g.node('Transpose', [dss], { perm: [0, 1, 3, 2] }), q4])));
+    });
+    return out;
+  }
+
+  /** Rows of an embedding table gathered by int64 indices of any shape, flattened to [N, H]. */
+  gatherRows(table: T, idx: string, rows: number): T {
+    const g = this.g;
+    const flatIdx = g.node('Reshape', [idx, g.constInt64([-1])]);
+    const out = { v: g.node('Gather', [table.v, flatIdx], { axis: 0 }), rg: table.rg };
+    this.push(out, (dy) => {
+      const zeros = g.node('ConstantOfShape', [g.constInt64([rows, this.H])]);
+      this.acc(
+        table,
+        g.node('ScatterND', [zeros, g.node('Unsqueeze', [flatIdx, g.constInt64([1])]), dy], {
+          reduction: 'add',
+        }),
+      );
+    });
+    return out;
+  }
+
+  /** One row (index 0) of the token-type table broadcast over [N, H]. */
+  firstRow(table: T, rows: number): T {
+    const g = this.g;
+    const out = { v: g.node('Gather', [table.v, g.constInt64(0)], { axis: 0 }), rg: table.rg };
+    this.push(out, (dy) => {
+      const row = g.node('ReduceSum', [dy, g.constInt64([0])], { keepdims: 1 });
+      const pad = g.node('ConstantOfShape', [g.constInt64([rows - 1, this.H])]);
+      this.acc(table, rows > 1 ? g.node('Concat', [row, pad], { axis: 0 }) : row);
+    });
+    return out;
+  }
+
+  /** X-Mod language modules: each example through its own language's bottleneck; weights gathered by lang_ids. */
+  adapter(x: T, name: string, langIds: string): T {
+    const g = this.g;
+    const H = this.H;
+    const langs = this.cfg.languages ?? [];
+    const b = Math.floor(H / (this.cfg.adapter_reduction_factor ?? 2));
+    const stackT = (suffix: string, shape: number[]): T => {
+      const parts = langs.map((l) => this.param(`${name}.output.adapter_modules.${l}.${suffix}`, shape));
+      const rg = parts.some((p) => p.rg);
+      // [L, in, out] (weights transposed) or [L, 1, out] (biases)
+      const items = parts.map((p) =>
+        g.node('Unsqueeze', [
+          shape.length === 2
+            ? g.node('Transpose', [p.v], { perm: [1, 0] })
+            : g.node('Unsqueeze', [p.v, g.constInt64([0])]),
+          g.constInt64([0]),
+        ]),
+      );
+      const stacked = {
+        v: items.length === 1 ? (items[0] as string) : g.node('Concat', items, { axis: 0 }),
+        rg,
+      };
+      this.push(stacked, (dy) => {
+        parts.forEach((p, li) => {
+          if (!p.rg) return;
+          const sl = g.node('Gather', [dy, g.constInt64(li)], { axis: 0 });
+          this.acc(
+            p,
+            shape.length === 2
+              ? g.node('Transpose', [sl], { perm: [1, 0] })
+              : g.node('Reshape', [sl, g.constInt64([-1])]),
+          );
+        });
+      });
+      return stacked;
+    };
+    const gathered = (s: T, last: number, rows: number): T => {
+      const out = { v: g.node('Gather', [s.v, langIds], { axis: 0 }), rg: s.rg };
+      this.push(out, (dy) => {
+        const zeros = g.node('ConstantOfShape', [g.constInt64([langs.length, rows, last])]);
+        this.acc(
+          s,
+          g.node('ScatterND', [zeros, g.node('Unsqueeze', [langIds, g.constInt64([1])]), dy], {
+            reduction: 'add',
+          }),
+        );
+      });
+      return out;
+    };
+    const W1 = gathered(stackT('dense1.weight', [b, H]), b, H);
+    const B1 = gathered(stackT('dense1.bias', [b]), b, 1);
+    const W2 = gathered(stackT('dense2.weight', [H, b]), H, b);
+    const B2 = gathered(stackT('dense2.bias', [H]), H, 1);
+    const x3 = this.to3d(x, H);
+    const a1 = this.add(this.bmm(x3, W1), B1, [1]);
+    const a2 = this.add(this.bmm(this.gelu(a1), W2), B2, [1]);
+    return this.to2d(a2, H);
+  }
+
+  /** [B, S, i] @ [B, i, o] -> [B, S, o]. */
+  bmm(a: T, w: T): T {
+    const g = this.g;
+    const out = { v: g.node('MatMul', [a.v, w.v]), rg: a.rg || w.rg };
+    this.push(out, (dy) => {
+      if (a.rg) this.acc(a, g.node('MatMul', [dy, g.node('Transpose', [w.v], { perm: [0, 2, 1] })]));
+      if (w.rg) this.acc(w, g.node('MatMul', [g.node('Transpose', [a.v], { perm: [0, 2, 1] }), dy]));
+    });
+    return out;
+  }
+
+  to3d(x: T, last: number): T {
+    const g = this.g;
+    const out = {
+      v: g.node('Reshape', [x.v, g.node('Concat', [this.shapeBS, g.constInt64([last])], { axis: 0 })]),
+      rg: x.rg,
+    };
+    this.push(out, (dy) => this.acc(x, g.node('Reshape', [dy, g.constInt64([-1, last])])));
+    return out;
+  }
+
+  to2d(x: T, last: number): T {
+    const g = this.g;
+    const out = { v: g.node('Reshape', [x.v, g.constInt64([-1, last])]), rg: x.rg };
+    this.push(out, (dy) =>
+      this.acc(
+        x,
+        g.node('Reshape', [dy, g.node('Concat', [this.shapeBS, g.constInt64([last])], { axis: 0 })]),
+      ),
+    );
+    return out;
+  }
+
+  /** Rows `idx` (int64 [M]) of x [N, H]; gradient scattered back (indices are distinct). */
+  rows(x: T, idx: string, last: number): T {
+    const g = this.g;
+    const out = { v: g.node('Gather', [x.v, idx], { axis: 0 }), rg: x.rg };
+    this.push(out, (dy) => {
+      const zeros = g.node('ConstantOfShape', [
+        g.node('Concat', [this.N, g.constInt64([last])], { axis: 0 }),
+      ]);
+      this.acc(x, g.node('ScatterND', [zeros, g.node('Unsqueeze', [idx, g.constInt64([1])]), dy]));
+    });
+    return out;
+  }
+
+  /**
+   * Mean cross-entropy of logits [M, C] against int64 labels [M], ignoring -100 (as torch's
+   * CrossEntropyLoss). Seeds the backward pass with d loss / d logits times `weight`.
+   */
+  crossEntropy(logits: T, labels: string, depth: string, weight = 1): string {
+    const g = this.g;
+    const valid = g.node('Not', [g.node('Equal', [labels, g.constInt64(-100)])]);
+    const validF = g.node('Cast', [valid], { to: 1 });
+    const safe = g.node('Where', [valid, labels, g.constInt64(0)]);
+    const logp = g.node('LogSoftmax', [logits.v], { axis: -1 });
+    const onehot = g.node('OneHot', [safe, depth, g.constFloat([0, 1])], { axis: -1 });
+    const nll = g.node('Neg', [
+      g.node('ReduceSum', [g.node('Mul', [logp, onehot]), g.constInt64([-1])], { keepdims: 0 }),
+    ]);
+    const count = g.node('Max', [g.node('ReduceSum', [validF], { keepdims: 0 }), this.c(1)]);
+    const loss = g.node('Div', [g.node('ReduceSum', [g.node('Mul', [nll, validF])], { keepdims: 0 }), count]);
+    if (logits.rg) {
+      const scale = g.node('Div', [g.node('Unsqueeze', [validF, g.constInt64([1])]), count]);
+      const dlogits = g.node('Mul', [g.node('Sub', [g.node('Exp', [logp]), onehot]), scale]);
+      this.acc(logits, weight === 1 ? dlogits : g.node('Mul', [dlogits, this.c(weight)]));
+    }
+    return loss;
+  }
+
+  // ---- the model ---------------------------------------------------------------------------
+  build(head: HeadKind): { loss: string; batch: string[] } {
+    const { g, cfg, H } = this;
+    const p = this.prefix;
+    const langs = cfg.languages ?? [];
+    if (cfg.num_hidden_layers === undefined || H % cfg.num_attention_heads !== 0) {
+      throw new XltConfigError(
+        `hidden_size ${H} is not a multiple of num_attention_heads ${cfg.num_attention_heads}`,
+      );
+    }
+    const ids = g.input('input_ids', 'int64', ['batch', 'sequence']);
+    const mask = g.input('attention_mask', 'int64', ['batch', 'sequence']);
+    const batch = [ids, mask];
+    const langIds = langs.length > 0 ? g.input('lang_ids', 'int64', ['batch']) : undefined;
+    if (langIds) batch.push(langIds);
+    this.shapeBS = g.node('Shape', [ids]);
+    this.N = g.node('ReduceProd', [this.shapeBS], { keepdims: 1 });
+    const pad = cfg.pad_token_id ?? 1;
+
+    const notPad = g.node('Cast', [g.node('Not', [g.node('Equal', [ids, g.constInt64(pad)])])], { to: 7 });
+    const pos = g.node('Add', [
+      g.node('Mul', [g.node('CumSum', [notPad, g.constInt64(1)]), notPad]),
+      g.constInt64(pad),
+    ]);
+    const we = this.param(`${p}embeddings.word_embeddings.weight`, [cfg.vocab_size, H]);
+    const pe = this.param(`${p}embeddings.position_embeddings.weight`);
+    const te = this.param(`${p}embeddings.token_type_embeddings.weight`);
+    const peRows = (this.w.get(`${p}embeddings.position_embeddings.weight`).shape[0] as number) ?? 0;
+    const teRows = (this.w.get(`${p}embeddings.token_type_embeddings.weight`).shape[0] as number) ?? 1;
+    let x = this.add(
+      this.add(this.gatherRows(we, ids, cfg.vocab_size), this.gatherRows(pe, pos, peRows)),
+      this.firstRow(te, teRows),
+    );
+    x = this.layerNorm(x, `${p}embeddings.LayerNorm`);
+
+    const maskF = g.node('Cast', [mask], { to: 1 });
+    const ext = g.node('Mul', [g.node('Sub', [this.c(1), maskF]), this.c(-3.4028234663852886e38)]);
+    const ext4 = g.node('Unsqueeze', [ext, g.constInt64([1, 2])]);
+    for (let i = 0; i < cfg.num_hidden_layers; i++)
+      x = this.layer(x, `${p}encoder.layer.${i}`, ext4, langIds);
+    if (cfg.pre_norm) x = this.layerNorm(x, `${p}encoder.LayerNorm`);
+
+    const nLabels = cfg.num_labels ?? (cfg.id2label ? Object.keys(cfg.id2label).length : 2);
+    let loss: string;
+    if (head === 'masked-lm') {
+      const labels = g.input('labels', 'int64', ['batch', 'sequence']);
+      batch.push(labels);
+      let h = this.gelu(this.linear(x, 'lm_head.dense', H, H));
+      h = this.layerNorm(h, 'lm_head.layer_norm');
+      const decName =
+        this.w.has('lm_head.decoder.weight') && !this.trainable.has(`${p}embeddings.word_embeddings.weight`)
+          ? 'lm_head.decoder.weight'
+          : `${p}embeddings.word_embeddings.weight`;
+      const E = this.param(decName, [cfg.vocab_size, H]);
+      const bias = this.param('lm_head.bias', [cfg.vocab_size]);
+      const logitsV = g.node('Gemm', [h.v, E.v, bias.v], { transB: 1 }, 'lm_head.decoder');
+      const logits = { v: logitsV, rg: h.rg || E.rg || bias.rg };
+      this.push(logits, (dy) => {
+        if (h.rg) this.acc(h, g.node('MatMul', [dy, E.v]));
+        if (E.rg) this.acc(E, g.node('Gemm', [dy, h.v], { transA: 1 }));
+        if (bias.rg) this.acc(bias, g.node('ReduceSum', [dy, g.constInt64([0])], { keepdims: 0 }));
+      });
+      loss = this.crossEntropy(
+        logits,
+        g.node('Reshape', [labels, g.constInt64([-1])]),
+        g.constInt64(cfg.vocab_size),
+      );
+    } else if (head === 'token-classification') {
+      const labels = g.input('labels', 'int64', ['batch', 'sequence']);
+      batch.push(labels);
+      loss = this.crossEntropy(
+        this.linear(x, 'classifier', H, nLabels),
+        g.node('Reshape', [labels, g.constInt64([-1])]),
+        g.constInt64(nLabels),
+      );
+    } else if (head === 'sequence-classification') {
+      const labels = g.input('labels', 'int64', ['batch']);
+      batch.push(labels);
+      const B = g.node('Gather', [this.shapeBS, g.constInt64(0)], { axis: 0 });
+      const S = g.node('Gather', [this.shapeBS, g.constInt64(1)], { axis: 0 });
+      const firstIdx = g.node('Range', [g.constInt64(0), g.node('Mul', [B, S]), S]);
+      const first = this.rows(x, firstIdx, H);
+      const h = this.tanh(this.linear(first, 'classifier.dense', H, H));
+      loss = this.crossEntropy(
+        this.linear(h, 'classifier.out_proj', H, nLabels),
+        labels,
+        g.constInt64(nLabels),
+      );
+    } else if (head === 'question-answering') {
+      const sp = g.input('start_positions', 'int64', ['batch']);
+      const ep = g.input('end_positions', 'int64', ['batch']);
+      batch.push(sp, ep);
+      const se = this.to3d(this.linear(x, 'qa_outputs', H, 2), 2); // [B, S, 2]
+      const S = g.node('Gather', [this.shapeBS, g.constInt64(1)], { axis: 0 });
+      // transformers clamps positions to [0, S] and ignores index S
+      const clamp = (t: string) => {
+        const c = g.node('Min', [g.node('Max', [t, g.constInt64(0)]), S]);
+        return g.node('Where', [g.node('Equal', [c, S]), g.constInt64(-100), c]);
+      };
+      const part = (k: number): T => {
+        const out = {
+          v: g.node('Squeeze', [
+            g.node('Slice', [se.v, g.constInt64([k]), g.constInt64([k + 1]), g.constInt64([2])]),
+            g.constInt64([2]),
+          ]),
+          rg: se.rg,
+        };
+        this.push(out, (dy) => {
+          const z = g.node('Mul', [dy, this.c(0)]);
+          const parts = k === 0 ? [dy, z] : [z, dy];
+          this.acc(
+            se,
+            g.node(
+              'Concat',
+              parts.map((q) => g.node('Unsqueeze', [q, g.constInt64([2])])),
+              { axis: 2 },
+            ),
+          );
+        });
+        return out;
+      };
+      const sl = this.crossEntropy(part(0), clamp(sp), S, 0.5);
+      const el = this.crossEntropy(part(1), clamp(ep), S, 0.5);
+      loss = g.node('Div', [g.node('Add', [sl, el]), this.c(2)]);
+    } else {
+      throw new XltConfigError(`head '${head}' cannot be trained (no loss)`, { field: 'head' });
+    }
+    return { loss, batch };
+  }
+
+  private layer(x: T, name: string, ext4: string, langIds: string | undefined): T {
+    const { cfg, H } = this;
+    const pre = cfg.pre_norm === true;
+    const attLN = `${name}.attention.output.LayerNorm`;
+    const outLN = `${name}.output.LayerNorm`;
+    let residual = x;
+    const h = pre ? this.layerNorm(x, attLN) : x;
+    const q = this.linear(h, `${name}.attention.self.query`, H, H);
+    const k = this.linear(h, `${name}.attention.self.key`, H, H);
+    const v = this.linear(h, `${name}.attention.self.value`, H, H);
+    const ctx = this.attention(q, k, v, ext4);
+    let att = this.add(this.linear(ctx, `${name}.attention.output.dense`, H, H), residual);
+    if (!pre) att = this.layerNorm(att, attLN);
+    residual = att;
+    const h2 = pre ? this.layerNorm(att, outLN) : att;
+    const inter = this.gelu(this.linear(h2, `${name}.intermediate.dense`, H, cfg.intermediate_size));
+    let out = this.add(this.linear(inter, `${name}.output.dense`, cfg.intermediate_size, H), residual);
+    if (langIds !== undefined) {
+      const lnBefore = cfg.ln_before_adapter !== false;
+      let res2 = out;
+      let a = out;
+      if (cfg.adapter_layer_norm) a = this.layerNorm(out, `${name}.output.adapter_layer_norm`);
+      else if (cfg.adapter_reuse_layer_norm !== false) a = this.layerNorm(out, outLN);
+      if (lnBefore) res2 = a;
+      out = this.add(this.adapter(a, name, langIds), res2);
+    }
+    if (!pre) out = this.layerNorm(out, outLN);
+    return out;
+  }
+}
+
+/** A compiled train step: the ONNX bytes and what its inputs and outputs mean. */
+export interface TrainGraph {
+  model: Uint8Array;
+  signature: TrainGraphSignature;
+}
+
+/** Compiles a training step (see {@link TrainBuilder}) to an ONNX model. */
+export function buildTrainGraph(options: TrainGraphOptions): TrainGraph {
+  const b = new TrainBuilder(options.config, options.weights, options.trainable);
+  const g = b.g;
+  const { loss, batch } = b.build(options.head);
+  g.output(loss, 'loss', 'float32', []);
+  // seed: d loss / d loss = 1 is folded into crossEntropy; run the tape
+  b.runBackward();
+  const params: TrainGraphSignature['params'] = [];
+  const gradOf = new Map<string, string>();
+  for (const name of options.trainable) {
+    const p = b.paramInputs.get(name);
+    if (p === undefined) {
+      throw new XltConfigError(`trainable parameter '${name}' is not used by the ${options.head} graph`, {
+        tensor: name,
+      });
+    }
+    const list = b.paramGrads.get(name) ?? [];
+    const grad =
+      list.length === 0
+        ? g.node('Mul', [p.input, g.constFloat(0)])
+        : list.length === 1
+          ? (list[0] as string)
+          : g.node('Sum', list);
+    gradOf.set(name, grad);
+  }
+  // global gradient norm (before clipping)
+  const sq = options.trainable.map((n) =>
+    g.node('ReduceSum', [g.node('Mul', [gradOf.get(n) as string, gradOf.get(n) as string])], { keepdims: 0 }),
+  );
+  const norm = g.node('Sqrt', [sq.length === 1 ? (sq[0] as string) : g.node('Sum', sq)]);
+  g.output(norm, 'grad_norm', 'float32', []);
+  if (options.mode === 'grads') {
+    for (const name of options.trainable) {
+      const p = b.paramInputs.get(name) as { input: string; shape: number[] };
+      const out = g.output(gradOf.get(name) as string, `grad:${name}`, 'float32', p.shape);
+      params.push({ name, shape: p.shape, input: p.input, grad: out });
+    }
+    return { model: g.toBytes({ opset: 18 }), signature: { batch, params } };
+  }
+  const s = options.adamw;
+  if (s === undefined) throw new XltConfigError("mode 'adamw' needs adamw settings", { field: 'adamw' });
+  const lr = g.input('lr', 'float32', []);
+  const step = g.input('step', 'float32', []);
+  let coef: string | undefined;
+  if (s.maxGradNorm !== undefined) {
+    // torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), clamped to 1
+    coef = g.node('Min', [
+      g.node('Div', [g.constFloat(s.maxGradNorm), g.node('Add', [norm, g.constFloat(1e-6)])]),
+      g.constFloat(1),
+    ]);
+  }
+  const bc1 = g.node('Sub', [g.constFloat(1), g.node('Pow', [g.constFloat(s.beta1), step])]);
+  const bc2 = g.node('Sub', [g.constFloat(1), g.node('Pow', [g.constFloat(s.beta2), step])]);
+  const stepSize = g.node('Div', [lr, bc1]);
+  const sqrtBc2 = g.node('Sqrt', [bc2]);
+  const noDecay = s.noDecay ?? defaultNoDecay;
+  for (const name of options.trainable) {
+    const p = b.paramInputs.get(name) as { input: string; shape: number[] };
+    const m = g.input(`m:${name}`, 'float32', p.shape);
+    const v = g.input(`v:${name}`, 'float32', p.shape);
+    let grad = gradOf.get(name) as string;
+    if (coef !== undefined) grad = g.node('Mul', [grad, coef]);
+    let param = p.input;
+    if (s.weightDecay > 0 && !noDecay(name)) {
+      param = g.node('Mul', [
+        param,
+        g.node('Sub', [g.constFloat(1), g.node('Mul', [lr, g.constFloat(s.weightDecay)])]),
+      ]);
+    }
+    const m2 = g.node('Add', [
+      g.node('Mul', [m, g.constFloat(s.beta1)]),
+      g.node('Mul', [grad, g.constFloat(1 - s.beta1)]),
+    ]);
+    const v2 = g.node('Add', [
+      g.node('Mul', [v, g.constFloat(s.beta2)]),
+      g.node('Mul', [g.node('Mul', [grad, grad]), g.constFloat(1 - s.beta2)]),
+    ]);
+    const denom = g.node('Add', [g.node('Div', [g.node('Sqrt', [v2]), sqrtBc2]), g.constFloat(s.eps)]);
+    const p2 = g.node('Sub', [param, g.node('Mul', [stepSize, g.node('Div', [m2, denom])])]);
+    params.push({
+      name,
+      shape: p.shape,
+      input: p.input,
+      m,
+      v,
+      newParam: g.output(p2, `new:${name}`, 'float32', p.shape),
+      newM: g.output(m2, `new_m:${name}`, 'float32', p.shape),
+      newV: g.output(v2, `new_v:${name}`, 'float32', p.shape),
+    });
+  }
+  return { model: g.toBytes({ opset: 18 }), signature: { batch: [...batch, lr, step], params } };
+}
