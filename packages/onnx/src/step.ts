@@ -20,6 +20,8 @@ export interface CompiledTrainStepOptions {
   head: HeadKind;
   trainable: string[];
   adamw: AdamWSettings;
+  /** Live LoRA modules and their scaling (see `peftAdapterWeights`). */
+  lora?: Map<string, number>;
   /** onnxruntime intra-op threads (default: all cores). */
   threads?: number;
   executionProviders?: string[];

@@ -157,3 +157,55 @@ describe.skipIf(skip)(
     });
   },
 );
+
+describe.skipIf(skip)('compiled train step with live LoRA (PEFT lora_qv on the XLM-R base)', () => {
+  it('lora_qv_only: 20 steps reproduce the PyTorch curve and final LoRA values; the base stays frozen', async () => {
+    const { CompiledTrainStep, linearWarmupDecay } = await import('./step.js');
+    const { peftAdapterWeights } = await import('./weights.js');
+    const ref = JSON.parse(readFileSync(sharedPath('fixtures', 'training', 'reference.json'), 'utf8'));
+    const inputs = JSON.parse(
+      readFileSync(sharedPath('fixtures', 'xmod-postnorm', 'reference.json'), 'utf8'),
+    ).inputs;
+    const dir = sharedPath('fixtures', 'xlmr-lora', 'base');
+    const base = safetensorsWeights(path.join(dir, 'model.safetensors'));
+    const { weights, lora, names } = peftAdapterWeights(base, sharedPath('fixtures', 'xlmr-lora', 'lora_qv'));
+    expect(names).toHaveLength(2 * 2 * 2); // 2 layers x {query, value} x {A, B}
+    const s = ref.settings;
+    const step = await CompiledTrainStep.create({
+      config: readEncoderConfig(dir),
+      weights,
+      head: 'masked-lm',
+      trainable: names,
+      lora,
+      adamw: {
+        beta1: s.betas[0],
+        beta2: s.betas[1],
+        eps: s.eps,
+        weightDecay: s.weight_decay,
+        maxGradNorm: s.clip_grad_norm,
+      },
+      threads: 1,
+    });
+    const batch = {
+      inputIds: inputs.input_ids,
+      attentionMask: inputs.attention_mask,
+      labels: inputs.mlm_labels,
+    };
+    for (let t = 0; t < s.steps; t++) {
+      const { loss, gradNorm } = await step.run(batch, linearWarmupDecay(s.lr, t, 5, s.steps));
+      expect(Math.abs(loss - ref.lora_qv_only.losses[t]), `loss at step ${t + 1}`).toBeLessThan(1e-3);
+      expect(
+        Math.abs(gradNorm - ref.lora_qv_only.grad_norms_before_clip[t]) /
+          ref.lora_qv_only.grad_norms_before_clip[t],
+      ).toBeLessThan(1e-3);
+    }
+    for (const [peftName, first16] of Object.entries(ref.lora_qv_only.final as Record<string, number[]>)) {
+      const name = peftName.replace(/^base_model\.model\./, '').replace('.default.weight', '.weight');
+      const got = Array.from(step.parameter(name).slice(0, 16));
+      for (const [i, v] of got.entries())
+        expect(Math.abs(v - (first16[i] as number)), `${name}[${i}]`).toBeLessThan(1e-4);
+    }
+    await step.release();
+    base.close();
+  });
+});

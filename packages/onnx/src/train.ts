@@ -30,6 +30,12 @@ export interface TrainGraphOptions {
   /** `grads`: output raw gradients (for checks); `adamw`: output updated parameters and optimizer state. */
   mode: 'grads' | 'adamw';
   adamw?: AdamWSettings;
+  /**
+   * Live LoRA: module name (e.g. `roberta.encoder.layer.0.attention.self.query`) -> scaling. The
+   * weight source must hold `<module>.lora_A.weight` [r, in] and `<module>.lora_B.weight` [out, r]
+   * (see `peftAdapterWeights`); y = x W^T + b + scaling * (x A^T) B^T.
+   */
+  lora?: Map<string, number>;
 }
 
 /** Graph inputs and outputs of a compiled train step, by role. */
@@ -76,8 +82,16 @@ class TrainBuilder {
   shapeBS = '';
   N = ''; // scalar-ish [1] int64 value: number of tokens
 
-  constructor(cfg: EncoderConfig, w: WeightSource, trainable: string[]) {
+  private readonly lora: Map<string, number>;
+
+  constructor(
+    cfg: EncoderConfig,
+    w: WeightSource,
+    trainable: string[],
+    lora: Map<string, number> = new Map(),
+  ) {
     this.cfg = cfg;
+    this.lora = lora;
     this.w = w;
     this.trainable = new Set(trainable);
     this.H = cfg.hidden_size;
@@ -151,7 +165,7 @@ class TrainBuilder {
     return this.g.constFloat(v);
   }
 
-  /** x [N, in] -> x W^T + b. */
+  /** x [N, in] -> x W^T + b, plus a live LoRA branch when the module has one. */
   linear(x: T, name: string, inF: number, outF: number, bias = true): T {
     const g = this.g;
     const W = this.param(`${name}.weight`, [outF, inF]);
@@ -163,6 +177,34 @@ class TrainBuilder {
       if (W.rg) this.acc(W, g.node('Gemm', [dy, x.v], { transA: 1 }));
       if (b?.rg) this.acc(b, g.node('ReduceSum', [dy, g.constInt64([0])], { keepdims: 0 }));
     });
+    const scaling = this.lora.get(name);
+    if (scaling === undefined) return out;
+    const A = this.param(`${name}.lora_A.weight`);
+    const B = this.param(`${name}.lora_B.weight`);
+    const r = this.w.get(`${name}.lora_A.weight`).shape[0] as number;
+    if (
+      this.w.get(`${name}.lora_A.weight`).shape[1] !== inF ||
+      this.w.get(`${name}.lora_B.weight`).shape.join(',') !== `${outF},${r}`
+    ) {
+      throw new XltShapeError('LoRA weights do not fit the module', { tensor: `${name}.lora_A.weight` });
+    }
+    return this.add(out, this.scale(this.matmulT(this.matmulT(x, A), B), scaling));
+  }
+
+  /** x [N, in] @ W^T with W [out, in] (no bias). */
+  matmulT(x: T, W: T): T {
+    const g = this.g;
+    const out = { v: g.node('Gemm', [x.v, W.v], { transB: 1 }), rg: x.rg || W.rg };
+    this.push(out, (dy) => {
+      if (x.rg) this.acc(x, g.node('MatMul', [dy, W.v]));
+      if (W.rg) this.acc(W, g.node('Gemm', [dy, x.v], { transA: 1 }));
+    });
+    return out;
+  }
+
+  scale(x: T, s: number): T {
+    const out = { v: this.g.node('Mul', [x.v, this.c(s)]), rg: x.rg };
+    this.push(out, (dy) => this.acc(x, this.g.node('Mul', [dy, this.c(s)])));
     return out;
   }
 
@@ -609,7 +651,7 @@ export interface TrainGraph {
 
 /** Compiles a training step (see {@link TrainBuilder}) to an ONNX model. */
 export function buildTrainGraph(options: TrainGraphOptions): TrainGraph {
-  const b = new TrainBuilder(options.config, options.weights, options.trainable);
+  const b = new TrainBuilder(options.config, options.weights, options.trainable, options.lora);
   const g = b.g;
   const { loss, batch } = b.build(options.head);
   g.output(loss, 'loss', 'float32', []);

@@ -158,3 +158,59 @@ export function withPeftAdapter(base: WeightSource, adapterDir: string): WeightS
     reader.close();
   }
 }
+
+/**
+ * A PEFT LoRA adapter kept live (not merged): the base weights plus `<module>.lora_A.weight` and
+ * `<module>.lora_B.weight` for each adapted module, and each module's scaling, as the compiled
+ * train step takes them (`lora` option). Only linear (not embedding) LoRA modules are supported here.
+ */
+export function peftAdapterWeights(
+  base: WeightSource,
+  adapterDir: string,
+): { weights: WeightSource; lora: Map<string, number>; names: string[] } {
+  const cfgFile = path.join(adapterDir, 'adapter_config.json');
+  let cfg: PeftConfig;
+  try {
+    cfg = JSON.parse(readFileSync(cfgFile, 'utf8')) as PeftConfig;
+  } catch (cause) {
+    throw new XltFormatError(`cannot read adapter config: ${(cause as Error).message}`, {
+      file: cfgFile,
+      cause,
+    });
+  }
+  const file = path.join(adapterDir, 'adapter_model.safetensors');
+  const reader = SafetensorsReader.open(file);
+  const extra = new Map<string, Weight>();
+  const lora = new Map<string, number>();
+  try {
+    for (const key of reader.names()) {
+      const m = /^base_model\.model\.(.+)\.(lora_A|lora_B)(?:\.[^.]+)?\.weight$/.exec(key);
+      if (!m) {
+        if (/lora_embedding/.test(key))
+          throw new XltFormatError('embedding LoRA cannot be kept live in a compiled step; merge it', {
+            file,
+            tensor: key,
+          });
+        continue;
+      }
+      const module = m[1] as string;
+      const t = reader.get(key);
+      extra.set(`${module}.${m[2]}.weight`, { data: toFloat32(t), shape: t.shape });
+      const rank = patternValue(cfg.rank_pattern, module) ?? cfg.r;
+      const alpha = patternValue(cfg.alpha_pattern, module) ?? cfg.lora_alpha;
+      lora.set(module, cfg.use_rslora ? alpha / Math.sqrt(rank) : alpha / rank);
+      if (!base.has(`${module}.weight`))
+        throw new XltShapeError('adapter targets a module the base model does not have', {
+          file,
+          tensor: `${module}.weight`,
+        });
+    }
+  } finally {
+    reader.close();
+  }
+  return {
+    weights: { has: (n) => extra.has(n) || base.has(n), get: (n) => extra.get(n) ?? base.get(n) },
+    lora,
+    names: [...extra.keys()],
+  };
+}
