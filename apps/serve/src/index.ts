@@ -1,5 +1,4 @@
 export { type BatcherOptions, DynamicBatcher } from './batcher.js';
-export { detectLanguage, iso3Of } from './langid.js';
 export { type LoadResult, loadTest } from './load.js';
 export { ServeMetrics } from './metrics.js';
 export { ServedModel } from './model.js';

@@ -1,8 +1,7 @@
-import { isXltError, XltConfigError, XltError, XltNotFoundError } from '@xlt/core';
+import { detectLanguage, isXltError, XltConfigError, XltError, XltNotFoundError } from '@xlt/core';
 import type { OnnxOutput } from '@xlt/onnx';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { DynamicBatcher } from './batcher.js';
-import { detectLanguage } from './langid.js';
 import { ServeMetrics } from './metrics.js';
 import type { ServedModel } from './model.js';
 import { PAGE_HTML } from './page.js';
@@ -204,13 +203,13 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
       );
   };
 
-  const resolveLang = (lang: string | undefined, text: string): number | undefined => {
+  const resolveLang = async (lang: string | undefined, text: string): Promise<number | undefined> => {
     if (model.languages.length === 0) {
       if (lang !== undefined)
         throw new HttpError(400, `this model has no language modules; omit 'lang'`, 'lang');
       return undefined;
     }
-    const code = lang ?? detectLanguage(text, model.languages) ?? model.defaultLanguage;
+    const code = lang ?? (await detectLanguage(text, model.languages)) ?? model.defaultLanguage;
     const idx = code !== undefined ? model.languages.indexOf(code) : -1;
     if (idx < 0)
       throw new HttpError(
@@ -261,7 +260,7 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
       texts.map(async (t) => ({
         text: t,
         enc: truncate(await tokenizer.encode(t), model.maxLength),
-        lang: resolveLang(lang, t),
+        lang: await resolveLang(lang, t),
       })),
     );
 
@@ -303,7 +302,7 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
       checkText(question, 'question');
       checkText(context, 'context');
       const enc = truncate(await tokenizer.encode(question, context), model.maxLength);
-      const l = resolveLang(lang, context);
+      const l = await resolveLang(lang, context);
       const o = await submit({ enc, lang: l });
       return {
         ...qaRow(o.out.start_logits as OnnxOutput, o.out.end_logits as OnnxOutput, o.row, enc, context),
