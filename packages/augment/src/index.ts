@@ -1,1 +1,22 @@
-export {};
+export {
+  type AnnotatedExample,
+  type AnnotateOptions,
+  type AnnotateReport,
+  annotate,
+  DEFAULT_TEMPLATES,
+  fillTemplate,
+  type PromptTemplates,
+  parseJsonObject,
+  type RejectReason,
+  type SourceExample,
+  type SpanAnnotation,
+  type TargetLanguage,
+} from './llm/annotate.js';
+export {
+  ChatClient,
+  type ChatCounters,
+  type ChatEndpoint,
+  ChatError,
+  type ChatMessage,
+  mapLimit,
+} from './llm/client.js';
