@@ -102,14 +102,12 @@ async function startFake(): Promise<Fake> {
       else
         content = `Here you go:\n\`\`\`json\n${JSON.stringify({ spans: entry.spans.map((text, i) => ({ label: SPAN_LABELS[i], text })) })}\n\`\`\``;
       done();
-      res
-        .writeHead(200, { 'content-type': 'application/json' })
-        .end(
-          JSON.stringify({
-            choices: [{ message: { role: 'assistant', content } }],
-            usage: { prompt_tokens: 100, completion_tokens: 20 },
-          }),
-        );
+      res.writeHead(200, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          choices: [{ message: { role: 'assistant', content } }],
+          usage: { prompt_tokens: 100, completion_tokens: 20 },
+        }),
+      );
     });
   });
   await new Promise<void>((r) => fake.server.listen(0, '127.0.0.1', () => r()));
