@@ -1,4 +1,11 @@
 export {
+  type BilingualDictionary,
+  type DictionarySwitchOptions,
+  dictionaryCodeSwitch,
+  type SwitchedExample,
+  type WordExample,
+} from './codeswitch/dictionary.js';
+export {
   type AnnotatedExample,
   type AnnotateOptions,
   type AnnotateReport,
