@@ -27,3 +27,12 @@ export {
   type ChatMessage,
   mapLimit,
 } from './llm/client.js';
+export {
+  type AugmentedExample,
+  type MaskedLmPredictor,
+  onnxMaskedLm,
+  type SelfAugmentOptions,
+  selfAugment,
+  type TokenExample,
+} from './self/augment.js';
+export { TokenLanguageProfile } from './self/profile.js';
