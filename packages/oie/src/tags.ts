@@ -104,7 +104,7 @@ export function tuplesToTags(
         ok = false;
         break;
       }
-      idx.forEach((k) => taken.add(k));
+      for (const k of idx) taken.add(k);
       argSpans.push({ idx, b: `A${a}-B` as ArgumentTag, i: `A${a}-I` as ArgumentTag });
     }
     if (!ok) {
