@@ -102,3 +102,19 @@ describe('export of generated models', () => {
     }
   });
 });
+
+describe('transformers-style initialisation', () => {
+  it('zeros biases and the padding row, ones LayerNorm weights, N(0, std) elsewhere', () => {
+    const w = randomWeights(tiny, 'sequence-classification', 3, 0.02, 'hf');
+    expect(
+      Array.from(w.get('roberta.encoder.layer.0.attention.self.query.bias').data).every((v) => v === 0),
+    ).toBe(true);
+    expect(Array.from(w.get('roberta.embeddings.LayerNorm.weight').data).every((v) => v === 1)).toBe(true);
+    const emb = w.get('roberta.embeddings.word_embeddings.weight').data;
+    expect(Array.from(emb.slice(16, 32)).every((v) => v === 0)).toBe(true); // row 1 = <pad>
+    const q = Array.from(w.get('roberta.encoder.layer.0.attention.self.query.weight').data);
+    const sd = Math.sqrt(q.reduce((a, v) => a + v * v, 0) / q.length);
+    expect(sd).toBeGreaterThan(0.015);
+    expect(sd).toBeLessThan(0.025);
+  });
+});

@@ -52,14 +52,17 @@ export function weightShapes(config: EncoderConfig, head: HeadKind): Map<string,
 }
 
 /**
- * Seeded random weights (N(0, std); LayerNorm weights 1 + N(0, std/10)), for tests and benchmarks
- * that need a model of a given size without a checkpoint.
+ * Seeded random weights, for tests, benchmarks and training from scratch. Default: every weight
+ * N(0, std) and LayerNorm weights 1 + N(0, std/10) (nothing at its default, so a loader that drops a
+ * tensor shows). `init: 'hf'` initialises as transformers does: linear and embedding weights
+ * N(0, std), biases 0, LayerNorm weight 1 and bias 0, the padding row of the word embeddings 0.
  */
 export function randomWeights(
   config: EncoderConfig,
   head: HeadKind,
   seed = 0,
   std = 0.02,
+  init: 'perturbed' | 'hf' = 'perturbed',
 ): WeightSource & { names(): string[] } {
   const shapes = weightShapes(config, head);
   const cache = new Map<string, Weight>();
@@ -75,7 +78,16 @@ export function randomWeights(
       const size = shape.reduce((a, d) => a * d, 1);
       const data = new Float32Array(size);
       const isLnWeight = /(LayerNorm|layer_norm)\.weight$/.test(n);
-      for (let i = 0; i < size; i++) data[i] = isLnWeight ? 1 + rng.normal(0, std / 10) : rng.normal(0, std);
+      if (init === 'hf') {
+        if (isLnWeight) data.fill(1);
+        else if (!n.endsWith('.bias')) for (let i = 0; i < size; i++) data[i] = rng.normal(0, std);
+        if (n.endsWith('word_embeddings.weight')) {
+          const pad = config.pad_token_id ?? 1;
+          data.fill(0, pad * config.hidden_size, (pad + 1) * config.hidden_size);
+        }
+      } else
+        for (let i = 0; i < size; i++)
+          data[i] = isLnWeight ? 1 + rng.normal(0, std / 10) : rng.normal(0, std);
       const w = { data, shape };
       cache.set(n, w);
       return w;
