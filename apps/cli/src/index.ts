@@ -1,4 +1,8 @@
+export { COMMANDS } from './cli/commands.js';
+export { applyOverrides, readConfigFile, validateConfig } from './cli/config.js';
+export { type Command, type CommandContext, EXIT, parseArgv, runCli } from './cli/main.js';
 export { maskForMlm, pad } from './demo/mlm.js';
+export { demoReport } from './demo/report.js';
 export { type DemoModelResult, type DemoResult, type DemoRunOptions, runDemo } from './demo/run.js';
 export {
   buildDemoBenchmark,

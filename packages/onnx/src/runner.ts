@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { SafetensorsReader, toFloat32, XltConfigError, XltFormatError, XltNotFoundError } from '@xlt/core';
 import onnxProto from 'onnx-proto';
@@ -23,6 +23,7 @@ export function safetensorsWeights(file: string): WeightSource & { close(): void
 /** Reads and checks a Hugging Face `config.json`. */
 export function readEncoderConfig(dir: string): EncoderConfig {
   const file = path.join(dir, 'config.json');
+  if (!existsSync(file)) throw new XltNotFoundError('no config.json in the model folder', { file });
   let cfg: EncoderConfig;
   try {
     cfg = JSON.parse(readFileSync(file, 'utf8')) as EncoderConfig;

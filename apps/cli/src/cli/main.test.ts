@@ -1,0 +1,96 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { sharedPath, sharedSkipReason } from '@xlt/core';
+import { OnnxModel } from '@xlt/onnx';
+import { afterAll, describe, expect, it } from 'vitest';
+import { COMMANDS } from './commands.js';
+import { EXIT, parseArgv, runCli } from './main.js';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'xlt-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function cli(...argv: string[]) {
+  let out = '';
+  let err = '';
+  const code = await runCli(argv, COMMANDS, { out: (s) => (out += s), err: (s) => (err += s) });
+  return { code, out, err };
+}
+
+describe('xlt command line', () => {
+  it('parses multi-word commands, options and overrides', () => {
+    const p = parseArgv(
+      ['augment', 'llm', '--config', 'a.yaml', '--set', 'x.y=1', '--pretrain-steps', '5', '--flag', '--k=v'],
+      ['augment llm', 'demo'],
+    );
+    expect(p).toEqual({
+      command: 'augment llm',
+      config: 'a.yaml',
+      overrides: ['x.y=1', 'pretrainSteps=5', 'flag=true', 'k=v'],
+      help: false,
+    });
+  });
+
+  it('prints help with exit 0 and rejects unknown commands and options with exit 2', async () => {
+    const h = await cli('--help');
+    expect(h.code).toBe(EXIT.ok);
+    expect(h.out).toMatch(/augment llm/);
+    expect((await cli('export', '--help')).out).toMatch(/Example:\n\s+xlt export/);
+    const u = await cli('frobnicate');
+    expect(u.code).toBe(EXIT.usage);
+    expect(u.err).toMatch(/unknown command 'frobnicate'/);
+    const k = await cli('demo', '--pretrain-stepz', '3', '--run-dir', path.join(dir, 'r0'));
+    expect(k.code).toBe(EXIT.usage);
+    expect(k.err).toMatch(/pretrainStepz: unknown key/);
+  });
+
+  it('runs the demo with a small budget, writing the table and the resolved config', async () => {
+    const runDir = path.join(dir, 'demo');
+    const r = await cli(
+      'demo',
+      '--pretrain-steps',
+      '20',
+      '--finetune-steps',
+      '10',
+      '--hidden',
+      '16',
+      '--run-dir',
+      runDir,
+    );
+    expect(r.code).toBe(EXIT.ok);
+    expect(r.out).toMatch(/\| shared \|/);
+    expect(r.out).toMatch(/\| xmod \|/);
+    expect(JSON.parse(readFileSync(path.join(runDir, 'config.json'), 'utf8')).pretrainSteps).toBe(20);
+    const res = JSON.parse(readFileSync(path.join(runDir, 'results.json'), 'utf8'));
+    expect(Object.keys(res.results[0].accuracy)).toEqual(['en', 'xa', 'xb', 'xc']);
+    expect(readFileSync(path.join(runDir, 'report.md'), 'utf8')).toMatch(/transfer gap/);
+  });
+
+  it('fails with exit 2 and the file name when the model folder is missing', async () => {
+    const r = await cli('export', '--model', path.join(dir, 'nope'), '--run-dir', path.join(dir, 'r1'));
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.err).toMatch(/nope\/config\.json/);
+  });
+
+  it.skipIf(sharedSkipReason('fixtures') !== undefined)(
+    'exports a model folder to an ONNX file that runs',
+    async () => {
+      const out = path.join(dir, 'tokcls.onnx');
+      const r = await cli(
+        'export',
+        '--model',
+        sharedPath('fixtures', 'xmod-postnorm', 'tokcls'),
+        '--out',
+        out,
+        '--run-dir',
+        path.join(dir, 'r2'),
+      );
+      expect(r.code).toBe(EXIT.ok);
+      expect(existsSync(out)).toBe(true);
+      const m = await OnnxModel.load(out);
+      expect(m.head).toBe('token-classification');
+      const y = await m.run({ inputIds: [[0, 5, 6, 2]], langIds: ['de_DE'] });
+      expect(y.logits?.dims).toEqual([1, 4, 7]);
+    },
+  );
+});

@@ -1,0 +1,159 @@
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { isXltError, XltConfigError } from '@xlt/core';
+import type { z } from 'zod';
+import { applyOverrides, readConfigFile, validateConfig } from './config.js';
+
+/** What a command gets besides its validated config. */
+export interface CommandContext {
+  /** The command's run directory (created; holds `config.json` and the command's outputs). */
+  runDir: string;
+  log: (line: string) => void;
+}
+
+/** One `xlt` subcommand. */
+export interface Command<S extends z.ZodType = z.ZodType> {
+  /** e.g. `export` or `augment llm`. */
+  name: string;
+  summary: string;
+  /** Help text after the usage line: options and examples. */
+  help: string;
+  schema: S;
+  /** Whether the command writes a run directory (default true). */
+  runDir?: boolean;
+  run(config: z.infer<S>, ctx: CommandContext): Promise<void>;
+}
+
+/** Exit codes of the `xlt` command. */
+export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+
+function timestamp(d = new Date()): string {
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
+}
+
+/** Writes a file atomically (temp file, then rename). */
+export function writeFileAtomic(file: string, data: string | Uint8Array): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, data);
+  renameSync(tmp, file);
+}
+
+/**
+ * Parses `argv` (after `xlt`): the command words, then `--config FILE`, `--set key.path=value`
+ * (repeatable), `--run-dir DIR`, `--help`, and any other `--key value` / `--flag` as an override of
+ * the config key of the same name (dashes to camelCase).
+ */
+export function parseArgv(
+  argv: readonly string[],
+  commandNames: readonly string[],
+): {
+  command: string | undefined;
+  config?: string;
+  overrides: string[];
+  runDir?: string;
+  help: boolean;
+} {
+  const words: string[] = [];
+  let i = 0;
+  while (i < argv.length && !(argv[i] as string).startsWith('-')) words.push(argv[i++] as string);
+  let command: string | undefined;
+  for (let n = words.length; n > 0; n--) {
+    const cand = words.slice(0, n).join(' ');
+    if (commandNames.includes(cand)) {
+      command = cand;
+      if (n < words.length) throw new XltConfigError(`unexpected argument '${words[n]}' after '${cand}'`);
+      break;
+    }
+  }
+  if (command === undefined && words.length > 0)
+    throw new XltConfigError(`unknown command '${words.join(' ')}'; run 'xlt --help'`);
+  const out: ReturnType<typeof parseArgv> = { command, overrides: [], help: false };
+  const camel = (k: string) => k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+  while (i < argv.length) {
+    const a = argv[i++] as string;
+    if (a === '--help' || a === '-h') out.help = true;
+    else if (a === '--config' || a === '-c') out.config = argv[i++];
+    else if (a === '--set') out.overrides.push(argv[i++] ?? '');
+    else if (a === '--run-dir') out.runDir = argv[i++];
+    else if (a.startsWith('--')) {
+      const [k, inline] = a.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
+      const next = argv[i];
+      if (inline !== undefined) out.overrides.push(`${camel(k)}=${inline}`);
+      else if (next === undefined || next.startsWith('--')) out.overrides.push(`${camel(k)}=true`);
+      else out.overrides.push(`${camel(k)}=${argv[i++]}`);
+    } else throw new XltConfigError(`unexpected argument '${a}'`);
+  }
+  return out;
+}
+
+function mainHelp(commands: readonly Command[]): string {
+  const w = Math.max(...commands.map((c) => c.name.length));
+  return `xlt: zero-shot cross-lingual transfer
+
+Usage: xlt <command> [--config FILE] [--set key.path=value ...] [--key value ...] [--run-dir DIR]
+
+Commands:
+${commands.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`).join('\n')}
+
+Every command reads its settings from a YAML or JSON config file and/or options; unknown keys are
+errors. Outputs go to a run directory (default runs/<command>-<time>) with the resolved config.
+Exit codes: 0 success, 1 failure, 2 bad usage, config or input files. 'xlt <command> --help' for details.
+`;
+}
+
+/** Runs the CLI; returns the exit code. */
+export async function runCli(
+  argv: readonly string[],
+  commands: readonly Command[],
+  io: { out: (s: string) => void; err: (s: string) => void },
+): Promise<number> {
+  let parsed: ReturnType<typeof parseArgv>;
+  try {
+    parsed = parseArgv(
+      argv,
+      commands.map((c) => c.name),
+    );
+  } catch (e) {
+    io.err(`xlt: ${(e as Error).message}\n`);
+    return EXIT.usage;
+  }
+  const cmd = commands.find((c) => c.name === parsed.command);
+  if (cmd === undefined) {
+    io.out(mainHelp(commands));
+    return parsed.help || argv.length === 0 ? EXIT.ok : EXIT.usage;
+  }
+  if (parsed.help) {
+    io.out(`Usage: xlt ${cmd.name} [options]\n\n${cmd.summary}\n\n${cmd.help}\n`);
+    return EXIT.ok;
+  }
+  let config: unknown;
+  try {
+    const base = parsed.config !== undefined ? readConfigFile(parsed.config) : {};
+    config = validateConfig(
+      cmd.schema,
+      applyOverrides(base, parsed.overrides),
+      parsed.config ?? 'command-line options',
+    );
+  } catch (e) {
+    io.err(`xlt ${cmd.name}: ${(e as Error).message}\n`);
+    return EXIT.usage;
+  }
+  let runDir = '';
+  if (cmd.runDir !== false) {
+    runDir = path.resolve(
+      parsed.runDir ?? path.join('runs', `${cmd.name.replace(/\s+/g, '-')}-${timestamp()}`),
+    );
+    mkdirSync(runDir, { recursive: true });
+    writeFileAtomic(path.join(runDir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+  }
+  try {
+    await cmd.run(config, { runDir, log: (l) => io.out(`${l}\n`) });
+    return EXIT.ok;
+  } catch (e) {
+    const usage = isXltError(e, 'CONFIG') || isXltError(e, 'NOT_FOUND') || isXltError(e, 'FORMAT');
+    io.err(`xlt ${cmd.name}: ${e instanceof Error ? e.message : String(e)}\n`);
+    if (!usage && !isXltError(e) && e instanceof Error && e.stack) io.err(`${e.stack}\n`);
+    return usage ? EXIT.usage : EXIT.failure;
+  }
+}
