@@ -295,7 +295,6 @@ class TrainBuilder {
   attention(q: T, k: T, v: T, ext4: string): T {
     const g = this.g;
     const dh = this.H / this.cfg.num_attention_heads;
-    const scale = this.c(1 / Math.sqrt(dh));
     const q4 = this.heads(q.v, [0, 2, 1, 3]);
     const k4 = this.heads(k.v, [0, 2, 1, 3]);
     const v4 = this.heads(v.v, [0, 2, 1, 3]);
@@ -316,7 +315,7 @@ class TrainBuilder {
           g.node('ReduceSum', [g.node('Mul', [dp, p]), g.constInt64([-1])], { keepdims: 1 }),
         ]),
       ]);
-      const dss = g.node('Mul', [ds, scale]);
+      const dss = g.node('Mul', [ds, this.c(1 / Math.sqrt(dh))]);
       if (q.rg) this.acc(q, this.unheads(g.node('MatMul', [dss, k4])));
       if (k.rg)
         this.acc(k, this.unheads(g.node('MatMul', [g.node('Transpose', [dss], { perm: [0, 1, 3, 2] }), q4])));
@@ -483,7 +482,16 @@ class TrainBuilder {
   }
 
   // ---- the model ---------------------------------------------------------------------------
-  build(head: HeadKind): { loss: string; batch: string[] } {
+  /**
+   * Builds the forward pass and then either the loss (`train`) or the head's outputs (`infer`:
+   * `logits`, or `start_logits`/`end_logits`, plus `last_hidden_state` and optionally every layer's
+   * hidden state), which is how inference graphs are exported.
+   */
+  build(
+    head: HeadKind,
+    mode: 'train' | 'infer' = 'train',
+    outputHiddenStates = false,
+  ): { loss: string; batch: string[] } {
     const { g, cfg, H } = this;
     const p = this.prefix;
     const langs = cfg.languages ?? [];
@@ -516,15 +524,25 @@ class TrainBuilder {
       this.firstRow(te, teRows),
     );
     x = this.layerNorm(x, `${p}embeddings.LayerNorm`);
+    const hidden: T[] = [x];
 
     const maskF = g.node('Cast', [mask], { to: 1 });
     const ext = g.node('Mul', [g.node('Sub', [this.c(1), maskF]), this.c(-3.4028234663852886e38)]);
     const ext4 = g.node('Unsqueeze', [ext, g.constInt64([1, 2])]);
-    for (let i = 0; i < cfg.num_hidden_layers; i++)
+    for (let i = 0; i < cfg.num_hidden_layers; i++) {
       x = this.layer(x, `${p}encoder.layer.${i}`, ext4, langIds);
-    if (cfg.pre_norm) x = this.layerNorm(x, `${p}encoder.LayerNorm`);
+      hidden.push(x);
+    }
+    if (cfg.pre_norm) {
+      x = this.layerNorm(x, `${p}encoder.LayerNorm`);
+      hidden[hidden.length - 1] = x;
+    }
 
     const nLabels = cfg.num_labels ?? (cfg.id2label ? Object.keys(cfg.id2label).length : 2);
+    if (mode === 'infer') {
+      this.inferenceOutputs(head, x, hidden, outputHiddenStates, nLabels);
+      return { loss: '', batch };
+    }
     let loss: string;
     if (head === 'masked-lm') {
       const labels = g.input('labels', 'int64', ['batch', 'sequence']);
@@ -610,6 +628,60 @@ class TrainBuilder {
       throw new XltConfigError(`head '${head}' cannot be trained (no loss)`, { field: 'head' });
     }
     return { loss, batch };
+  }
+
+  private inferenceOutputs(
+    head: HeadKind,
+    x: T,
+    hidden: T[],
+    outputHiddenStates: boolean,
+    nLabels: number,
+  ): void {
+    const { g, cfg, H } = this;
+    const p = this.prefix;
+    const dims3 = (last: number) => ['batch', 'sequence', last];
+    g.output(this.to3d(x, H).v, 'last_hidden_state', 'float32', dims3(H));
+    if (outputHiddenStates) {
+      for (const [k, h] of hidden.entries())
+        g.output(this.to3d(h, H).v, `hidden_states_${k}`, 'float32', dims3(H));
+    }
+    if (head === 'base') return;
+    if (head === 'masked-lm') {
+      let h = this.gelu(this.linear(x, 'lm_head.dense', H, H));
+      h = this.layerNorm(h, 'lm_head.layer_norm');
+      const E = this.param(
+        this.w.has('lm_head.decoder.weight')
+          ? 'lm_head.decoder.weight'
+          : `${p}embeddings.word_embeddings.weight`,
+        [cfg.vocab_size, H],
+      );
+      const bias = this.param('lm_head.bias', [cfg.vocab_size]);
+      const logits = g.node('Gemm', [h.v, E.v, bias.v], { transB: 1 }, 'lm_head.decoder');
+      g.output(
+        this.to3d({ v: logits, rg: false }, cfg.vocab_size).v,
+        'logits',
+        'float32',
+        dims3(cfg.vocab_size),
+      );
+    } else if (head === 'token-classification') {
+      g.output(
+        this.to3d(this.linear(x, 'classifier', H, nLabels), nLabels).v,
+        'logits',
+        'float32',
+        dims3(nLabels),
+      );
+    } else if (head === 'sequence-classification') {
+      const first = g.node('Gather', [this.to3d(x, H).v, g.constInt64(0)], { axis: 1 });
+      const h = this.tanh(this.linear({ v: first, rg: false }, 'classifier.dense', H, H));
+      g.output(this.linear(h, 'classifier.out_proj', H, nLabels).v, 'logits', 'float32', ['batch', nLabels]);
+    } else if (head === 'question-answering') {
+      const se = this.to3d(this.linear(x, 'qa_outputs', H, 2), 2).v;
+      const [s, e] = g.nodeN('Split', [se, g.constInt64([1, 1])], 2, { axis: -1 }) as [string, string];
+      g.output(g.node('Squeeze', [s, g.constInt64([-1])]), 'start_logits', 'float32', ['batch', 'sequence']);
+      g.output(g.node('Squeeze', [e, g.constInt64([-1])]), 'end_logits', 'float32', ['batch', 'sequence']);
+    } else {
+      throw new XltConfigError(`head '${head}' cannot be exported`, { field: 'head' });
+    }
   }
 
   private layer(x: T, name: string, ext4: string, langIds: string | undefined): T {
@@ -741,4 +813,19 @@ export function buildTrainGraph(options: TrainGraphOptions): TrainGraph {
     });
   }
   return { model: g.toBytes({ opset: 18 }), signature: { batch: [...batch, lr, step], params } };
+}
+
+/**
+ * The forward graph of a model with a head, for inference: the same module code as the training
+ * step, with every parameter frozen (no backward). Used by `exportToOnnx`.
+ */
+export function buildInferenceGraph(
+  config: EncoderConfig,
+  weights: WeightSource,
+  head: HeadKind,
+  outputHiddenStates = false,
+): GraphBuilder {
+  const b = new TrainBuilder(config, weights, []);
+  b.build(head, 'infer', outputHiddenStates);
+  return b.g;
 }
