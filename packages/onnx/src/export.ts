@@ -23,6 +23,16 @@ export interface EncoderConfig {
   architectures?: string[];
   id2label?: Record<string, string>;
   num_labels?: number;
+  /** The two-step Open IE head (Multi2OIE): predicate tagger + argument extractor. */
+  oie?: OieHeadConfig;
+}
+
+/** Sizes of the Open IE head (defaults as Multi2OIE: 64, 4, 8, 2048). */
+export interface OieHeadConfig {
+  pos_emb_dim?: number;
+  n_arg_layers?: number;
+  n_arg_heads?: number;
+  d_feedforward?: number;
 }
 
 /** Which head the exported graph ends in. */
@@ -31,7 +41,8 @@ export type HeadKind =
   | 'masked-lm'
   | 'sequence-classification'
   | 'token-classification'
-  | 'question-answering';
+  | 'question-answering'
+  | 'open-ie';
 
 /** A weight by Hugging Face name: float32 data in row-major order with its shape. */
 export interface Weight {
@@ -61,6 +72,7 @@ export function headFromArchitectures(architectures: string[] | undefined): Head
   if (a.endsWith('ForSequenceClassification')) return 'sequence-classification';
   if (a.endsWith('ForTokenClassification')) return 'token-classification';
   if (a.endsWith('ForQuestionAnswering')) return 'question-answering';
+  if (a.endsWith('ForOpenIE')) return 'open-ie';
   return 'base';
 }
 

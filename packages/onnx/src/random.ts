@@ -48,6 +48,27 @@ export function weightShapes(config: EncoderConfig, head: HeadKind): Map<string,
     lin('classifier.out_proj', H, nLabels);
   } else if (head === 'token-classification') lin('classifier', H, nLabels);
   else if (head === 'question-answering') lin('qa_outputs', H, 2);
+  else if (head === 'open-ie') {
+    const o = config.oie ?? {};
+    const P = o.pos_emb_dim ?? 64;
+    const d = 2 * H + P;
+    const ff = o.d_feedforward ?? 2048;
+    lin('oie.pred_classifier', H, 3);
+    m.set('oie.position_emb.weight', [3, P]);
+    for (let i = 0; i < (o.n_arg_layers ?? 4); i++) {
+      const L = `oie.arg_module.layers.${i}`;
+      m.set(`${L}.multihead_attn.in_proj_weight`, [3 * d, d]);
+      m.set(`${L}.multihead_attn.in_proj_bias`, [3 * d]);
+      lin(`${L}.multihead_attn.out_proj`, d, d);
+      lin(`${L}.linear1`, d, ff);
+      lin(`${L}.linear2`, ff, d);
+      for (const nrm of ['norm1', 'norm2']) {
+        m.set(`${L}.${nrm}.weight`, [d]);
+        m.set(`${L}.${nrm}.bias`, [d]);
+      }
+    }
+    lin('oie.arg_classifier', d, 9);
+  }
   return m;
 }
 
@@ -77,7 +98,7 @@ export function randomWeights(
       const rng = new Rng(seed).fork(n);
       const size = shape.reduce((a, d) => a * d, 1);
       const data = new Float32Array(size);
-      const isLnWeight = /(LayerNorm|layer_norm)\.weight$/.test(n);
+      const isLnWeight = /(LayerNorm|layer_norm|norm\d)\.weight$/.test(n);
       if (init === 'hf') {
         if (isLnWeight) data.fill(1);
         else if (!n.endsWith('.bias')) for (let i = 0; i < size; i++) data[i] = rng.normal(0, std);

@@ -219,10 +219,10 @@ class TrainBuilder {
   }
 
   /** LayerNorm over the last axis of [N, H]. */
-  layerNorm(x: T, name: string): T {
+  layerNorm(x: T, name: string, dim = this.H): T {
     const g = this.g;
-    const gamma = this.param(`${name}.weight`, [this.H]);
-    const beta = this.param(`${name}.bias`, [this.H]);
+    const gamma = this.param(`${name}.weight`, [dim]);
+    const beta = this.param(`${name}.bias`, [dim]);
     const [y, mean, inv] = g.nodeN(
       'LayerNormalization',
       [x.v, gamma.v, beta.v],
@@ -278,35 +278,37 @@ class TrainBuilder {
   }
 
   /** [N, H] -> [B, nh, S, dh] (perm 0213) or [B, nh, dh, S] (perm 0231). */
-  private heads(v: string, perm: number[]): string {
+  private heads(v: string, perm: number[], nh = this.cfg.num_attention_heads, dim = this.H): string {
     const g = this.g;
-    const nh = this.cfg.num_attention_heads;
-    const shape = g.node('Concat', [this.shapeBS, g.constInt64([nh, this.H / nh])], { axis: 0 });
+    const shape = g.node('Concat', [this.shapeBS, g.constInt64([nh, dim / nh])], { axis: 0 });
     return g.node('Transpose', [g.node('Reshape', [v, shape])], { perm });
   }
 
   /** Inverse of heads(perm 0213): [B, nh, S, dh] -> [N, H]. */
-  private unheads(v: string): string {
+  private unheads(v: string, dim = this.H): string {
     const g = this.g;
-    return g.node('Reshape', [g.node('Transpose', [v], { perm: [0, 2, 1, 3] }), g.constInt64([-1, this.H])]);
+    return g.node('Reshape', [g.node('Transpose', [v], { perm: [0, 2, 1, 3] }), g.constInt64([-1, dim])]);
   }
 
   /** Scaled dot-product attention with an additive mask [B, 1, 1, S]; q, k, v and the result are [N, H]. */
-  attention(q: T, k: T, v: T, ext4: string): T {
+  attention(q: T, k: T, v: T, ext4: string, nh = this.cfg.num_attention_heads, dim = this.H): T {
     const g = this.g;
-    const dh = this.H / this.cfg.num_attention_heads;
-    const q4 = this.heads(q.v, [0, 2, 1, 3]);
-    const k4 = this.heads(k.v, [0, 2, 1, 3]);
-    const v4 = this.heads(v.v, [0, 2, 1, 3]);
+    const dh = dim / nh;
+    const q4 = this.heads(q.v, [0, 2, 1, 3], nh, dim);
+    const k4 = this.heads(k.v, [0, 2, 1, 3], nh, dim);
+    const v4 = this.heads(v.v, [0, 2, 1, 3], nh, dim);
     const kT = g.node('Transpose', [k4], { perm: [0, 1, 3, 2] });
     const scores = g.node('Add', [g.node('Div', [g.node('MatMul', [q4, kT]), this.c(Math.sqrt(dh))]), ext4]);
     const p = g.node('Softmax', [scores], { axis: -1 });
     const ctx = g.node('MatMul', [p, v4]);
-    const out = { v: this.unheads(ctx), rg: q.rg || k.rg || v.rg };
+    const out = { v: this.unheads(ctx, dim), rg: q.rg || k.rg || v.rg };
     this.push(out, (dy) => {
-      const dctx = this.heads(dy, [0, 2, 1, 3]);
+      const dctx = this.heads(dy, [0, 2, 1, 3], nh, dim);
       if (v.rg)
-        this.acc(v, this.unheads(g.node('MatMul', [g.node('Transpose', [p], { perm: [0, 1, 3, 2] }), dctx])));
+        this.acc(
+          v,
+          this.unheads(g.node('MatMul', [g.node('Transpose', [p], { perm: [0, 1, 3, 2] }), dctx]), dim),
+        );
       const dp = g.node('MatMul', [dctx, g.node('Transpose', [v4], { perm: [0, 1, 3, 2] })]);
       const ds = g.node('Mul', [
         p,
@@ -316,20 +318,23 @@ class TrainBuilder {
         ]),
       ]);
       const dss = g.node('Mul', [ds, this.c(1 / Math.sqrt(dh))]);
-      if (q.rg) this.acc(q, this.unheads(g.node('MatMul', [dss, k4])));
+      if (q.rg) this.acc(q, this.unheads(g.node('MatMul', [dss, k4]), dim));
       if (k.rg)
-        this.acc(k, this.unheads(g.node('MatMul', [g.node('Transpose', [dss], { perm: [0, 1, 3, 2] }), q4])));
+        this.acc(
+          k,
+          this.unheads(g.node('MatMul', [g.node('Transpose', [dss], { perm: [0, 1, 3, 2] }), q4]), dim),
+        );
     });
     return out;
   }
 
   /** Rows of an embedding table gathered by int64 indices of any shape, flattened to [N, H]. */
-  gatherRows(table: T, idx: string, rows: number): T {
+  gatherRows(table: T, idx: string, rows: number, width = this.H): T {
     const g = this.g;
     const flatIdx = g.node('Reshape', [idx, g.constInt64([-1])]);
     const out = { v: g.node('Gather', [table.v, flatIdx], { axis: 0 }), rg: table.rg };
     this.push(out, (dy) => {
-      const zeros = g.node('ConstantOfShape', [g.constInt64([rows, this.H])]);
+      const zeros = g.node('ConstantOfShape', [g.constInt64([rows, width])]);
       this.acc(
         table,
         g.node('ScatterND', [zeros, g.node('Unsqueeze', [flatIdx, g.constInt64([1])]), dy], {
@@ -409,6 +414,107 @@ class TrainBuilder {
     const a1 = this.add(this.bmm(x3, W1), B1, [1]);
     const a2 = this.add(this.bmm(this.gelu(a1), W2), B2, [1]);
     return this.to2d(a2, H);
+  }
+
+  /** x [N, d] + bias [d]. */
+  addBias(x: T, bias: T): T {
+    const g = this.g;
+    const out = { v: g.node('Add', [x.v, bias.v]), rg: x.rg || bias.rg };
+    this.push(out, (dy) => {
+      this.acc(x, dy);
+      this.acc(bias, g.node('ReduceSum', [dy, g.constInt64([0])], { keepdims: 0 }));
+    });
+    return out;
+  }
+
+  relu(x: T): T {
+    const g = this.g;
+    const out = { v: g.node('Relu', [x.v]), rg: x.rg };
+    this.push(out, (dy) =>
+      this.acc(x, g.node('Mul', [dy, g.node('Cast', [g.node('Greater', [x.v, this.c(0)])], { to: 1 })])),
+    );
+    return out;
+  }
+
+  /** Concatenates [N, d_i] parts along the last axis; the gradient is sliced back. */
+  concatLast(parts: Array<{ t: T; dim: number }>): T {
+    const g = this.g;
+    const out = {
+      v: g.node(
+        'Concat',
+        parts.map((p) => p.t.v),
+        { axis: -1 },
+      ),
+      rg: parts.some((p) => p.t.rg),
+    };
+    this.push(out, (dy) => {
+      let off = 0;
+      for (const p of parts) {
+        if (p.t.rg)
+          this.acc(
+            p.t,
+            g.node('Slice', [dy, g.constInt64([off]), g.constInt64([off + p.dim]), g.constInt64([1])]),
+          );
+        off += p.dim;
+      }
+    });
+    return out;
+  }
+
+  /** Rows [start, end) of a 1-D or 2-D parameter (e.g. the q/k/v parts of a packed in_proj_weight). */
+  sliceRows(w: T, start: number, end: number, total: number, rank: 1 | 2): T {
+    const g = this.g;
+    const out = {
+      v: g.node('Slice', [w.v, g.constInt64([start]), g.constInt64([end]), g.constInt64([0])]),
+      rg: w.rg,
+    };
+    this.push(out, (dy) => {
+      const pads = rank === 1 ? [start, total - end] : [start, 0, total - end, 0];
+      this.acc(w, g.node('Pad', [dy, g.constInt64(pads)]));
+    });
+    return out;
+  }
+
+  /**
+   * Mean of x [N, H] over the positions where `mask` (float [B, S]) is 1, per example, broadcast back
+   * to every position: Multi2OIE's predicate feature.
+   */
+  maskedMeanBroadcast(x: T, mask: string, dim: number): T {
+    const g = this.g;
+    const x3 = this.to3d(x, dim);
+    const m3 = g.node('Unsqueeze', [mask, g.constInt64([2])]);
+    const cnt = g.node('Max', [g.node('ReduceSum', [m3, g.constInt64([1])], { keepdims: 1 }), this.c(1)]);
+    const mean = g.node('Div', [
+      g.node('ReduceSum', [g.node('Mul', [x3.v, m3]), g.constInt64([1])], { keepdims: 1 }),
+      cnt,
+    ]);
+    const out3 = { v: g.node('Expand', [mean, g.node('Shape', [x3.v])]), rg: x3.rg };
+    this.push(out3, (dy) => {
+      const dmean = g.node('ReduceSum', [dy, g.constInt64([1])], { keepdims: 1 });
+      this.acc(x3, g.node('Mul', [m3, g.node('Div', [dmean, cnt])]));
+    });
+    return this.to2d(out3, dim);
+  }
+
+  /** A Multi2OIE argument-extractor layer: cross-attention (keys restricted by `keyMask4`), FFN, post-norms. */
+  argLayer(target: T, source: T, name: string, d: number, nh: number, ff: number, keyMask4: string): T {
+    const W = this.param(`${name}.multihead_attn.in_proj_weight`, [3 * d, d]);
+    const b = this.param(`${name}.multihead_attn.in_proj_bias`, [3 * d]);
+    const proj = (x: T, k: number) =>
+      this.addBias(
+        this.matmulT(x, this.sliceRows(W, k * d, (k + 1) * d, 3 * d, 2)),
+        this.sliceRows(b, k * d, (k + 1) * d, 3 * d, 1),
+      );
+    const ctx = this.attention(proj(target, 0), proj(source, 1), proj(source, 2), keyMask4, nh, d);
+    const attended = this.linear(ctx, `${name}.multihead_attn.out_proj`, d, d);
+    const normed = this.layerNorm(this.add(target, attended), `${name}.norm1`, d);
+    const projected = this.linear(
+      this.relu(this.linear(normed, `${name}.linear1`, d, ff)),
+      `${name}.linear2`,
+      ff,
+      d,
+    );
+    return this.layerNorm(this.add(normed, projected), `${name}.norm2`, d);
   }
 
   /** [B, S, i] @ [B, i, o] -> [B, S, o]. */
@@ -624,6 +730,16 @@ class TrainBuilder {
       const sl = this.crossEntropy(part(0), clamp(sp), S, 0.5);
       const el = this.crossEntropy(part(1), clamp(ep), S, 0.5);
       loss = g.node('Div', [g.node('Add', [sl, el]), this.c(2)]);
+    } else if (head === 'open-ie') {
+      const predLabels = g.input('pred_labels', 'int64', ['batch', 'sequence']);
+      const argLabels = g.input('arg_labels', 'int64', ['batch', 'sequence']);
+      const { predLogits, argLogits, inputs } = this.oieHead(x);
+      batch.push(...inputs, predLabels, argLabels);
+      const flat = (t: string) => g.node('Reshape', [t, g.constInt64([-1])]);
+      // Multi2OIE: loss = predicate cross-entropy + argument cross-entropy
+      const pl = this.crossEntropy(predLogits, flat(predLabels), g.constInt64(3));
+      const al = this.crossEntropy(argLogits, flat(argLabels), g.constInt64(9));
+      loss = g.node('Add', [pl, al]);
     } else {
       throw new XltConfigError(`head '${head}' cannot be trained (no loss)`, { field: 'head' });
     }
@@ -679,9 +795,54 @@ class TrainBuilder {
       const [s, e] = g.nodeN('Split', [se, g.constInt64([1, 1])], 2, { axis: -1 }) as [string, string];
       g.output(g.node('Squeeze', [s, g.constInt64([-1])]), 'start_logits', 'float32', ['batch', 'sequence']);
       g.output(g.node('Squeeze', [e, g.constInt64([-1])]), 'end_logits', 'float32', ['batch', 'sequence']);
+    } else if (head === 'open-ie') {
+      const { predLogits, argLogits } = this.oieHead(x);
+      g.output(this.to3d(predLogits, 3).v, 'pred_logits', 'float32', dims3(3));
+      g.output(this.to3d(argLogits, 9).v, 'arg_logits', 'float32', dims3(9));
     } else {
       throw new XltConfigError(`head '${head}' cannot be exported`, { field: 'head' });
     }
+  }
+
+  /**
+   * Multi2OIE's head: predicate logits from the encoder states; then, for the predicate given by the
+   * `pred_mask` input (1 on its tokens), the states concatenated with the predicate's mean state and
+   * a position embedding (`pred_position`: 0 padding, 1 inside the predicate span, 2 elsewhere) go
+   * through argument-extractor layers whose keys are restricted to the predicate's tokens.
+   */
+  oieHead(x: T): { predLogits: T; argLogits: T; inputs: string[] } {
+    const { g, H } = this;
+    const o = this.cfg.oie ?? {};
+    const P = o.pos_emb_dim ?? 64;
+    const layers = o.n_arg_layers ?? 4;
+    const nh = o.n_arg_heads ?? 8;
+    const ff = o.d_feedforward ?? 2048;
+    const d = 2 * H + P;
+    if (d % nh !== 0)
+      throw new XltConfigError(
+        `2 x hidden_size + pos_emb_dim = ${d} is not a multiple of n_arg_heads ${nh}`,
+        { field: 'oie' },
+      );
+    const predMask = g.input('pred_mask', 'int64', ['batch', 'sequence']);
+    const predPos = g.input('pred_position', 'int64', ['batch', 'sequence']);
+    const predLogits = this.linear(x, 'oie.pred_classifier', H, 3);
+    const pm = g.node('Cast', [predMask], { to: 1 });
+    const feat = this.maskedMeanBroadcast(x, pm, H);
+    const posEmb = this.param('oie.position_emb.weight', [3, P]);
+    const pos = this.gatherRows(posEmb, predPos, 3, P);
+    const argIn = this.concatLast([
+      { t: x, dim: H },
+      { t: feat, dim: H },
+      { t: pos, dim: P },
+    ]);
+    const keyMask4 = g.node('Unsqueeze', [
+      g.node('Mul', [g.node('Sub', [this.c(1), pm]), this.c(-3.4028234663852886e38)]),
+      g.constInt64([1, 2]),
+    ]);
+    let h = argIn;
+    for (let i = 0; i < layers; i++)
+      h = this.argLayer(h, argIn, `oie.arg_module.layers.${i}`, d, nh, ff, keyMask4);
+    return { predLogits, argLogits: this.linear(h, 'oie.arg_classifier', d, 9), inputs: [predMask, predPos] };
   }
 
   private layer(x: T, name: string, ext4: string, langIds: string | undefined): T {
