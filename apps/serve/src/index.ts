@@ -12,3 +12,4 @@ export type {
   TaggedWord,
 } from './tasks.js';
 export { whitespaceTokenizer, writeTinyModel } from './testing.js';
+export { loadTokenizer, serveTokenizer } from './tokenizer.js';

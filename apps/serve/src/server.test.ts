@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { type SafetensorsTensor, writeSafetensors } from '@xlt/core';
+import { type SafetensorsTensor, sharedPath, sharedSkipReason, writeSafetensors } from '@xlt/core';
 import { randomWeights } from '@xlt/onnx';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ServedModel } from './model.js';
@@ -277,3 +277,54 @@ describe('graceful shutdown', () => {
     await expect(fetch(url, { method: 'POST', body: '{}' })).rejects.toThrow();
   });
 });
+
+describe.skipIf(sharedSkipReason('fixtures') !== undefined)(
+  'with the fixture X-Mod models and tokenizer',
+  () => {
+    it('tags words of real text and detects the language when none is given', async () => {
+      const { loadTokenizer } = await import('./tokenizer.js');
+      const model = await ServedModel.load(sharedPath('fixtures', 'xmod-postnorm', 'tokcls'), { threads: 1 });
+      const s = await createServer({
+        model,
+        tokenizer: await loadTokenizer(sharedPath('fixtures', 'tokenizer')),
+      });
+      const text = 'Die Regierung hat ein Gesetz.';
+      const j = (await s.app.inject({ method: 'POST', url: '/v1/tag', payload: { text } })).json();
+      expect(j.lang).toBe('de_DE');
+      expect(j.truncated).toBe(false);
+      expect(j.words.map((w: { word: string }) => w.word)).toEqual(text.split(' '));
+      for (const w of j.words) expect(text.slice(w.start, w.end)).toBe(w.word);
+      // the fixture model takes 26 tokens: a longer text is cut, and the response says so
+      const long = (
+        await s.app.inject({
+          method: 'POST',
+          url: '/v1/tag',
+          payload: { text: `${text} ${text} ${text}`, lang: 'de_DE' },
+        })
+      ).json();
+      expect(long.truncated).toBe(true);
+      expect(long.words.length).toBeLessThan(21);
+      await s.shutdown();
+    });
+
+    it('answers questions with a span of the context (QA head, pair encoding)', async () => {
+      const { loadTokenizer } = await import('./tokenizer.js');
+      const model = await ServedModel.load(sharedPath('fixtures', 'xmod-postnorm', 'qa'), { threads: 1 });
+      const s = await createServer({
+        model,
+        tokenizer: await loadTokenizer(sharedPath('fixtures', 'tokenizer')),
+      });
+      const context = 'The river flows through the old town and reaches the sea near the harbour.';
+      const j = (
+        await s.app.inject({
+          method: 'POST',
+          url: '/v1/qa',
+          payload: { question: 'Where does the river reach the sea?', context, lang: 'en_XX' },
+        })
+      ).json();
+      expect(context.slice(j.start, j.end)).toBe(j.answer);
+      expect(j.answer.length).toBeGreaterThan(0);
+      await s.shutdown();
+    });
+  },
+);

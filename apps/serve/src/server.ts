@@ -257,11 +257,15 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
 
   const encodeAll = async (texts: string[], lang: string | undefined) =>
     Promise.all(
-      texts.map(async (t) => ({
-        text: t,
-        enc: truncate(await tokenizer.encode(t), model.maxLength),
-        lang: await resolveLang(lang, t),
-      })),
+      texts.map(async (t) => {
+        const full = await tokenizer.encode(t);
+        return {
+          text: t,
+          enc: truncate(full, model.maxLength),
+          truncated: full.ids.length > model.maxLength,
+          lang: await resolveLang(lang, t),
+        };
+      }),
     );
 
   app.post(
@@ -273,6 +277,7 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
       const outs = await Promise.all(items.map((i) => submit({ enc: i.enc, lang: i.lang })));
       const results = outs.map((o, k) => ({
         ...classifyRow(o.out.logits as OnnxOutput, o.row, model.id2label),
+        truncated: items[k]?.truncated ?? false,
         lang: langCode(items[k]?.lang),
       }));
       return req.body.texts ? { results } : results[0];
@@ -287,6 +292,7 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
       const it = items[k] as (typeof items)[number];
       return {
         words: tagRow(o.out.logits as OnnxOutput, o.row, it.enc, it.text, model.id2label),
+        truncated: it.truncated,
         lang: langCode(it.lang),
       };
     });

@@ -14,7 +14,6 @@ export interface Encoded {
 export interface ServeTokenizer {
   encode(text: string, pair?: string): Promise<Encoded>;
   idToToken(id: number): string | undefined;
-  decode(ids: number[]): string;
   readonly maskTokenId: number;
   readonly padTokenId: number;
 }

@@ -81,7 +81,6 @@ export function whitespaceTokenizer(): ServeTokenizer {
     maskTokenId: 63,
     padTokenId: 1,
     idToToken: (id) => (id === 63 ? '<mask>' : id === 0 ? '<s>' : id === 2 ? '</s>' : `tok${id}`),
-    decode: (ids) => ids.map(String).join(' '),
     async encode(text: string, pair?: string): Promise<Encoded> {
       const a = words(text, 0, 0, 0);
       const b = pair !== undefined ? words(pair, 0, 1, 0) : [];
