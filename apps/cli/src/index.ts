@@ -12,4 +12,3 @@ export {
   type DemoLanguage,
   type DemoOptions,
 } from './demo/synthetic.js';
-export { WordTokenizer } from './demo/wordTokenizer.js';

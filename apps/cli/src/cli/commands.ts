@@ -19,8 +19,8 @@ const demoSchema = z.strictObject({
   languages: z.number().int().min(2).max(8).default(4),
   hidden: z.number().int().positive().default(64),
   layers: z.number().int().positive().default(2),
-  pretrainSteps: z.number().int().positive().default(1000),
-  finetuneSteps: z.number().int().positive().default(300),
+  pretrainSteps: z.number().int().positive().default(2000),
+  finetuneSteps: z.number().int().positive().default(600),
   batchSize: z.number().int().positive().default(32),
   threads: z.number().int().positive().default(2),
 });
@@ -33,8 +33,8 @@ tokenizer, pre-trains a shared and an X-Mod model with masked LM, fine-tunes bot
 language only, and evaluates zero-shot on the others. Writes report.md and results.json to the run
 directory. The same seed gives the same numbers.
 
-Options (or config keys): --seed 0 --languages 4 --hidden 64 --layers 2 --pretrain-steps 1000
-  --finetune-steps 300 --batch-size 32 --threads 2
+Options (or config keys): --seed 0 --languages 4 --hidden 64 --layers 2 --pretrain-steps 2000
+  --finetune-steps 600 --batch-size 32 --threads 2
 
 Example:
   xlt demo --seed 1 --pretrain-steps 2000`,
@@ -53,6 +53,7 @@ Example:
     });
     const report = demoReport(r);
     writeFileAtomic(path.join(ctx.runDir, 'report.md'), report);
+    await r.tokenizer.save(path.join(ctx.runDir, 'tokenizer.json'));
     writeFileAtomic(
       path.join(ctx.runDir, 'results.json'),
       `${JSON.stringify({ seconds: r.seconds, source: r.benchmark.source, results: r.results.map(({ model, accuracy }) => ({ model, accuracy })) }, null, 2)}\n`,

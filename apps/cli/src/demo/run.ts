@@ -10,9 +10,9 @@ import {
   type Weight,
   type WeightSource,
 } from '@xlt/onnx';
+import { trainUnigram, type XltTokenizer } from '@xlt/tokenizer';
 import { maskForMlm, pad } from './mlm.js';
 import { buildDemoBenchmark, type DemoBenchmark } from './synthetic.js';
-import { WordTokenizer } from './wordTokenizer.js';
 
 export interface DemoRunOptions {
   seed?: number;
@@ -26,6 +26,8 @@ export interface DemoRunOptions {
   threads?: number;
   /** X-Mod fine-tuning: freeze embeddings and language modules (default, as X-Mod does) or train everything. */
   xmodFinetune?: 'freeze' | 'full';
+  /** Size of the Unigram vocabulary trained on the raw text (default 400). */
+  vocabSize?: number;
   /** Peak learning rates (default 1e-3 for both). */
   pretrainLr?: number;
   finetuneLr?: number;
@@ -43,6 +45,8 @@ export interface DemoModelResult {
 
 export interface DemoResult {
   benchmark: DemoBenchmark;
+  /** The tokenizer trained on the benchmark's raw text. */
+  tokenizer: XltTokenizer;
   results: DemoModelResult[];
   seconds: number;
 }
@@ -72,22 +76,36 @@ export async function runDemo(options: DemoRunOptions = {}): Promise<DemoResult>
   const B = options.batchSize ?? 32;
   const bm = buildDemoBenchmark({ seed, numLanguages: options.numLanguages ?? 4 });
   const langs = bm.languages.map((l) => l.code);
-  const tok = new WordTokenizer([...bm.raw.values()].flat());
-  const specials = new Set([0, 1, 2, 3, tok.maskId]);
+  // a Unigram vocabulary trained on every language's raw text, language-balanced
+  const trained = await trainUnigram({
+    texts: Object.fromEntries(bm.raw),
+    vocabSize: options.vocabSize ?? 400,
+    seed,
+  });
+  const tokenizer = trained.tokenizer;
+  const V = tokenizer.vocabSize;
+  const maskId = tokenizer.tokenToId('<mask>') as number;
+  const specials = new Set([0, 1, 2, 3, maskId]);
+  const encode = async (texts: readonly string[]) =>
+    (await tokenizer.encodeBatch([...texts])).map((e) => e.ids);
   log(
-    `benchmark: ${langs.length} languages (${langs.join(', ')}), source ${bm.source}; ${bm.train.length} training examples; vocabulary ${tok.size}`,
+    `benchmark: ${langs.length} languages (${langs.join(', ')}), source ${bm.source}; ${bm.train.length} training examples; Unigram vocabulary of ${V} trained in ${(trained.elapsedMs / 1000).toFixed(1)} s`,
   );
-  const encodedRaw = new Map(langs.map((l) => [l, (bm.raw.get(l) as string[]).map((t) => tok.encode(t))]));
+  const encodedRaw = new Map<string, number[][]>();
+  for (const l of langs) encodedRaw.set(l, await encode(bm.raw.get(l) as string[]));
+  const trainIds = await encode(bm.train.map((e) => e.text));
+  const testIds = new Map<string, number[][]>();
+  for (const l of langs)
+    testIds.set(l, await encode((bm.test.get(l) as Array<{ text: string }>).map((e) => e.text)));
   const maxLen = Math.max(
-    ...[...encodedRaw.values()].flat().map((r) => r.length),
-    ...bm.train.map((e) => tok.encode(e.text).length),
+    ...[...encodedRaw.values(), trainIds, ...testIds.values()].flat().map((r) => r.length),
   );
   const results: DemoModelResult[] = [];
   for (const kind of ['shared', 'xmod'] as const) {
     const rng = new Rng(seed).fork(kind);
     const config: EncoderConfig & { max_position_embeddings: number } = {
       model_type: kind === 'xmod' ? 'xmod' : 'xlm-roberta',
-      vocab_size: tok.size,
+      vocab_size: V,
       hidden_size: options.hidden ?? 64,
       num_hidden_layers: options.layers ?? 2,
       num_attention_heads: 4,
@@ -116,7 +134,7 @@ export async function runDemo(options: DemoRunOptions = {}): Promise<DemoResult>
       adamw: ADAMW,
       threads,
     });
-    const steps = options.pretrainSteps ?? 1000;
+    const steps = options.pretrainSteps ?? 2000;
     const mlmLoss: number[] = [];
     for (let t = 0; t < steps; t++) {
       const rows: number[][] = [];
@@ -128,7 +146,7 @@ export async function runDemo(options: DemoRunOptions = {}): Promise<DemoResult>
         langIds.push(li);
       }
       const { inputIds, attentionMask } = pad(rows, 1);
-      const m = maskForMlm(inputIds, rng, { maskId: tok.maskId, vocabSize: tok.size, specialIds: specials });
+      const m = maskForMlm(inputIds, rng, { maskId, vocabSize: V, specialIds: specials });
       const labels = m.labels.map((r, i) => r.map((v, j) => (attentionMask[i]?.[j] === 0 ? -100 : v)));
       const { loss } = await pretrain.run(
         { inputIds: m.inputIds, attentionMask, labels, ...(kind === 'xmod' ? { langIds } : {}) },
@@ -168,15 +186,13 @@ export async function runDemo(options: DemoRunOptions = {}): Promise<DemoResult>
       adamw: ADAMW,
       threads,
     });
-    const ftSteps = options.finetuneSteps ?? 300;
+    const ftSteps = options.finetuneSteps ?? 600;
     const src = langs.indexOf(bm.source);
     for (let t = 0; t < ftSteps; t++) {
-      const exs = Array.from(
-        { length: B },
-        () => bm.train[rng.int(bm.train.length)] as (typeof bm.train)[number],
-      );
+      const pick = Array.from({ length: B }, () => rng.int(bm.train.length));
+      const exs = pick.map((i) => bm.train[i] as (typeof bm.train)[number]);
       const { inputIds, attentionMask } = pad(
-        exs.map((e) => tok.encode(e.text)),
+        pick.map((i) => trainIds[i] as number[]),
         1,
       );
       const { loss } = await ft.run(
@@ -203,10 +219,7 @@ export async function runDemo(options: DemoRunOptions = {}): Promise<DemoResult>
     const correct: Record<string, boolean[]> = {};
     for (const [li, lang] of langs.entries()) {
       const exs = bm.test.get(lang) as Array<{ text: string; label: number }>;
-      const { inputIds, attentionMask } = pad(
-        exs.map((e) => tok.encode(e.text)),
-        1,
-      );
+      const { inputIds, attentionMask } = pad(testIds.get(lang) as number[][], 1);
       const out = await model.run({
         inputIds,
         attentionMask,
@@ -228,5 +241,5 @@ export async function runDemo(options: DemoRunOptions = {}): Promise<DemoResult>
     );
     results.push({ model: kind, accuracy, correct, mlmLoss });
   }
-  return { benchmark: bm, results, seconds: (performance.now() - t0) / 1000 };
+  return { benchmark: bm, tokenizer, results, seconds: (performance.now() - t0) / 1000 };
 }
