@@ -12,6 +12,7 @@ import {
 } from './onnx.js';
 import { serveLoad } from './serve.js';
 import { peakRssMiB } from './stats.js';
+import { tokenizerEncode, tokenizerTrain } from './tokenizer.js';
 
 export { matmulGflops } from './matmul.js';
 export {
@@ -74,6 +75,10 @@ async function main(): Promise<void> {
     console.log(
       `train onnxruntime/cpu small-xmod (h256 l4 b16 s128, ${threads} threads): ${r.tokensPerSecond.toFixed(0)} tokens/s, ${r.gflops.toFixed(1)} GFLOP/s, ${((100 * r.gflops) / lim).toFixed(0)}% of matmul limit`,
     );
+  }
+  if (want('tokenizer')) {
+    for (const line of [await tokenizerEncode(), await tokenizerTrain()])
+      console.log(line ?? 'tokenizer: skipped (../shared not found)');
   }
   if (want('serve')) {
     for (const line of await serveLoad()) console.log(line);
