@@ -66,6 +66,7 @@ const TASK_ROUTE = {
   'question-answering': '/v1/qa',
   'masked-lm': '/v1/fill',
   base: '(none)',
+  'open-ie': '(none: run extraction through @xlt/oie)',
 } as const;
 
 const textSchema = {

@@ -18,6 +18,7 @@ export async function writeTinyModel(
     'token-classification': 'XmodForTokenClassification',
     'question-answering': 'XmodForQuestionAnswering',
     base: 'XmodModel',
+    'open-ie': 'XmodForOpenIE',
   }[head];
   const config = {
     model_type: 'xmod',

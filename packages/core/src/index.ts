@@ -17,6 +17,7 @@ export {
   XltNotFoundError,
   XltShapeError,
 } from './errors.js';
+export { writeFileAtomic } from './files.js';
 export { detectLanguage, iso3Of } from './lang.js';
 export { hashString, Rng, type RngState } from './rng.js';
 export {

@@ -1,14 +1,6 @@
-import {
-  closeSync,
-  fstatSync,
-  fsyncSync,
-  openSync,
-  readSync,
-  renameSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { XltError, XltFormatError, XltNotFoundError } from './errors.js';
+import { writeFileAtomic } from './files.js';
 
 /** Element types of the safetensors format. */
 export type SafetensorsDType =
@@ -409,32 +401,11 @@ export async function writeSafetensors(
   if (pad > 0) headerBytes = Buffer.concat([headerBytes, Buffer.alloc(pad, 0x20)]);
   const lenBuf = Buffer.alloc(8);
   lenBuf.writeBigUInt64LE(BigInt(headerBytes.length));
-  const tmp = `${path}.tmp-${process.pid}-${Date.now().toString(36)}`;
-  let fd: number | null = null;
-  try {
-    fd = openSync(tmp, 'w');
-    writeSync(fd, lenBuf);
-    writeSync(fd, headerBytes);
-    for (const [, t] of list) {
-      writeSync(fd, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-    }
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = null;
-    renameSync(tmp, path);
-  } catch (cause) {
-    if (fd !== null) closeSync(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // temp file was never created
-    }
-    if (cause instanceof XltError) throw cause;
-    throw new XltError('IO', `writing safetensors failed: ${(cause as Error).message}`, {
-      file: path,
-      cause,
-    });
-  }
+  writeFileAtomic(path, [
+    lenBuf,
+    headerBytes,
+    ...list.map(([, t]) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)),
+  ]);
 }
 
 /** Converts an IEEE half-precision word to a float. */

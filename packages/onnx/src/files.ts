@@ -1,35 +1,13 @@
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { XltError } from '@xlt/core';
+import { writeFileAtomic } from '@xlt/core';
 import { type ExportOptions, type ExportResult, exportToOnnx, type HeadKind } from './export.js';
 import { readEncoderConfig, safetensorsWeights } from './runner.js';
-
-function atomicWrite(file: string, chunks: Uint8Array[]): void {
-  const tmp = `${file}.tmp-${process.pid}-${Date.now().toString(36)}`;
-  let fd: number | null = null;
-  try {
-    fd = openSync(tmp, 'w');
-    for (const c of chunks) writeSync(fd, c);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = null;
-    renameSync(tmp, file);
-  } catch (cause) {
-    if (fd !== null) closeSync(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // never created
-    }
-    throw new XltError('IO', `writing failed: ${(cause as Error).message}`, { file, cause });
-  }
-}
 
 /** Writes an export result: the model, and its external weight file beside it when there is one. */
 export function writeOnnxModel(file: string, result: ExportResult): void {
   if (result.external !== undefined)
-    atomicWrite(path.join(path.dirname(file), result.external.location), result.external.chunks);
-  atomicWrite(file, [result.model]);
+    writeFileAtomic(path.join(path.dirname(file), result.external.location), result.external.chunks);
+  writeFileAtomic(file, [result.model]);
 }
 
 /** Default size above which weights go to an external file: protobuf cannot hold 2 GB. */

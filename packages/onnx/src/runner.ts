@@ -42,6 +42,18 @@ export function readEncoderConfig(dir: string): EncoderConfig {
   return cfg;
 }
 
+/** onnxruntime session options from xlt's: all graph optimisations, the providers and thread count asked for. */
+export function sessionOptions(options: OnnxModelOptions): ort.InferenceSession.SessionOptions {
+  const so: ort.InferenceSession.SessionOptions = {
+    executionProviders: (options.executionProviders ?? [
+      'cpu',
+    ]) as ort.InferenceSession.ExecutionProviderConfig[],
+    graphOptimizationLevel: 'all',
+  };
+  if (options.threads !== undefined) so.intraOpNumThreads = options.threads;
+  return so;
+}
+
 /** Inputs of {@link OnnxModel.run}: nested arrays or flat typed arrays with the batch shape. */
 export interface OnnxInputs {
   inputIds: number[][] | { data: BigInt64Array | Int32Array | number[]; dims: [number, number] };

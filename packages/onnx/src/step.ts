@@ -1,6 +1,7 @@
 import { XltConfigError, XltError } from '@xlt/core';
 import * as ort from 'onnxruntime-node';
 import type { EncoderConfig, HeadKind, WeightSource } from './export.js';
+import { sessionOptions } from './runner.js';
 import { type AdamWSettings, buildTrainGraph, type TrainGraphSignature } from './train.js';
 
 /** A training batch: token ids, mask, languages and the head's labels, as nested arrays. */
@@ -88,13 +89,7 @@ export class CompiledTrainStep {
 
   static async create(options: CompiledTrainStepOptions): Promise<CompiledTrainStep> {
     const { model, signature } = buildTrainGraph({ ...options, mode: 'adamw' });
-    const so: ort.InferenceSession.SessionOptions = {
-      executionProviders: (options.executionProviders ?? [
-        'cpu',
-      ]) as ort.InferenceSession.ExecutionProviderConfig[],
-      graphOptimizationLevel: 'all',
-    };
-    if (options.threads !== undefined) so.intraOpNumThreads = options.threads;
+    const so = sessionOptions(options);
     const session = await ort.InferenceSession.create(model, so);
     const init = new Map(signature.params.map((p) => [p.name, options.weights.get(p.name).data]));
     return new CompiledTrainStep(

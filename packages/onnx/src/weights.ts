@@ -32,20 +32,8 @@ interface PeftConfig {
   use_dora?: boolean;
 }
 
-function patternValue(pattern: Record<string, number> | undefined, module: string): number | undefined {
-  if (!pattern) return undefined;
-  for (const [k, v] of Object.entries(pattern)) {
-    if (module === k || module.endsWith(`.${k}`) || new RegExp(`(^|\\.)${k}$`).test(module)) return v;
-  }
-  return undefined;
-}
-
-/**
- * Merges a PEFT LoRA adapter folder (`adapter_config.json` + `adapter_model.safetensors`) into a
- * weight source at export time: W' = W + scaling * B A (embeddings: W' = W + scaling * (B A)^T), with
- * scaling = alpha / r (or alpha / sqrt(r) with rsLoRA) and PEFT's per-module rank/alpha patterns.
- */
-export function withPeftAdapter(base: WeightSource, adapterDir: string): WeightSource {
+/** Reads and checks a PEFT `adapter_config.json` (LoRA only; DoRA and fan_in_fan_out are refused). */
+function readPeftConfig(adapterDir: string): PeftConfig {
   const cfgFile = path.join(adapterDir, 'adapter_config.json');
   let cfg: PeftConfig;
   try {
@@ -69,6 +57,24 @@ export function withPeftAdapter(base: WeightSource, adapterDir: string): WeightS
       file: cfgFile,
       field: 'fan_in_fan_out',
     });
+  return cfg;
+}
+
+function patternValue(pattern: Record<string, number> | undefined, module: string): number | undefined {
+  if (!pattern) return undefined;
+  for (const [k, v] of Object.entries(pattern)) {
+    if (module === k || module.endsWith(`.${k}`) || new RegExp(`(^|\\.)${k}$`).test(module)) return v;
+  }
+  return undefined;
+}
+
+/**
+ * Merges a PEFT LoRA adapter folder (`adapter_config.json` + `adapter_model.safetensors`) into a
+ * weight source at export time: W' = W + scaling * B A (embeddings: W' = W + scaling * (B A)^T), with
+ * scaling = alpha / r (or alpha / sqrt(r) with rsLoRA) and PEFT's per-module rank/alpha patterns.
+ */
+export function withPeftAdapter(base: WeightSource, adapterDir: string): WeightSource {
+  const cfg = readPeftConfig(adapterDir);
   const file = path.join(adapterDir, 'adapter_model.safetensors');
   const reader = SafetensorsReader.open(file);
   const deltas = new Map<string, { A: string; B: string; embedding: boolean; module: string }>();
@@ -168,16 +174,7 @@ export function peftAdapterWeights(
   base: WeightSource,
   adapterDir: string,
 ): { weights: WeightSource; lora: Map<string, number>; names: string[] } {
-  const cfgFile = path.join(adapterDir, 'adapter_config.json');
-  let cfg: PeftConfig;
-  try {
-    cfg = JSON.parse(readFileSync(cfgFile, 'utf8')) as PeftConfig;
-  } catch (cause) {
-    throw new XltFormatError(`cannot read adapter config: ${(cause as Error).message}`, {
-      file: cfgFile,
-      cause,
-    });
-  }
+  const cfg = readPeftConfig(adapterDir);
   const file = path.join(adapterDir, 'adapter_model.safetensors');
   const reader = SafetensorsReader.open(file);
   const extra = new Map<string, Weight>();

@@ -18,6 +18,18 @@ export const SMALL_XMOD: EncoderConfig = {
   pre_norm: false,
 };
 
+/** A deterministic batch of token ids (first token `<s>`) and per-example language indices. */
+function syntheticBatch(
+  config: EncoderConfig,
+  batch: number,
+  seq: number,
+): { ids: number[][]; langs: number[] } {
+  const ids = Array.from({ length: batch }, (_, i) =>
+    Array.from({ length: seq }, (_, j) => (j === 0 ? 0 : 4 + ((i * 31 + j * 7) % (config.vocab_size - 5)))),
+  );
+  return { ids, langs: Array.from({ length: batch }, (_, i) => i % (config.languages?.length || 1)) };
+}
+
 /** Forward FLOPs per token of an encoder (matmuls only): attention projections, scores, FFN, adapters. */
 export function encoderFlopsPerToken(c: EncoderConfig, seq: number): number {
   const H = c.hidden_size;
@@ -39,10 +51,7 @@ export async function onnxInferenceTokensPerSecond(
     exportToOnnx({ config, weights: randomWeights(config, 'base', 0), head: 'base' }).model,
     { threads },
   );
-  const ids = Array.from({ length: batch }, (_, i) =>
-    Array.from({ length: seq }, (_, j) => (j === 0 ? 0 : 4 + ((i * 31 + j * 7) % 7000))),
-  );
-  const langs = Array.from({ length: batch }, (_, i) => i % (config.languages?.length || 1));
+  const { ids, langs } = syntheticBatch(config, batch, seq);
   const times = await timeRuns(async () => {
     await model.run({ inputIds: ids, ...(config.languages?.length ? { langIds: langs } : {}) });
   }, reps);
@@ -91,11 +100,8 @@ export async function onnxTrainTokensPerSecond(
     adamw: { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 },
     threads,
   });
-  const ids = Array.from({ length: batch }, (_, i) =>
-    Array.from({ length: seq }, (_, j) => (j === 0 ? 0 : 4 + ((i * 31 + j * 7) % (config.vocab_size - 5)))),
-  );
+  const { ids, langs } = syntheticBatch(config, batch, seq);
   const labels = ids.map((row) => row.map((v, j) => (j % 7 === 3 ? v : -100)));
-  const langs = Array.from({ length: batch }, (_, i) => i % (config.languages?.length || 1));
   const b = { inputIds: ids, labels, ...(config.languages?.length ? { langIds: langs } : {}) };
   const times = await timeRuns(async () => {
     await step.run(b, 1e-4);

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { annotate, type SourceExample } from '@xlt/augment';
-import { XltConfigError } from '@xlt/core';
+import { writeFileAtomic, XltConfigError } from '@xlt/core';
 import {
   exportToOnnx,
   readEncoderConfig,
@@ -12,7 +12,7 @@ import {
 import { z } from 'zod';
 import { demoReport } from '../demo/report.js';
 import { runDemo } from '../demo/run.js';
-import { type Command, writeFileAtomic } from './main.js';
+import type { Command } from './main.js';
 
 const demoSchema = z.strictObject({
   seed: z.number().int().nonnegative().default(0),

@@ -1,6 +1,6 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { isXltError, XltConfigError } from '@xlt/core';
+import { isXltError, writeFileAtomic, XltConfigError } from '@xlt/core';
 import type { z } from 'zod';
 import { applyOverrides, readConfigFile, validateConfig } from './config.js';
 
@@ -30,13 +30,6 @@ export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 function timestamp(d = new Date()): string {
   const p = (n: number) => String(n).padStart(2, '0');
   return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
-}
-
-/** Writes a file atomically (temp file, then rename). */
-export function writeFileAtomic(file: string, data: string | Uint8Array): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, data);
-  renameSync(tmp, file);
 }
 
 /**
