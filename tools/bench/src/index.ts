@@ -10,6 +10,7 @@ import {
   onnxTrainTokensPerSecond,
   SMALL_XMOD,
 } from './onnx.js';
+import { safetensorsLoad } from './safetensors.js';
 import { serveLoad } from './serve.js';
 import { peakRssMiB } from './stats.js';
 import { tokenizerEncode, tokenizerTrain } from './tokenizer.js';
@@ -76,6 +77,7 @@ async function main(): Promise<void> {
       `train onnxruntime/cpu small-xmod (h256 l4 b16 s128, ${threads} threads): ${r.tokensPerSecond.toFixed(0)} tokens/s, ${r.gflops.toFixed(1)} GFLOP/s, ${((100 * r.gflops) / lim).toFixed(0)}% of matmul limit`,
     );
   }
+  if (want('safetensors')) console.log(await safetensorsLoad());
   if (want('tokenizer')) {
     for (const line of [await tokenizerEncode(), await tokenizerTrain()])
       console.log(line ?? 'tokenizer: skipped (../shared not found)');
