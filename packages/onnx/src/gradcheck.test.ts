@@ -2,7 +2,7 @@ import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import type { EncoderConfig, HeadKind } from './export.js';
 import { randomWeights } from './random.js';
-import { buildTrainGraph } from './train.js';
+import { buildTrainGraph, type TrainGraphOptions } from './train.js';
 
 /**
  * Finite-difference checks of the compiled backward pass where no PyTorch fixture exists: the
@@ -14,9 +14,26 @@ async function gradcheck(
   batch: Record<string, ort.Tensor>,
   seed = 1,
 ): Promise<number> {
+  return gradcheckWith(config, head, {}, batch, seed);
+}
+
+async function gradcheckWith(
+  config: EncoderConfig,
+  head: HeadKind,
+  extra: Pick<TrainGraphOptions, 'salt' | 'embeddingMixup'>,
+  batch: Record<string, ort.Tensor>,
+  seed = 1,
+): Promise<number> {
   const w = randomWeights(config, head, seed, 0.3);
   const names = w.names();
-  const { model, signature } = buildTrainGraph({ config, weights: w, head, trainable: names, mode: 'grads' });
+  const { model, signature } = buildTrainGraph({
+    config,
+    weights: w,
+    head,
+    trainable: names,
+    mode: 'grads',
+    ...extra,
+  });
   const session = await ort.InferenceSession.create(model, { intraOpNumThreads: 1 });
   const params = new Map(signature.params.map((p) => [p.name, Float64Array.from(w.get(p.name).data)]));
   const feeds = (override?: { name: string; i: number; v: number }) => {
@@ -55,12 +72,10 @@ async function gradcheck(
   return worst;
 }
 
-const i64 = (rows: number[][] | number[], dims: number[]) =>
-  new ort.Tensor(
-    'int64',
-    BigInt64Array.from((rows as Array<number | number[]>).flat().map((v) => BigInt(v))),
-    dims,
-  );
+type Nested = number | Nested[];
+const flat = (x: Nested): number[] => (Array.isArray(x) ? x.flatMap(flat) : [x]);
+const i64 = (rows: Nested, dims: number[]) =>
+  new ort.Tensor('int64', BigInt64Array.from(flat(rows).map((v) => BigInt(v))), dims);
 
 const tiny: EncoderConfig = {
   vocab_size: 20,
@@ -160,5 +175,103 @@ describe('compiled backward pass against finite differences', () => {
       ),
     });
     expect(worst).toBeLessThan(5e-2);
+  });
+});
+
+describe('SALT-style objective and embedding mixup in the compiled step', () => {
+  const cls: EncoderConfig = { ...tiny, num_labels: 3 };
+  // rows 0-1 are originals, rows 2-3 their augmented (code-switched) versions
+  const ids = [
+    [0, 5, 6, 7, 2],
+    [0, 9, 10, 2, 1],
+    [0, 5, 16, 7, 2],
+    [0, 12, 10, 2, 1],
+  ];
+  const mask = [
+    [1, 1, 1, 1, 1],
+    [1, 1, 1, 1, 0],
+    [1, 1, 1, 1, 1],
+    [1, 1, 1, 1, 0],
+  ];
+  const mix = {
+    mix_ids: i64(
+      ids.map((r) => r.map((t) => [(t + 3) % 20, (t + 7) % 20])),
+      [4, 5, 2],
+    ),
+    mix_probs: new ort.Tensor(
+      'float32',
+      Float32Array.from(ids.flatMap((r) => r.flatMap(() => [0.7, 0.3]))),
+      [4, 5, 2],
+    ),
+    mix_lambda: new ort.Tensor(
+      'float32',
+      Float32Array.from([0, 0.4, 0, 0, 0, 0, 0, 0.6, 0, 0, 0, 0.3, 0.5, 0, 0, 0, 0, 0.2, 0, 0]),
+      [4, 5],
+    ),
+  };
+
+  it('sequence classification: task loss on both halves + KL consistency, with embedding mixup', async () => {
+    const worst = await gradcheckWith(
+      cls,
+      'sequence-classification',
+      { salt: { augWeight: 0.5, klWeight: 2 }, embeddingMixup: true },
+      {
+        input_ids: i64(ids, [4, 5]),
+        attention_mask: i64(mask, [4, 5]),
+        labels: i64([2, 0, 2, 0], [4]),
+        ...mix,
+      },
+    );
+    expect(worst).toBeLessThan(5e-2);
+  });
+
+  it('token classification: the KL term counts only labelled tokens of the originals', async () => {
+    const worst = await gradcheckWith(
+      cls,
+      'token-classification',
+      { salt: { klWeight: 1 } },
+      {
+        input_ids: i64(ids, [4, 5]),
+        attention_mask: i64(mask, [4, 5]),
+        labels: i64(
+          [
+            [-100, 1, 2, 0, -100],
+            [-100, 0, 1, -100, -100],
+            [-100, 1, 2, 0, -100],
+            [-100, 0, 1, -100, -100],
+          ],
+          [4, 5],
+        ),
+      },
+    );
+    expect(worst).toBeLessThan(5e-2);
+  });
+
+  it('the KL term is zero when the augmented rows equal the originals', async () => {
+    const w = randomWeights(cls, 'sequence-classification', 2, 0.3);
+    const same = [ids[0]!, ids[1]!, ids[0]!, ids[1]!];
+    const sameMask = [mask[0]!, mask[1]!, mask[0]!, mask[1]!];
+    const run = async (salt: { augWeight?: number; klWeight?: number } | undefined) => {
+      const { model, signature } = buildTrainGraph({
+        config: cls,
+        weights: w,
+        head: 'sequence-classification',
+        trainable: w.names(),
+        mode: 'grads',
+        ...(salt ? { salt } : {}),
+      });
+      const s = await ort.InferenceSession.create(model);
+      const feeds: Record<string, ort.Tensor> = {
+        input_ids: i64(same, [4, 5]),
+        attention_mask: i64(sameMask, [4, 5]),
+        labels: i64([1, 2, 1, 2], [4]),
+      };
+      for (const p of signature.params)
+        feeds[p.input] = new ort.Tensor('float32', w.get(p.name).data, p.shape);
+      return (await s.run(feeds)).loss?.data[0] as number;
+    };
+    const plain = await run(undefined);
+    // originals and copies: task + 1 x task + 5 x KL(p || p) = 2 x task
+    expect(await run({ augWeight: 1, klWeight: 5 })).toBeCloseTo(2 * plain, 5);
   });
 });

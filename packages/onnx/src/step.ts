@@ -13,6 +13,10 @@ export interface TrainBatch {
   labels?: number[][] | number[];
   startPositions?: number[];
   endPositions?: number[];
+  /** Embedding mixup inputs (see `TrainGraphOptions.embeddingMixup`): candidates [B][S][K], weights [B][S][K], lambda [B][S]. */
+  mixIds?: number[][][];
+  mixProbs?: number[][][];
+  mixLambda?: number[][];
 }
 
 export interface CompiledTrainStepOptions {
@@ -23,6 +27,10 @@ export interface CompiledTrainStepOptions {
   adamw: AdamWSettings;
   /** Live LoRA modules and their scaling (see `peftAdapterWeights`). */
   lora?: Map<string, number>;
+  /** Embedding mixup inputs in every batch (see `TrainGraphOptions.embeddingMixup`). */
+  embeddingMixup?: boolean;
+  /** SALT-style objective: batches hold originals then their augmented versions (see `TrainGraphOptions.salt`). */
+  salt?: { augWeight?: number; klWeight?: number };
   /** onnxruntime intra-op threads (default: all cores). */
   threads?: number;
   executionProviders?: string[];
@@ -59,6 +67,7 @@ export class CompiledTrainStep {
   private readonly session: ort.InferenceSession;
   private readonly head: HeadKind;
   private readonly hasLangs: boolean;
+  private mixup = false;
   /** Two buffer sets per parameter: [params, m, v] for reading, the other for writing. */
   private readonly bufs: [Buf[], Buf[]];
   private cur: 0 | 1 = 0;
@@ -92,13 +101,15 @@ export class CompiledTrainStep {
     const so = sessionOptions(options);
     const session = await ort.InferenceSession.create(model, so);
     const init = new Map(signature.params.map((p) => [p.name, options.weights.get(p.name).data]));
-    return new CompiledTrainStep(
+    const step = new CompiledTrainStep(
       session,
       signature,
       options.head,
       (options.config.languages ?? []).length > 0,
       init,
     );
+    step.mixup = options.embeddingMixup === true;
+    return step;
   }
 
   /** Steps taken so far (AdamW's t). */
@@ -139,6 +150,20 @@ export class CompiledTrainStep {
       if (batch.labels === undefined)
         throw new XltConfigError('the batch has no labels', { field: 'labels' });
       feeds.labels = i64(batch.labels, this.head === 'sequence-classification' ? [B] : [B, S]);
+    }
+    if (this.mixup) {
+      if (!batch.mixIds || !batch.mixProbs || !batch.mixLambda)
+        throw new XltConfigError('this step mixes embeddings: give mixIds, mixProbs and mixLambda', {
+          field: 'mixIds',
+        });
+      const K = batch.mixIds[0]?.[0]?.length ?? 0;
+      feeds.mix_ids = new ort.Tensor(
+        'int64',
+        BigInt64Array.from(batch.mixIds.flat(2).map((v) => BigInt(v))),
+        [B, S, K],
+      );
+      feeds.mix_probs = new ort.Tensor('float32', Float32Array.from(batch.mixProbs.flat(2)), [B, S, K]);
+      feeds.mix_lambda = new ort.Tensor('float32', Float32Array.from(batch.mixLambda.flat()), [B, S]);
     }
     const t = this.stepCount + 1;
     feeds.lr = new ort.Tensor('float32', Float32Array.of(lr), []);

@@ -36,6 +36,18 @@ export interface TrainGraphOptions {
    * (see `peftAdapterWeights`); y = x W^T + b + scaling * (x A^T) B^T.
    */
   lora?: Map<string, number>;
+  /**
+   * Embedding mixup (soft code-switching): adds inputs `mix_ids` [B, S, K] (candidate tokens),
+   * `mix_probs` [B, S, K] (their weights, rows summing to 1) and `mix_lambda` [B, S] (0 where a
+   * position is not mixed); the word embedding becomes (1 - l) E[id] + l sum_k p_k E[mix_k].
+   */
+  embeddingMixup?: boolean;
+  /**
+   * SALT-style objective (sequence or token classification): the batch holds 2B rows, the originals
+   * then their augmented versions; loss = task(originals) + augWeight task(augmented) + klWeight
+   * KL(p(originals) || p(augmented)).
+   */
+  salt?: { augWeight?: number; klWeight?: number };
 }
 
 /** Graph inputs and outputs of a compiled train step, by role. */
@@ -84,14 +96,22 @@ class TrainBuilder {
 
   private readonly lora: Map<string, number>;
 
+  private readonly mixup: boolean;
+  private readonly salt: { augWeight: number; klWeight: number } | undefined;
+
   constructor(
     cfg: EncoderConfig,
     w: WeightSource,
     trainable: string[],
     lora: Map<string, number> = new Map(),
+    extras: { embeddingMixup?: boolean; salt?: { augWeight?: number; klWeight?: number } } = {},
   ) {
     this.cfg = cfg;
     this.lora = lora;
+    this.mixup = extras.embeddingMixup === true;
+    this.salt = extras.salt
+      ? { augWeight: extras.salt.augWeight ?? 1, klWeight: extras.salt.klWeight ?? 1 }
+      : undefined;
     this.w = w;
     this.trainable = new Set(trainable);
     this.H = cfg.hidden_size;
@@ -416,6 +436,111 @@ class TrainBuilder {
     return this.to2d(a2, H);
   }
 
+  /**
+   * Embedding mixup: (1 - l) * base + l * sum_k p_k E[mix_k] per token, with gradients into the
+   * embedding table through both the token's own row and the candidates' rows.
+   */
+  mixEmbedding(table: T, base: T, mixIds: string, mixProbs: string, lambda: string, rows: number): T {
+    const g = this.g;
+    const H = this.H;
+    const lam = g.node('Reshape', [lambda, g.constInt64([-1, 1])]); // [N, 1]
+    const probs3 = g.node('Unsqueeze', [
+      g.node('Reshape', [mixProbs, g.node('Concat', [this.N, g.constInt64([-1])], { axis: 0 })]),
+      g.constInt64([2]),
+    ]); // [N, K, 1]
+    const flatMix = g.node('Reshape', [mixIds, g.constInt64([-1])]);
+    const cand = g.node('Gather', [table.v, flatMix], { axis: 0 }); // [N*K, H]
+    const cand3 = g.node('Reshape', [cand, g.node('Concat', [this.N, g.constInt64([-1, H])], { axis: 0 })]); // [N, K, H]
+    const wsum = g.node('ReduceSum', [g.node('Mul', [cand3, probs3]), g.constInt64([1])], { keepdims: 0 }); // [N, H]
+    const oneMinus = g.node('Sub', [this.c(1), lam]);
+    const out = {
+      v: g.node('Add', [g.node('Mul', [base.v, oneMinus]), g.node('Mul', [wsum, lam])]),
+      rg: base.rg || table.rg,
+    };
+    this.push(out, (dy) => {
+      this.acc(base, g.node('Mul', [dy, oneMinus]));
+      if (table.rg) {
+        const dc = g.node('Reshape', [
+          g.node('Mul', [g.node('Unsqueeze', [g.node('Mul', [dy, lam]), g.constInt64([1])]), probs3]),
+          g.constInt64([-1, H]),
+        ]);
+        const zeros = g.node('ConstantOfShape', [g.constInt64([rows, H])]);
+        this.acc(
+          table,
+          g.node('ScatterND', [zeros, g.node('Unsqueeze', [flatMix, g.constInt64([1])]), dc], {
+            reduction: 'add',
+          }),
+        );
+      }
+    });
+    return out;
+  }
+
+  /** Rows [start, end) of x [M, C] (start/end: int64 [1] values); the gradient is padded back with zeros. */
+  rowRange(x: T, start: string, end: string, total: string): T {
+    const g = this.g;
+    const out = { v: g.node('Slice', [x.v, start, end, g.constInt64([0])]), rg: x.rg };
+    this.push(out, (dy) => {
+      const after = g.node('Sub', [total, end]);
+      const pads = g.node('Concat', [start, g.constInt64([0]), after, g.constInt64([0])], { axis: 0 });
+      this.acc(x, g.node('Pad', [dy, pads]));
+    });
+    return out;
+  }
+
+  /**
+   * weight x mean over rows with `rowMask` (float [M]) of KL(softmax(a) || softmax(b)); seeds the
+   * gradients of a and b.
+   */
+  klDiv(a: T, b: T, rowMask: string, weight: number): string {
+    const g = this.g;
+    const logp = g.node('LogSoftmax', [a.v], { axis: -1 });
+    const logq = g.node('LogSoftmax', [b.v], { axis: -1 });
+    const p = g.node('Exp', [logp]);
+    const diff = g.node('Sub', [logp, logq]);
+    const row = g.node('ReduceSum', [g.node('Mul', [p, diff]), g.constInt64([-1])], { keepdims: 1 }); // [M, 1]
+    const cnt = g.node('Max', [g.node('ReduceSum', [rowMask], { keepdims: 0 }), this.c(1)]);
+    const m1 = g.node('Unsqueeze', [rowMask, g.constInt64([1])]);
+    const loss = g.node('Mul', [
+      g.node('Div', [g.node('ReduceSum', [g.node('Mul', [row, m1])], { keepdims: 0 }), cnt]),
+      this.c(weight),
+    ]);
+    const scale = g.node('Mul', [g.node('Div', [m1, cnt]), this.c(weight)]);
+    if (a.rg) this.acc(a, g.node('Mul', [g.node('Mul', [p, g.node('Sub', [diff, row])]), scale]));
+    if (b.rg) this.acc(b, g.node('Mul', [g.node('Sub', [g.node('Exp', [logq]), p]), scale]));
+    return loss;
+  }
+
+  /** SALT loss on logits [M, C] whose first half of rows are originals and second half augmented. */
+  saltLoss(logits: T, labels: string, depth: string): string {
+    const g = this.g;
+    const s = this.salt as { augWeight: number; klWeight: number };
+    const M = g.node('Shape', [logits.v]);
+    const total = g.node('Slice', [M, g.constInt64([0]), g.constInt64([1]), g.constInt64([0])]); // [1]
+    const half = g.node('Div', [total, g.constInt64([2])]);
+    const rowIdx = g.node('Range', [
+      g.constInt64(0),
+      g.node('Squeeze', [total, g.constInt64([0])]),
+      g.constInt64(1),
+    ]);
+    const isOrig = g.node('Less', [rowIdx, half]);
+    const origLabels = g.node('Where', [isOrig, labels, g.constInt64(-100)]);
+    const augLabels = g.node('Where', [isOrig, g.constInt64(-100), labels]);
+    const lo = this.crossEntropy(logits, origLabels, depth);
+    const la = this.crossEntropy(logits, augLabels, depth, s.augWeight);
+    let loss = g.node('Add', [lo, g.node('Mul', [la, this.c(s.augWeight)])]);
+    if (s.klWeight > 0) {
+      const first = this.rowRange(logits, g.constInt64([0]), half, total);
+      const second = this.rowRange(logits, half, total, total);
+      const firstLabels = g.node('Slice', [labels, g.constInt64([0]), half, g.constInt64([0])]);
+      const valid = g.node('Cast', [g.node('Not', [g.node('Equal', [firstLabels, g.constInt64(-100)])])], {
+        to: 1,
+      });
+      loss = g.node('Add', [loss, this.klDiv(first, second, valid, s.klWeight)]);
+    }
+    return loss;
+  }
+
   /** x [N, d] + bias [d]. */
   addBias(x: T, bias: T): T {
     const g = this.g;
@@ -625,10 +750,15 @@ class TrainBuilder {
     const te = this.param(`${p}embeddings.token_type_embeddings.weight`);
     const peRows = (this.w.get(`${p}embeddings.position_embeddings.weight`).shape[0] as number) ?? 0;
     const teRows = (this.w.get(`${p}embeddings.token_type_embeddings.weight`).shape[0] as number) ?? 1;
-    let x = this.add(
-      this.add(this.gatherRows(we, ids, cfg.vocab_size), this.gatherRows(pe, pos, peRows)),
-      this.firstRow(te, teRows),
-    );
+    let words = this.gatherRows(we, ids, cfg.vocab_size);
+    if (this.mixup) {
+      const mixIds = g.input('mix_ids', 'int64', ['batch', 'sequence', 'candidates']);
+      const mixProbs = g.input('mix_probs', 'float32', ['batch', 'sequence', 'candidates']);
+      const mixLambda = g.input('mix_lambda', 'float32', ['batch', 'sequence']);
+      batch.push(mixIds, mixProbs, mixLambda);
+      words = this.mixEmbedding(we, words, mixIds, mixProbs, mixLambda, cfg.vocab_size);
+    }
+    let x = this.add(this.add(words, this.gatherRows(pe, pos, peRows)), this.firstRow(te, teRows));
     x = this.layerNorm(x, `${p}embeddings.LayerNorm`);
     const hidden: T[] = [x];
 
@@ -676,11 +806,11 @@ class TrainBuilder {
     } else if (head === 'token-classification') {
       const labels = g.input('labels', 'int64', ['batch', 'sequence']);
       batch.push(labels);
-      loss = this.crossEntropy(
-        this.linear(x, 'classifier', H, nLabels),
-        g.node('Reshape', [labels, g.constInt64([-1])]),
-        g.constInt64(nLabels),
-      );
+      const logits = this.linear(x, 'classifier', H, nLabels);
+      const flatLabels = g.node('Reshape', [labels, g.constInt64([-1])]);
+      loss = this.salt
+        ? this.saltLoss(logits, flatLabels, g.constInt64(nLabels))
+        : this.crossEntropy(logits, flatLabels, g.constInt64(nLabels));
     } else if (head === 'sequence-classification') {
       const labels = g.input('labels', 'int64', ['batch']);
       batch.push(labels);
@@ -689,11 +819,10 @@ class TrainBuilder {
       const firstIdx = g.node('Range', [g.constInt64(0), g.node('Mul', [B, S]), S]);
       const first = this.rows(x, firstIdx, H);
       const h = this.tanh(this.linear(first, 'classifier.dense', H, H));
-      loss = this.crossEntropy(
-        this.linear(h, 'classifier.out_proj', H, nLabels),
-        labels,
-        g.constInt64(nLabels),
-      );
+      const logits = this.linear(h, 'classifier.out_proj', H, nLabels);
+      loss = this.salt
+        ? this.saltLoss(logits, labels, g.constInt64(nLabels))
+        : this.crossEntropy(logits, labels, g.constInt64(nLabels));
     } else if (head === 'question-answering') {
       const sp = g.input('start_positions', 'int64', ['batch']);
       const ep = g.input('end_positions', 'int64', ['batch']);
@@ -884,7 +1013,10 @@ export interface TrainGraph {
 
 /** Compiles a training step (see {@link TrainBuilder}) to an ONNX model. */
 export function buildTrainGraph(options: TrainGraphOptions): TrainGraph {
-  const b = new TrainBuilder(options.config, options.weights, options.trainable, options.lora);
+  const b = new TrainBuilder(options.config, options.weights, options.trainable, options.lora, {
+    ...(options.embeddingMixup !== undefined ? { embeddingMixup: options.embeddingMixup } : {}),
+    ...(options.salt !== undefined ? { salt: options.salt } : {}),
+  });
   const g = b.g;
   const { loss, batch } = b.build(options.head);
   g.output(loss, 'loss', 'float32', []);
