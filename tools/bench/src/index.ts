@@ -23,7 +23,10 @@ export {
   onnxTrainTokensPerSecond,
   SMALL_XMOD,
 } from './onnx.js';
+export { safetensorsLoad } from './safetensors.js';
+export { serveLoad } from './serve.js';
 export { median, peakRssMiB, timeRuns } from './stats.js';
+export { tokenizerEncode, tokenizerTrain } from './tokenizer.js';
 
 async function availableBackends(): Promise<BackendName[]> {
   const out: BackendName[] = [];
