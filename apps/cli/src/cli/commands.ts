@@ -9,6 +9,8 @@ import {
   withPeftAdapter,
   writeOnnxModel,
 } from '@xlt/onnx';
+import { createServer, loadTokenizer, ServedModel } from '@xlt/serve';
+import { trainUnigram } from '@xlt/tokenizer';
 import { z } from 'zod';
 import { demoReport } from '../demo/report.js';
 import { runDemo } from '../demo/run.js';
@@ -168,4 +170,112 @@ Example:
   },
 };
 
-export const COMMANDS: Command[] = [demoCommand, exportCommand, augmentLlmCommand] as Command[];
+const tokenizerSchema = z.strictObject({
+  /** Text files (one sentence a line) by language, e.g. { en: corpus/en.txt, de: [a.txt, b.txt] }. */
+  files: z.record(z.string(), z.union([z.string(), z.array(z.string())])),
+  vocabSize: z.number().int().min(10).default(8000),
+  alpha: z.number().positive().max(1).default(0.3),
+  characterCoverage: z.number().positive().max(1).default(0.9995),
+  maxSentencesPerLanguage: z.number().int().positive().optional(),
+  seed: z.number().int().nonnegative().default(0),
+  out: z.string().optional(),
+});
+
+export const tokenizerTrainCommand: Command<typeof tokenizerSchema> = {
+  name: 'tokenizer train',
+  summary: 'Train a multilingual Unigram vocabulary (XLM-R layout) and write tokenizer.json',
+  help: `Config keys (YAML):
+  files: { en: data/en.txt, de: data/de.txt, sw: [data/sw1.txt, data/sw2.txt] }   # one sentence a line
+  vocabSize: 8000            # including <s> <pad> </s> <unk> <mask>
+  alpha: 0.3                 # language sampling exponent, as XLM-R
+  characterCoverage: 0.9995
+  out: tokenizer.json        # default: <run dir>/tokenizer.json
+
+Example:
+  xlt tokenizer train --config tok.yaml --vocab-size 16000`,
+  schema: tokenizerSchema,
+  async run(cfg, ctx) {
+    const out = cfg.out ?? path.join(ctx.runDir, 'tokenizer.json');
+    const r = await trainUnigram({
+      files: cfg.files,
+      vocabSize: cfg.vocabSize,
+      alpha: cfg.alpha,
+      characterCoverage: cfg.characterCoverage,
+      seed: cfg.seed,
+      ...(cfg.maxSentencesPerLanguage !== undefined
+        ? { maxSentencesPerLanguage: cfg.maxSentencesPerLanguage }
+        : {}),
+      onProgress: (p) => ctx.log(`[tokenizer] ${JSON.stringify(p)}`),
+      output: out,
+    });
+    for (const l of r.languages)
+      ctx.log(`${l.lang}: ${l.sentences} sentences, sampling share ${(100 * l.share).toFixed(1)}%`);
+    ctx.log(
+      `vocabulary of ${r.tokenizer.vocabSize} (alphabet ${r.alphabetSize}) in ${(r.elapsedMs / 1000).toFixed(1)} s, written to ${out}`,
+    );
+  },
+};
+
+const serveSchema = z.strictObject({
+  model: z.string(),
+  tokenizer: z.string().optional(),
+  modules: z.string().optional(),
+  host: z.string().default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535).default(8080),
+  threads: z.number().int().positive().optional(),
+  maxBatch: z.number().int().positive().default(16),
+  maxWaitMs: z.number().int().nonnegative().default(5),
+  timeoutMs: z.number().int().positive().default(30_000),
+  adminTokenEnv: z.string().default('XLT_ADMIN_TOKEN'),
+});
+
+export const serveCommand: Command<typeof serveSchema> = {
+  name: 'serve',
+  summary: 'Serve a model folder over HTTP on onnxruntime (classify / tag / QA / fill-mask)',
+  help: `Options:
+  --model DIR        config.json + model.safetensors (any head); exported to ONNX at start
+  --tokenizer PATH   tokenizer.json or its folder (default: the model folder)
+  --modules DIR      language modules to add at start: DIR/<lang>.safetensors
+  --host 127.0.0.1 --port 8080 --threads N --max-batch 16 --max-wait-ms 5 --timeout-ms 30000
+  The admin token (POST /admin/languages) is read from $XLT_ADMIN_TOKEN.
+
+Example:
+  xlt serve --model runs/finetune/model --port 8080`,
+  schema: serveSchema,
+  runDir: false,
+  async run(cfg, ctx) {
+    const model = await ServedModel.load(cfg.model, {
+      ...(cfg.modules !== undefined ? { modulesDir: cfg.modules } : {}),
+      ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
+    });
+    const token = process.env[cfg.adminTokenEnv];
+    const server = await createServer({
+      model,
+      tokenizer: await loadTokenizer(cfg.tokenizer ?? cfg.model),
+      maxBatchSize: cfg.maxBatch,
+      maxWaitMs: cfg.maxWaitMs,
+      requestTimeoutMs: cfg.timeoutMs,
+      ...(token ? { adminToken: token } : {}),
+    });
+    const address = await server.app.listen({ host: cfg.host, port: cfg.port });
+    ctx.log(
+      `serving a ${model.head} model (languages: ${model.languages.join(', ') || 'none'}) on ${address}`,
+    );
+    await new Promise<void>((resolve) => {
+      const stop = () => {
+        ctx.log('shutting down: finishing in-flight requests');
+        void server.shutdown().then(resolve);
+      };
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+    });
+  },
+};
+
+export const COMMANDS: Command[] = [
+  demoCommand,
+  tokenizerTrainCommand,
+  exportCommand,
+  serveCommand,
+  augmentLlmCommand,
+] as Command[];

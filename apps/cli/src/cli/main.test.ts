@@ -94,3 +94,32 @@ describe('xlt command line', () => {
     },
   );
 });
+
+describe('xlt tokenizer train and serve', () => {
+  it('trains a tokenizer from text files and writes tokenizer.json', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const en = path.join(dir, 'en.txt');
+    const de = path.join(dir, 'de.txt');
+    writeFileSync(
+      en,
+      Array.from({ length: 200 }, (_, i) => `the cat ${i % 7} sat on the mat near the door`).join('\n'),
+    );
+    writeFileSync(
+      de,
+      Array.from({ length: 200 }, (_, i) => `die katze ${i % 5} sass auf der matte an der tuer`).join('\n'),
+    );
+    const cfg = path.join(dir, 'tok.yaml');
+    writeFileSync(cfg, `files:\n  en: ${en}\n  de: ${de}\nvocabSize: 60\n`);
+    const r = await cli('tokenizer', 'train', '--config', cfg, '--run-dir', path.join(dir, 'tok'));
+    expect(r.code).toBe(EXIT.ok);
+    const { XltTokenizer } = await import('@xlt/tokenizer');
+    const tok = await XltTokenizer.fromFile(path.join(dir, 'tok', 'tokenizer.json'));
+    expect(tok.idToToken(0)).toBe('<s>');
+    expect((await tok.encode('the cat sat')).ids.length).toBeGreaterThan(2);
+  });
+
+  it('serve refuses a missing model folder with exit 2', async () => {
+    const r = await cli('serve', '--model', path.join(dir, 'none'));
+    expect(r.code).toBe(EXIT.usage);
+  });
+});
