@@ -1,1 +1,23 @@
-export {};
+export { accuracy, macroF1, tokenAccuracy } from './classification.js';
+export {
+  heatmapSvg,
+  type LanguageRow,
+  type ReportOptions,
+  reportCsv,
+  reportMarkdown,
+  reportSvg,
+  writeReport,
+  type ZeroShotReport,
+  zeroShotReport,
+} from './report.js';
+export {
+  type Entity,
+  type EntityReport,
+  type EntityScores,
+  entityF1,
+  entityReport,
+  lenientEntities,
+  type Scheme,
+  strictEntities,
+} from './seqeval.js';
+export { normalizeMlqa, normalizeSquad, squadCorpus, squadScores } from './squad.js';
