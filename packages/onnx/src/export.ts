@@ -23,6 +23,10 @@ export interface EncoderConfig {
   architectures?: string[];
   id2label?: Record<string, string>;
   num_labels?: number;
+  /** Dropout probabilities (used by training graphs only). */
+  hidden_dropout_prob?: number;
+  attention_probs_dropout_prob?: number;
+  classifier_dropout?: number | null;
   /** The two-step Open IE head (Multi2OIE): predicate tagger + argument extractor. */
   oie?: OieHeadConfig;
 }

@@ -20,7 +20,7 @@ async function gradcheck(
 async function gradcheckWith(
   config: EncoderConfig,
   head: HeadKind,
-  extra: Pick<TrainGraphOptions, 'salt' | 'embeddingMixup'>,
+  extra: Pick<TrainGraphOptions, 'salt' | 'embeddingMixup' | 'dropout'>,
   batch: Record<string, ort.Tensor>,
   seed = 1,
 ): Promise<number> {
@@ -273,5 +273,161 @@ describe('SALT-style objective and embedding mixup in the compiled step', () => 
     const plain = await run(undefined);
     // originals and copies: task + 1 x task + 5 x KL(p || p) = 2 x task
     expect(await run({ augWeight: 1, klWeight: 5 })).toBeCloseTo(2 * plain, 5);
+  });
+
+  it('dropout (hidden, attention, classifier; X-Mod with modules): the masked backward matches finite differences for a fixed seed', async () => {
+    const config: EncoderConfig = {
+      ...tiny,
+      num_labels: 3,
+      languages: ['a', 'b'],
+      hidden_dropout_prob: 0.2,
+      attention_probs_dropout_prob: 0.25,
+      classifier_dropout: 0.3,
+    };
+    const ids = i64(
+      [
+        [0, 5, 6, 7, 8, 2],
+        [0, 9, 10, 2, 1, 1],
+      ],
+      [2, 6],
+    );
+    const mask = i64(
+      [
+        [1, 1, 1, 1, 1, 1],
+        [1, 1, 1, 1, 0, 0],
+      ],
+      [2, 6],
+    );
+    const seedT = new ort.Tensor('int64', BigInt64Array.of(17n), []);
+    const worstSeq = await gradcheckWith(
+      config,
+      'sequence-classification',
+      { dropout: true },
+      {
+        input_ids: ids,
+        attention_mask: mask,
+        lang_ids: i64([0, 1], [2]),
+        labels: i64([2, 0], [2]),
+        dropout_seed: seedT,
+      },
+    );
+    const worstTok = await gradcheckWith(
+      config,
+      'token-classification',
+      { dropout: true },
+      {
+        input_ids: ids,
+        attention_mask: mask,
+        lang_ids: i64([1, 0], [2]),
+        labels: i64(
+          [
+            [-100, 1, 2, 0, 1, -100],
+            [-100, 2, 2, -100, -100, -100],
+          ],
+          [2, 6],
+        ),
+        dropout_seed: seedT,
+      },
+    );
+    expect(Math.max(worstSeq, worstTok)).toBeLessThan(5e-2);
+  });
+});
+
+describe('dropout masks of the compiled graph', () => {
+  const config: EncoderConfig = { ...tiny, num_labels: 2, hidden_dropout_prob: 0.1 };
+  const batch = (seed: bigint) => ({
+    input_ids: i64([[0, 5, 6, 7, 8, 2]], [1, 6]),
+    attention_mask: i64([[1, 1, 1, 1, 1, 1]], [1, 6]),
+    labels: i64([[-100, 1, 0, 1, 1, -100]], [1, 6]),
+    dropout_seed: new ort.Tensor('int64', BigInt64Array.of(seed), []),
+  });
+  const lossOf = async (session: ort.InferenceSession, seed: bigint, names: Map<string, ort.Tensor>) =>
+    (await session.run({ ...batch(seed), ...Object.fromEntries(names) })).loss?.data[0] as number;
+
+  it('the loss depends only on the seed: same seed same loss, other seeds other losses, no dropout without it', async () => {
+    const w = randomWeights(config, 'token-classification', 3, 0.3);
+    const trainable = ['classifier.weight'];
+    const { model, signature } = buildTrainGraph({
+      config,
+      weights: w,
+      head: 'token-classification',
+      trainable,
+      mode: 'grads',
+    });
+    expect(signature.batch).toContain('dropout_seed');
+    const feeds = new Map(
+      signature.params.map((p) => [p.input, new ort.Tensor('float32', w.get(p.name).data, p.shape)]),
+    );
+    const session = await ort.InferenceSession.create(model);
+    const a = await lossOf(session, 5n, feeds);
+    expect(await lossOf(session, 5n, feeds)).toBe(a);
+    const others = await Promise.all([6n, 7n, 8n].map((s) => lossOf(session, s, feeds)));
+    expect(new Set([a, ...others]).size).toBe(4);
+    await session.release();
+    const off = buildTrainGraph({
+      config,
+      weights: w,
+      head: 'token-classification',
+      trainable,
+      mode: 'grads',
+      dropout: false,
+    });
+    expect(off.signature.batch).not.toContain('dropout_seed');
+  });
+
+  it('masks keep 1 - rate of the elements, scaled by 1/(1 - rate), uncorrelated between neighbours and seeds', async () => {
+    // a graph whose only output is the dropout mask of a [200, 500] tensor
+    const { GraphBuilder } = await import('./graph.js');
+    const { TrainBuilderForTests } = await import('./train.js');
+    const b = new TrainBuilderForTests(
+      { ...tiny, hidden_dropout_prob: 0.1 },
+      randomWeights(tiny, 'base', 1),
+      [],
+      undefined,
+      {
+        dropout: true,
+      },
+    );
+    void GraphBuilder;
+    const like = b.g.input('like', 'float32', [200, 500]);
+    b.g.output(b.dropMask(like, 0.1), 'mask', 'float32', [200, 500]);
+    const session = await ort.InferenceSession.create(b.g.toBytes({ opset: 18 }));
+    const run = async (seed: bigint) =>
+      (
+        await session.run({
+          like: new ort.Tensor('float32', new Float32Array(100000), [200, 500]),
+          dropout_seed: new ort.Tensor('int64', BigInt64Array.of(seed), []),
+        })
+      ).mask?.data as Float32Array;
+    const m1 = await run(1n);
+    const m2 = await run(2n);
+    const kept = m1.filter((v) => v > 0);
+    expect(new Set(kept).size).toBe(1);
+    expect(kept[0]).toBeCloseTo(1 / 0.9, 5);
+    expect(Math.abs(kept.length / m1.length - 0.9)).toBeLessThan(0.005);
+    const bit = (m: Float32Array, i: number) => ((m[i] as number) > 0 ? 1 : 0);
+    const corr = (f: (i: number) => [number, number]) => {
+      let sx = 0,
+        sy = 0,
+        sxy = 0,
+        sxx = 0,
+        syy = 0;
+      const n = m1.length - 1;
+      for (let i = 0; i < n; i++) {
+        const [x, y] = f(i);
+        sx += x;
+        sy += y;
+        sxy += x * y;
+        sxx += x * x;
+        syy += y * y;
+      }
+      return (
+        (sxy / n - (sx / n) * (sy / n)) / Math.sqrt((sxx / n - (sx / n) ** 2) * (syy / n - (sy / n) ** 2))
+      );
+    };
+    expect(Math.abs(corr((i) => [bit(m1, i), bit(m1, i + 1)]))).toBeLessThan(0.02);
+    expect(Math.abs(corr((i) => [bit(m1, i), bit(m2, i)]))).toBeLessThan(0.02);
+    expect(Math.abs(corr((i) => [bit(m1, i), bit(m2, i + 1)]))).toBeLessThan(0.02);
+    await session.release();
   });
 });

@@ -29,6 +29,12 @@ export interface CompiledTrainStepOptions {
   lora?: Map<string, number>;
   /** Embedding mixup inputs in every batch (see `TrainGraphOptions.embeddingMixup`). */
   embeddingMixup?: boolean;
+  /**
+   * Apply the config's dropout probabilities (default true). Each step's masks derive from
+   * `dropoutSeed` and the step number only, so a resumed run draws the same masks.
+   */
+  dropout?: boolean;
+  dropoutSeed?: number;
   /** SALT-style objective: batches hold originals then their augmented versions (see `TrainGraphOptions.salt`). */
   salt?: { augWeight?: number; klWeight?: number };
   /** onnxruntime intra-op threads (default: all cores). */
@@ -68,6 +74,7 @@ export class CompiledTrainStep {
   private readonly head: HeadKind;
   private readonly hasLangs: boolean;
   private mixup = false;
+  private dropoutSeed: number | undefined;
   /** Two buffer sets per parameter: [params, m, v] for reading, the other for writing. */
   private readonly bufs: [Buf[], Buf[]];
   private cur: 0 | 1 = 0;
@@ -109,6 +116,7 @@ export class CompiledTrainStep {
       init,
     );
     step.mixup = options.embeddingMixup === true;
+    if (signature.batch.includes('dropout_seed')) step.dropoutSeed = options.dropoutSeed ?? 0;
     return step;
   }
 
@@ -167,6 +175,11 @@ export class CompiledTrainStep {
     }
     const t = this.stepCount + 1;
     feeds.lr = new ort.Tensor('float32', Float32Array.of(lr), []);
+    if (this.dropoutSeed !== undefined) {
+      // a per-step seed from (seed, step): same masks after a resume
+      const seed = (Math.abs(Math.trunc(this.dropoutSeed)) * 1000003 + t * 7919) % 2147483647;
+      feeds.dropout_seed = new ort.Tensor('int64', BigInt64Array.of(BigInt(seed)), []);
+    }
     feeds.step = new ort.Tensor('float32', Float32Array.of(t), []);
     const read = this.bufs[this.cur];
     const write = this.bufs[(1 - this.cur) as 0 | 1];

@@ -48,6 +48,12 @@ export interface TrainGraphOptions {
    * KL(p(originals) || p(augmented)).
    */
   salt?: { augWeight?: number; klWeight?: number };
+  /**
+   * Apply the config's dropout (`hidden_dropout_prob`, `attention_probs_dropout_prob`,
+   * `classifier_dropout`) where transformers applies it in training mode (default true). The graph
+   * then has an int64 scalar input `dropout_seed`; a step's masks depend only on it.
+   */
+  dropout?: boolean;
 }
 
 /** Graph inputs and outputs of a compiled train step, by role. */
@@ -98,13 +104,21 @@ class TrainBuilder {
 
   private readonly mixup: boolean;
   private readonly salt: { augWeight: number; klWeight: number } | undefined;
+  /** Dropout probabilities when the graph trains with dropout (masks from the `dropout_seed` input). */
+  private readonly drop: { hidden: number; attention: number; classifier: number } | undefined;
+  private dropSeed: string | undefined;
+  private dropSite = 0;
 
   constructor(
     cfg: EncoderConfig,
     w: WeightSource,
     trainable: string[],
     lora: Map<string, number> = new Map(),
-    extras: { embeddingMixup?: boolean; salt?: { augWeight?: number; klWeight?: number } } = {},
+    extras: {
+      embeddingMixup?: boolean;
+      salt?: { augWeight?: number; klWeight?: number };
+      dropout?: boolean;
+    } = {},
   ) {
     this.cfg = cfg;
     this.lora = lora;
@@ -112,6 +126,21 @@ class TrainBuilder {
     this.salt = extras.salt
       ? { augWeight: extras.salt.augWeight ?? 1, klWeight: extras.salt.klWeight ?? 1 }
       : undefined;
+    const hidden = cfg.hidden_dropout_prob ?? 0;
+    const drop = {
+      hidden,
+      attention: cfg.attention_probs_dropout_prob ?? 0,
+      classifier: cfg.classifier_dropout ?? hidden,
+    };
+    for (const [k, v] of Object.entries(drop))
+      if (!(v >= 0 && v < 1))
+        throw new XltConfigError(`${k} dropout probability must be in [0, 1), got ${v}`, {
+          field: 'dropout',
+        });
+    this.drop =
+      extras.dropout === true && (drop.hidden > 0 || drop.attention > 0 || drop.classifier > 0)
+        ? drop
+        : undefined;
     this.w = w;
     this.trainable = new Set(trainable);
     this.H = cfg.hidden_size;
@@ -183,6 +212,63 @@ class TrainBuilder {
   // ---- ops with backward -------------------------------------------------------------------
   c(v: number): string {
     return this.g.constFloat(v);
+  }
+
+  /** The `dropout_seed` input, once a dropout site used it. */
+  get dropoutSeedInput(): string | undefined {
+    return this.dropSeed;
+  }
+
+  /**
+   * An inverted-dropout mask shaped like `like`: 1/(1-rate) where kept, 0 where dropped. Uniform
+   * numbers come from a counter-based integer hash of (element index, `dropout_seed`, site), so a
+   * step's masks depend only on its seed (resume-safe) and forward and backward use the same mask.
+   */
+  dropMask(like: string, rate: number): string {
+    const g = this.g;
+    if (this.dropSeed === undefined) this.dropSeed = g.input('dropout_seed', 'int64', []);
+    const site = this.dropSite++;
+    const i64 = (v: number) => g.constInt64(v);
+    const shape = g.node('Shape', [like]);
+    const n = g.node('ReduceProd', [shape], { keepdims: 0 });
+    const idx = g.node('Range', [i64(0), n, i64(1)]);
+    // Three rounds of x <- x^2 + c (mod a prime < 2^31; x^2 < 2^62 fits int64): squaring makes the
+    // hash non-linear, so neighbouring elements, sites and seeds give uncorrelated masks (tested).
+    const P = [2147483647, 2147483629, 2147483587];
+    const C = [12345, 1013904223, 987654321];
+    const p0 = i64(P[0] as number);
+    const s = g.node('Mod', [
+      g.node('Add', [
+        g.node('Mul', [g.node('Mod', [this.dropSeed, p0]), i64(48271)]),
+        i64((site * 2654435761) % 2147483647),
+      ]),
+      p0,
+    ]);
+    const s2 = g.node('Mod', [
+      g.node('Add', [
+        g.node('Mul', [g.node('Mod', [this.dropSeed, i64(P[1] as number)]), i64(69621)]),
+        i64(site * 7 + 11),
+      ]),
+      i64(P[1] as number),
+    ]);
+    let x = g.node('Mod', [g.node('Add', [g.node('Mul', [idx, i64(16807)]), s]), p0]);
+    for (let r = 0; r < 3; r++) {
+      const pr = i64(P[r] as number);
+      x = g.node('Mod', [g.node('Add', [g.node('Mul', [x, x]), i64(C[r] as number)]), pr]);
+      if (r === 0) x = g.node('Mod', [g.node('Add', [x, s2]), pr]);
+    }
+    const u = g.node('Mul', [g.node('Cast', [x], { to: 1 }), this.c(2 ** -31)]);
+    const keep = g.node('Cast', [g.node('Less', [u, this.c(1 - rate)])], { to: 1 });
+    return g.node('Reshape', [g.node('Mul', [keep, this.c(1 / (1 - rate))]), shape]);
+  }
+
+  /** Inverted dropout with rate `rate` (identity without dropout or at rate 0). */
+  dropout(x: T, rate: number): T {
+    if (this.drop === undefined || !(rate > 0)) return x;
+    const mask = this.dropMask(x.v, rate);
+    const out = { v: this.g.node('Mul', [x.v, mask]), rg: x.rg };
+    this.push(out, (dy) => this.acc(x, this.g.node('Mul', [dy, mask])));
+    return out;
   }
 
   /** x [N, in] -> x W^T + b, plus a live LoRA branch when the module has one. */
@@ -320,16 +406,20 @@ class TrainBuilder {
     const kT = g.node('Transpose', [k4], { perm: [0, 1, 3, 2] });
     const scores = g.node('Add', [g.node('Div', [g.node('MatMul', [q4, kT]), this.c(Math.sqrt(dh))]), ext4]);
     const p = g.node('Softmax', [scores], { axis: -1 });
-    const ctx = g.node('MatMul', [p, v4]);
+    const rate = dim === this.H && this.drop !== undefined ? this.drop.attention : 0;
+    const pmask = rate > 0 ? this.dropMask(p, rate) : undefined;
+    const pd = pmask !== undefined ? g.node('Mul', [p, pmask]) : p;
+    const ctx = g.node('MatMul', [pd, v4]);
     const out = { v: this.unheads(ctx, dim), rg: q.rg || k.rg || v.rg };
     this.push(out, (dy) => {
       const dctx = this.heads(dy, [0, 2, 1, 3], nh, dim);
       if (v.rg)
         this.acc(
           v,
-          this.unheads(g.node('MatMul', [g.node('Transpose', [p], { perm: [0, 1, 3, 2] }), dctx]), dim),
+          this.unheads(g.node('MatMul', [g.node('Transpose', [pd], { perm: [0, 1, 3, 2] }), dctx]), dim),
         );
-      const dp = g.node('MatMul', [dctx, g.node('Transpose', [v4], { perm: [0, 1, 3, 2] })]);
+      const dpd = g.node('MatMul', [dctx, g.node('Transpose', [v4], { perm: [0, 1, 3, 2] })]);
+      const dp = pmask !== undefined ? g.node('Mul', [dpd, pmask]) : dpd;
       const ds = g.node('Mul', [
         p,
         g.node('Sub', [
@@ -760,6 +850,7 @@ class TrainBuilder {
     }
     let x = this.add(this.add(words, this.gatherRows(pe, pos, peRows)), this.firstRow(te, teRows));
     x = this.layerNorm(x, `${p}embeddings.LayerNorm`);
+    if (mode === 'train') x = this.dropout(x, this.drop?.hidden ?? 0);
     const hidden: T[] = [x];
 
     const maskF = g.node('Cast', [mask], { to: 1 });
@@ -806,7 +897,7 @@ class TrainBuilder {
     } else if (head === 'token-classification') {
       const labels = g.input('labels', 'int64', ['batch', 'sequence']);
       batch.push(labels);
-      const logits = this.linear(x, 'classifier', H, nLabels);
+      const logits = this.linear(this.dropout(x, this.drop?.classifier ?? 0), 'classifier', H, nLabels);
       const flatLabels = g.node('Reshape', [labels, g.constInt64([-1])]);
       loss = this.salt
         ? this.saltLoss(logits, flatLabels, g.constInt64(nLabels))
@@ -817,8 +908,9 @@ class TrainBuilder {
       const B = g.node('Gather', [this.shapeBS, g.constInt64(0)], { axis: 0 });
       const S = g.node('Gather', [this.shapeBS, g.constInt64(1)], { axis: 0 });
       const firstIdx = g.node('Range', [g.constInt64(0), g.node('Mul', [B, S]), S]);
-      const first = this.rows(x, firstIdx, H);
-      const h = this.tanh(this.linear(first, 'classifier.dense', H, H));
+      const cd = this.drop?.classifier ?? 0;
+      const first = this.dropout(this.rows(x, firstIdx, H), cd);
+      const h = this.dropout(this.tanh(this.linear(first, 'classifier.dense', H, H)), cd);
       const logits = this.linear(h, 'classifier.out_proj', H, nLabels);
       loss = this.salt
         ? this.saltLoss(logits, labels, g.constInt64(nLabels))
@@ -985,12 +1077,16 @@ class TrainBuilder {
     const k = this.linear(h, `${name}.attention.self.key`, H, H);
     const v = this.linear(h, `${name}.attention.self.value`, H, H);
     const ctx = this.attention(q, k, v, ext4);
-    let att = this.add(this.linear(ctx, `${name}.attention.output.dense`, H, H), residual);
+    const hd = this.drop?.hidden ?? 0;
+    let att = this.add(this.dropout(this.linear(ctx, `${name}.attention.output.dense`, H, H), hd), residual);
     if (!pre) att = this.layerNorm(att, attLN);
     residual = att;
     const h2 = pre ? this.layerNorm(att, outLN) : att;
     const inter = this.gelu(this.linear(h2, `${name}.intermediate.dense`, H, cfg.intermediate_size));
-    let out = this.add(this.linear(inter, `${name}.output.dense`, cfg.intermediate_size, H), residual);
+    let out = this.add(
+      this.dropout(this.linear(inter, `${name}.output.dense`, cfg.intermediate_size, H), hd),
+      residual,
+    );
     if (langIds !== undefined) {
       const lnBefore = cfg.ln_before_adapter !== false;
       let res2 = out;
@@ -998,12 +1094,15 @@ class TrainBuilder {
       if (cfg.adapter_layer_norm) a = this.layerNorm(out, `${name}.output.adapter_layer_norm`);
       else if (cfg.adapter_reuse_layer_norm !== false) a = this.layerNorm(out, outLN);
       if (lnBefore) res2 = a;
-      out = this.add(this.adapter(a, name, langIds), res2);
+      out = this.add(this.dropout(this.adapter(a, name, langIds), hd), res2);
     }
     if (!pre) out = this.layerNorm(out, outLN);
     return out;
   }
 }
+
+/** The graph builder itself, for tests of single ops (not exported from the package). */
+export { TrainBuilder as TrainBuilderForTests };
 
 /** A compiled train step: the ONNX bytes and what its inputs and outputs mean. */
 export interface TrainGraph {
@@ -1016,9 +1115,11 @@ export function buildTrainGraph(options: TrainGraphOptions): TrainGraph {
   const b = new TrainBuilder(options.config, options.weights, options.trainable, options.lora, {
     ...(options.embeddingMixup !== undefined ? { embeddingMixup: options.embeddingMixup } : {}),
     ...(options.salt !== undefined ? { salt: options.salt } : {}),
+    dropout: options.dropout !== false,
   });
   const g = b.g;
   const { loss, batch } = b.build(options.head);
+  if (b.dropoutSeedInput !== undefined) batch.push(b.dropoutSeedInput);
   g.output(loss, 'loss', 'float32', []);
   // seed: d loss / d loss = 1 is folded into crossEntropy; run the tape
   b.runBackward();

@@ -11,9 +11,10 @@ import {
   XltFormatError,
   XltNotFoundError,
 } from '@xlt/core';
+import type { TrainEngine } from './engine.js';
 import type { AdamWParamState } from './optim.js';
 import { type ParameterSource, uniqueParameters } from './params.js';
-import type { Trainer, TrainerState } from './trainer.js';
+import type { TrainerState } from './trainer.js';
 
 /** The manifest written last into every checkpoint directory. */
 export interface CheckpointManifest {
@@ -84,7 +85,7 @@ export async function loadModelWeights(model: ParameterSource, path: string): Pr
  */
 export async function saveCheckpoint<B>(
   dir: string,
-  trainer: Trainer<B>,
+  trainer: TrainEngine<B>,
   meta: Record<string, unknown> = {},
 ): Promise<void> {
   const parent = dirname(dir);
@@ -92,6 +93,7 @@ export async function saveCheckpoint<B>(
   const tmp = join(parent, `.tmp-${basename(dir)}-${process.pid}-${Date.now()}`);
   mkdirSync(tmp);
   try {
+    trainer.syncModel();
     await saveModelWeights(trainer.model, join(tmp, MODEL_FILE));
     const optim = await trainer.optimizer.getState();
     const tensors = new Map<string, SafetensorsTensor>();
@@ -167,7 +169,7 @@ export function verifyCheckpoint(dir: string): CheckpointManifest {
  * checkpoint is verified against its manifest and parsed before anything is changed, so a corrupted
  * checkpoint is reported and never half-loaded.
  */
-export async function loadCheckpoint<B>(dir: string, trainer: Trainer<B>): Promise<CheckpointManifest> {
+export async function loadCheckpoint<B>(dir: string, trainer: TrainEngine<B>): Promise<CheckpointManifest> {
   const manifest = verifyCheckpoint(dir);
   const statePath = join(dir, STATE_FILE);
   const state = JSON.parse(readFileSync(statePath, 'utf8')) as TrainerState & {

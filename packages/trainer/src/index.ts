@@ -16,11 +16,24 @@ export {
 } from './checkpoint.js';
 export { type EpochBatches, epochBatches, evaluateLoss } from './data.js';
 export {
+  createTrainer,
+  type EngineChoice,
+  type EngineDecision,
+  type EngineName,
+  type EngineOptimizer,
+  type OnnxEngineOptions,
+  type OnnxSupport,
+  OnnxTrainer,
+  onnxSupport,
+  type TrainEngine,
+} from './engine.js';
+export {
   batchTensors,
   collateLabelled,
   collateMlm,
   type ForwardInputs,
   type ForwardModel,
+  HEAD_LOSS,
   IGNORE_INDEX,
   type MlmExample,
   type MlmOptions,

@@ -2,6 +2,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { type Rng, XltConfigError, XltShapeError } from '@xlt/core';
 import type { LossFn } from './trainer.js';
 
+/** Marks a loss function that is exactly the model's own head loss (lets `fit` pick the compiled engine). */
+export const HEAD_LOSS: unique symbol = Symbol.for('xlt.headLoss');
+
 /** Label value that the models' losses ignore (PyTorch's `ignore_index`). */
 export const IGNORE_INDEX = -100;
 
@@ -76,7 +79,7 @@ export function batchTensors(batch: TokenBatch): ForwardInputs {
  * loss is returned. Extra losses (regularisers) are added with `extra`.
  */
 export function modelLoss(model: ForwardModel, extra: Array<LossFn<TokenBatch>> = []): LossFn<TokenBatch> {
-  return (batch, ctx) => {
+  const fn: LossFn<TokenBatch> = (batch, ctx) => {
     const hasTargets =
       batch.labels !== undefined || (batch.startPositions !== undefined && batch.endPositions !== undefined);
     if (!hasTargets)
@@ -88,6 +91,8 @@ export function modelLoss(model: ForwardModel, extra: Array<LossFn<TokenBatch>> 
     for (const f of extra) loss = tf.add(loss, f(batch, ctx));
     return loss;
   };
+  if (extra.length === 0) Object.defineProperty(fn, HEAD_LOSS, { value: true });
+  return fn;
 }
 
 /** Options of {@link collateMlm} (defaults of transformers' `DataCollatorForLanguageModeling`). */

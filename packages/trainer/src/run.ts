@@ -11,9 +11,10 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, XltConfigError, XltFormatError } from '@xlt/core';
 import { checkpointName, listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { createTrainer, type EngineChoice, type EngineName, type OnnxEngineOptions } from './engine.js';
 import type { ParameterSource } from './params.js';
 import { type ProgressInfo, ProgressPrinter, type TextSink } from './progress.js';
-import { type LossFn, type StepResult, Trainer, type TrainerOptions } from './trainer.js';
+import type { LossFn, StepResult, TrainerOptions } from './trainer.js';
 
 /** Where a batch is drawn: the global micro-batch index and a generator derived from the seed and index only. */
 export interface BatchContext {
@@ -38,6 +39,13 @@ export interface TrainCallbacks {
 
 /** Options of {@link fit}: the trainer's hyper-parameters plus data, evaluation and run-directory settings. */
 export interface FitOptions<B> extends TrainerOptions {
+  /**
+   * Training engine (default `auto`: the compiled onnxruntime step when the model and loss allow it,
+   * see `onnxSupport`; else tfjs). Both give the same losses within float32 rounding.
+   */
+  engine?: EngineChoice;
+  /** onnxruntime settings when the compiled engine runs. */
+  onnx?: OnnxEngineOptions;
   /** Batch for each micro-batch index. */
   data: BatchFn<B>;
   /** Micro-batches per optimiser step (default 1). */
@@ -85,6 +93,9 @@ export interface FitSummary {
   resumedFrom?: number;
   trainableParameters: string[];
   seconds: number;
+  /** The engine that ran the steps and why it was chosen. */
+  engine: EngineName;
+  engineReason: string;
 }
 
 type Switchable = { train(on?: boolean): unknown; eval(): unknown };
@@ -126,7 +137,7 @@ export async function fit<B>(
     });
   if ((options.checkpointEvery !== undefined || options.resume === true) && options.runDir === undefined)
     throw new XltConfigError('checkpoints and resume need a runDir', { field: 'runDir' });
-  const trainer = new Trainer<B>(model, loss, options);
+  const { trainer, decision } = await createTrainer<B>(model, loss, options);
   const seed = options.seed ?? 0;
   const dataRoot = new Rng(seed).fork('data');
   const runDir = options.runDir;
@@ -142,6 +153,8 @@ export async function fit<B>(
     stoppedEarly: false,
     trainableParameters: trainer.parameterNames(),
     seconds: 0,
+    engine: decision.engine,
+    engineReason: decision.reason,
   };
   let bestValue: number | undefined;
   let sinceBest = 0;
@@ -161,6 +174,7 @@ export async function fit<B>(
         extraLosses: _x,
         noDecay: _n,
         config: _cfg,
+        onnx: _o,
         ...plain
       } = options;
       writeJsonAtomic(join(runDir, 'config.json'), {
@@ -218,7 +232,7 @@ export async function fit<B>(
       if (options.tokens !== undefined) for (const b of batches) stepTokens += options.tokens(b);
       let result: StepResult;
       try {
-        result = trainer.trainStep(batches);
+        result = await trainer.trainStep(batches);
       } finally {
         for (const b of batches) disposeTensors(b);
       }
@@ -250,6 +264,7 @@ export async function fit<B>(
         options.evalEvery !== undefined &&
         (result.step % options.evalEvery === 0 || last)
       ) {
+        trainer.syncModel();
         setMode(model, false);
         const metrics = await options.evaluate(result.step);
         setMode(model, true);
@@ -298,11 +313,12 @@ export async function fit<B>(
         break;
       }
     }
+    trainer.syncModel();
     summary.seconds = (performance.now() - t0) / 1000;
     if (runDir !== undefined) writeJsonAtomic(join(runDir, 'summary.json'), summary);
     return summary;
   } finally {
     printer?.end();
-    trainer.dispose();
+    await trainer.dispose();
   }
 }

@@ -60,6 +60,7 @@ export interface TrainerState {
  * A NaN/Inf loss or gradient stops with an XltError of code `NUMERIC` naming the step and parameter.
  */
 export class Trainer<B> {
+  readonly engine = 'tfjs' as const;
   readonly model: ParameterSource;
   readonly optimizer: AdamW;
   readonly scheduler: LrScheduler;
@@ -155,6 +156,9 @@ export class Trainer<B> {
       if (acc !== null) tf.dispose([...acc.values()]);
     }
   }
+
+  /** Parameters are the model's variables already: nothing to copy (see `OnnxTrainer.syncModel`). */
+  syncModel(): void {}
 
   /** Step counters and RNG state (see {@link TrainerState}). */
   getState(): TrainerState {

@@ -1,0 +1,252 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend, sharedPath, sharedSkipReason } from '@xlt/core';
+import * as xmod from '@xlt/xmod';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createTrainer, onnxSupport } from './engine.js';
+import { type ForwardModel, modelLoss, type TokenBatch } from './objectives.js';
+import { applyTrainable, type ParameterSource, type TrainableSpec } from './params.js';
+import { fit } from './run.js';
+import { LANGUAGE_MODULES, preset } from './stages.js';
+
+// The compiled onnxruntime engine against the tfjs engine and the PyTorch curves of
+// ../shared/fixtures/training/reference.json, through the same `fit` a user calls.
+type Model = ParameterSource &
+  ForwardModel & {
+    dispose(): void;
+    getParameter(name: string): tf.Variable;
+    namedParameters(): Array<[string, tf.Variable]>;
+  };
+type ModelClass = { fromPretrained(dir: string): Promise<Model> };
+const cls = (name: string) => (xmod as unknown as Record<string, ModelClass>)[name] as ModelClass;
+
+const skip = sharedSkipReason('fixtures');
+
+interface RunRef {
+  losses: number[];
+  grad_norms_before_clip: number[];
+  final: Record<string, number[]>;
+}
+
+interface Inputs {
+  input_ids: number[][];
+  attention_mask: number[][];
+  lang_ids: number[];
+  mlm_labels: number[][];
+  tag_labels: number[][];
+  cls_labels: number[];
+  start_positions: number[];
+  end_positions: number[];
+}
+
+const hyper = {
+  lr: 1e-3,
+  totalSteps: 20,
+  weightDecay: 0.01,
+  schedule: { kind: 'linear' as const, warmupSteps: 5 },
+  maxGradNorm: 1.0,
+};
+
+describe.skipIf(skip !== undefined)(`engine switch (${skip ?? 'fixtures available'})`, () => {
+  let ref: Record<string, RunRef>;
+  let inputs: Inputs;
+  beforeAll(async () => {
+    await initBackend({ backend: 'cpu' });
+    ref = JSON.parse(readFileSync(sharedPath('fixtures', 'training', 'reference.json'), 'utf8'));
+    inputs = JSON.parse(
+      readFileSync(sharedPath('fixtures', 'xmod-postnorm', 'reference.json'), 'utf8'),
+    ).inputs;
+  });
+  const base = (): TokenBatch => ({
+    inputIds: inputs.input_ids,
+    attentionMask: inputs.attention_mask,
+    langIds: inputs.lang_ids,
+  });
+
+  const runs: Array<[string, TrainableSpec]> = [
+    ['xmod_full', {}],
+    ['xmod_frozen_emb_and_modules', preset('xmod-finetune')[0]?.trainable as TrainableSpec],
+    ['xmod_modules_only', { include: [LANGUAGE_MODULES] }],
+  ];
+  for (const [run, spec] of runs) {
+    it(`onnxruntime engine reproduces the PyTorch curve ${run} (losses 1e-3, grad norms 1e-3 rel, weights 1e-4)`, async () => {
+      const model = await cls('XmodForMaskedLM').fromPretrained(
+        sharedPath('fixtures', 'xmod-postnorm', 'mlm'),
+      );
+      applyTrainable(model, spec);
+      const before = new Map(model.namedParameters().map(([n, v]) => [n, v.dataSync().slice()]));
+      const batch = { ...base(), labels: inputs.mlm_labels };
+      const summary = await fit(model, modelLoss(model), {
+        ...hyper,
+        engine: 'onnxruntime',
+        data: () => batch,
+      });
+      expect(summary.engine).toBe('onnxruntime');
+      const want = ref[run] as RunRef;
+      for (let s = 0; s < 20; s++) {
+        expect(
+          Math.abs((summary.losses[s] as number) - (want.losses[s] as number)),
+          `loss ${s + 1}`,
+        ).toBeLessThan(1e-3);
+        const w = want.grad_norms_before_clip[s] as number;
+        expect(Math.abs((summary.gradNorms[s] as number) - w) / w, `grad norm ${s + 1}`).toBeLessThan(1e-3);
+      }
+      // fit copied the trained parameters back into the tfjs variables
+      for (const [name, values] of Object.entries(want.final)) {
+        const got = model.getParameter(name).dataSync().slice(0, 16);
+        for (const [i, g] of Array.from(got).entries())
+          expect(Math.abs(g - (values[i] as number)), `${name}[${i}]`).toBeLessThan(1e-4);
+      }
+      // frozen parameters are bit-identical
+      const trained = new Set(summary.trainableParameters);
+      for (const [n, v] of model.namedParameters()) {
+        if (trained.has(n)) continue;
+        expect(
+          Buffer.from(v.dataSync().buffer).equals(Buffer.from((before.get(n) as Float32Array).buffer)),
+          n,
+        ).toBe(true);
+      }
+      model.dispose();
+    });
+  }
+
+  const heads: Array<[string, string, (b: TokenBatch) => TokenBatch]> = [
+    ['seqcls', 'XmodForSequenceClassification', (b) => ({ ...b, labels: inputs.cls_labels })],
+    ['tokcls', 'XmodForTokenClassification', (b) => ({ ...b, labels: inputs.tag_labels })],
+    [
+      'qa',
+      'XmodForQuestionAnswering',
+      (b) => ({ ...b, startPositions: inputs.start_positions, endPositions: inputs.end_positions }),
+    ],
+  ];
+  for (const [dir, name, withTargets] of heads) {
+    it(`${dir}: 20 steps of tfjs and onnxruntime from the same start give the same losses (1e-3)`, async () => {
+      const losses: number[][] = [];
+      for (const engine of ['tfjs', 'onnxruntime'] as const) {
+        const model = await cls(name).fromPretrained(sharedPath('fixtures', 'xmod-postnorm', dir));
+        applyTrainable(model, preset('xmod-finetune')[0]?.trainable as TrainableSpec);
+        const batch = withTargets(base());
+        const s = await fit(model, modelLoss(model), { ...hyper, lr: 3e-3, engine, data: () => batch });
+        expect(s.engine).toBe(engine);
+        losses.push(s.losses);
+        model.dispose();
+      }
+      const [a, b] = losses as [number[], number[]];
+      expect(a.length).toBe(20);
+      expect((a[19] as number) < (a[0] as number)).toBe(true);
+      for (let s = 0; s < 20; s++)
+        expect(Math.abs((a[s] as number) - (b[s] as number)), `step ${s + 1}`).toBeLessThan(1e-3);
+    });
+  }
+
+  it('auto picks onnxruntime for a head loss, tfjs for custom or extra losses, with the reason', async () => {
+    const model = await cls('XmodForMaskedLM').fromPretrained(sharedPath('fixtures', 'xmod-postnorm', 'mlm'));
+    expect(onnxSupport(model, modelLoss(model), hyper).ok).toBe(true);
+    const custom = onnxSupport(model, () => tf.scalar(0), hyper);
+    expect(custom.ok).toBe(false);
+    expect(custom.ok ? '' : custom.reason).toMatch(/head loss/);
+    const accum = onnxSupport(model, modelLoss(model), { ...hyper, gradAccumulation: 2 });
+    expect(accum.ok ? '' : accum.reason).toMatch(/accumulation/);
+    const withExtra = onnxSupport(model, modelLoss(model, [() => tf.scalar(0)]), hyper);
+    expect(withExtra.ok).toBe(false);
+    const auto = await createTrainer(model, modelLoss(model), hyper);
+    expect(auto.decision.engine).toBe('onnxruntime');
+    await auto.trainer.dispose();
+    await expect(
+      createTrainer(model, () => tf.scalar(0), { ...hyper, engine: 'onnxruntime' }),
+    ).rejects.toThrow(/cannot train this setup: the loss is not the model head loss/);
+    model.dispose();
+  });
+
+  it('dropout: the compiled engine applies the config probabilities with masks drawn from the seed', async () => {
+    const run = async (dropout: number, seed: number, engine: 'tfjs' | 'onnxruntime' = 'onnxruntime') => {
+      const model = await cls('XmodForMaskedLM').fromPretrained(
+        sharedPath('fixtures', 'xmod-postnorm', 'mlm'),
+      );
+      const cfg = (model as unknown as { config: Record<string, number> }).config;
+      cfg.hidden_dropout_prob = dropout;
+      cfg.attention_probs_dropout_prob = dropout;
+      const batch = { ...base(), labels: inputs.mlm_labels };
+      const s = await fit(model, modelLoss(model), { ...hyper, lr: 3e-3, seed, engine, data: () => batch });
+      model.dispose();
+      return s;
+    };
+    const plain = await run(0, 1);
+    const a = await run(0.1, 1);
+    const b = await run(0.1, 1);
+    const c = await run(0.1, 2);
+    expect(a.engine).toBe('onnxruntime');
+    expect(a.losses).toEqual(b.losses); // same seed, same masks
+    expect(a.losses).not.toEqual(c.losses);
+    expect(a.losses).not.toEqual(plain.losses);
+    // masks differ from step to step: the loss curve is not the no-dropout curve shifted
+    const diffs = a.losses.map((l, i) => l - (plain.losses[i] as number));
+    expect(new Set(diffs.map((d) => d.toFixed(4))).size).toBeGreaterThan(10);
+    // both engines regularise by about the same amount: mean loss over 20 steps within 10%
+    const t = await run(0.1, 1, 'tfjs');
+    const mean = (x: number[]) => x.reduce((p, q) => p + q, 0) / x.length;
+    expect(Math.abs(mean(t.losses) - mean(a.losses)) / mean(t.losses)).toBeLessThan(0.1);
+  });
+
+  it('onnxruntime engine: interrupt and resume from a checkpoint continues with the same losses (dropout on)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'xlt-engine-'));
+    try {
+      // a different batch every other step (first two examples only), so the resumed run must draw by index
+      const batchAt = (i: number): TokenBatch => {
+        const b: TokenBatch = { ...base(), labels: inputs.mlm_labels };
+        if (i % 2 === 0) return b;
+        return {
+          inputIds: b.inputIds.slice(0, 2),
+          attentionMask: b.attentionMask.slice(0, 2),
+          langIds: (b.langIds as number[]).slice(0, 2),
+          labels: inputs.mlm_labels.slice(0, 2),
+        };
+      };
+      const load = () =>
+        cls('XmodForMaskedLM').fromPretrained(sharedPath('fixtures', 'xmod-postnorm', 'mlm'));
+      const full = await load();
+      const a = await fit(full, modelLoss(full), {
+        ...hyper,
+        totalSteps: 8,
+        engine: 'onnxruntime',
+        data: ({ index }) => batchAt(index),
+      });
+      const first = await load();
+      await fit(first, modelLoss(first), {
+        ...hyper,
+        totalSteps: 4,
+        engine: 'onnxruntime',
+        data: ({ index }) => batchAt(index),
+        runDir: dir,
+        checkpointEvery: 2,
+      });
+      // a fresh process: new model from the original weights, resumed from the step-4 checkpoint
+      const second = await load();
+      const b = await fit(second, modelLoss(second), {
+        ...hyper,
+        totalSteps: 8,
+        engine: 'onnxruntime',
+        data: ({ index }) => batchAt(index),
+        runDir: dir,
+        checkpointEvery: 2,
+        resume: true,
+      });
+      expect(b.resumedFrom).toBe(4);
+      expect(b.losses.length).toBe(4);
+      for (let s = 0; s < 4; s++)
+        expect(Math.abs((b.losses[s] as number) - (a.losses[s + 4] as number)), `step ${s + 5}`).toBeLessThan(
+          1e-6,
+        );
+      const w = 'roberta.encoder.layer.0.attention.self.query.weight';
+      const x = full.getParameter(w).dataSync();
+      const y = second.getParameter(w).dataSync();
+      for (let i = 0; i < x.length; i++)
+        expect(Math.abs((x[i] as number) - (y[i] as number))).toBeLessThan(1e-6);
+      for (const m of [full, first, second]) m.dispose();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

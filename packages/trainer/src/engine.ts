@@ -1,0 +1,319 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { Rng, XltConfigError } from '@xlt/core';
+import {
+  CompiledTrainStep,
+  type EncoderConfig,
+  type HeadKind,
+  headFromArchitectures,
+  moduleWeights,
+  type TrainBatch,
+  weightShapes,
+} from '@xlt/onnx';
+import { HEAD_LOSS, type TokenBatch } from './objectives.js';
+import type { AdamWParamState } from './optim.js';
+import { defaultNoDecay, type ParameterSource, trainableParameters } from './params.js';
+import { LrScheduler } from './schedule.js';
+import { type LossFn, type StepResult, Trainer, type TrainerOptions, type TrainerState } from './trainer.js';
+
+/**
+ * Which engine runs the training steps. `tfjs`: eager tfjs autograd on the active backend (any
+ * model, any loss). `onnxruntime`: the whole step (forward, backward, clipping, AdamW) compiled to
+ * one ONNX graph and run by onnxruntime-node (an `@xlt/xmod` model with its own head loss).
+ * `auto` (default): onnxruntime when {@link onnxSupport} accepts the model and loss, else tfjs; with
+ * the native `tensorflow` backend active, tfjs.
+ */
+export type EngineName = 'tfjs' | 'onnxruntime';
+export type EngineChoice = EngineName | 'auto';
+
+/** onnxruntime settings of the compiled engine. */
+export interface OnnxEngineOptions {
+  /** Intra-op threads (default: all cores). */
+  threads?: number;
+  /** e.g. `['cuda', 'cpu']` where the CUDA build of onnxruntime-node is installed. */
+  executionProviders?: string[];
+}
+
+/** The optimiser surface checkpoints use (moments by Hugging Face name). */
+export interface EngineOptimizer {
+  getState(): Promise<Map<string, AdamWParamState>>;
+  setState(state: ReadonlyMap<string, AdamWParamState>): void;
+}
+
+/** What {@link fit} and the checkpoint functions need from a trainer, whichever engine runs it. */
+export interface TrainEngine<B> {
+  readonly engine: EngineName;
+  readonly model: ParameterSource;
+  readonly optimizer: EngineOptimizer;
+  readonly scheduler: LrScheduler;
+  readonly rng: Rng;
+  readonly step: number;
+  parameterNames(): string[];
+  trainStep(batches: B | B[]): StepResult | Promise<StepResult>;
+  /** Writes the engine's current parameters into the model's variables (no-op for tfjs). */
+  syncModel(): void;
+  getState(): TrainerState;
+  setState(state: TrainerState): void;
+  dispose(): void | Promise<void>;
+}
+
+interface HeadModel {
+  config: EncoderConfig;
+  namedParameters(): Array<[string, tf.Variable]>;
+}
+
+/** Whether the compiled engine can train this model with this loss, and the head if so. */
+export type OnnxSupport = { ok: true; head: HeadKind; config: EncoderConfig } | { ok: false; reason: string };
+
+/**
+ * Decides whether the onnxruntime engine can run a training setup exactly as tfjs would: the loss
+ * must be the model's own head loss ({@link modelLoss} without extra losses), the model an
+ * `@xlt/xmod` `Xmod*`/`XLMRoberta*` head model whose every parameter the exporter knows (LoRA-wrapped
+ * modules train on tfjs), bias-corrected AdamW and no gradient accumulation. Dropout is applied by
+ * the compiled graph with its own seeded masks (the same probabilities, other random draws than tfjs).
+ */
+export function onnxSupport(
+  model: ParameterSource,
+  loss: unknown,
+  options: TrainerOptions & { gradAccumulation?: number },
+): OnnxSupport {
+  if (typeof loss !== 'function' || (loss as { [HEAD_LOSS]?: boolean })[HEAD_LOSS] !== true)
+    return { ok: false, reason: 'the loss is not the model head loss (modelLoss without extra losses)' };
+  if ((options.extraLosses ?? []).length > 0) return { ok: false, reason: 'extra losses need tfjs autograd' };
+  if ((options.gradAccumulation ?? 1) !== 1)
+    return { ok: false, reason: 'gradient accumulation runs on tfjs' };
+  if (options.correctBias === false)
+    return { ok: false, reason: 'AdamW without bias correction runs on tfjs' };
+  const m = model as unknown as Partial<HeadModel>;
+  if (m.config === undefined || typeof m.namedParameters !== 'function')
+    return { ok: false, reason: 'not an @xlt/xmod model' };
+  const head = headFromArchitectures([model.constructor.name]);
+  if (head === 'base' || head === 'open-ie')
+    return { ok: false, reason: `no compiled training for ${model.constructor.name}` };
+  const cfg = m.config;
+  const shapes = weightShapes(cfg, head);
+  for (const [name, v] of m.namedParameters()) {
+    const s = shapes.get(name);
+    if (s === undefined) return { ok: false, reason: `parameter ${name} is not part of the compiled graph` };
+    if (s.length !== v.shape.length || s.some((d, i) => d !== v.shape[i]))
+      return { ok: false, reason: `parameter ${name} has shape [${v.shape}], the graph expects [${s}]` };
+  }
+  return { ok: true, head, config: cfg };
+}
+
+/**
+ * A trainer whose steps run as one compiled ONNX graph (see `CompiledTrainStep` in `@xlt/onnx`),
+ * with the same hyper-parameters, schedule, RNG, state and checkpoint format as {@link Trainer}.
+ * Parameters live in onnxruntime's buffers between steps; {@link OnnxTrainer.syncModel} copies
+ * them into the model's tfjs variables (done by `fit` before evaluation, checkpoints and the end).
+ */
+export class OnnxTrainer<B extends TokenBatch = TokenBatch> implements TrainEngine<B> {
+  readonly engine = 'onnxruntime' as const;
+  readonly model: ParameterSource;
+  readonly scheduler: LrScheduler;
+  readonly rng: Rng;
+  readonly optimizer: EngineOptimizer;
+  private readonly params: Array<[string, tf.Variable]>;
+  private readonly compiled: CompiledTrainStep;
+  private readonly langCount: number;
+  private readonly defaultLang: number | undefined;
+  private steps = 0;
+  private synced = true;
+
+  private constructor(
+    model: ParameterSource,
+    params: Array<[string, tf.Variable]>,
+    compiled: CompiledTrainStep,
+    config: EncoderConfig,
+    options: TrainerOptions,
+  ) {
+    this.model = model;
+    this.params = params;
+    this.compiled = compiled;
+    this.scheduler = new LrScheduler(options.schedule ?? { kind: 'linear' }, options.lr, options.totalSteps);
+    this.rng = new Rng(options.seed ?? 0);
+    const langs = config.languages ?? [];
+    this.langCount = langs.length;
+    const d = config.default_language;
+    this.defaultLang = d !== undefined && d !== null && langs.includes(d) ? langs.indexOf(d) : undefined;
+    this.optimizer = {
+      getState: async () => {
+        const st = this.compiled.getState();
+        const out = new Map<string, AdamWParamState>();
+        if (st.step === 0) return out;
+        for (const [name, v] of this.params) {
+          out.set(name, {
+            m: st.m.get(name) as Float32Array,
+            v: st.v.get(name) as Float32Array,
+            shape: [...v.shape],
+            step: st.step,
+          });
+        }
+        return out;
+      },
+      setState: (moments) => {
+        let step = 0;
+        const m = new Map<string, Float32Array>();
+        const v = new Map<string, Float32Array>();
+        const p = new Map<string, Float32Array>();
+        for (const [name, variable] of this.params) {
+          const s = moments.get(name);
+          p.set(name, variable.dataSync() as Float32Array);
+          m.set(name, s?.m ?? new Float32Array(variable.size));
+          v.set(name, s?.v ?? new Float32Array(variable.size));
+          if (s !== undefined) step = Math.max(step, s.step);
+        }
+        this.compiled.setState({ step, params: p, m, v });
+        this.synced = true;
+      },
+    };
+  }
+
+  /** Builds the compiled step for `model` (see {@link onnxSupport}); trainable = variables with `trainable` set. */
+  static async create<B extends TokenBatch = TokenBatch>(
+    model: ParameterSource,
+    loss: LossFn<B>,
+    options: TrainerOptions & { gradAccumulation?: number; onnx?: OnnxEngineOptions },
+  ): Promise<OnnxTrainer<B>> {
+    const support = onnxSupport(model, loss, options);
+    if (!support.ok)
+      throw new XltConfigError(`the onnxruntime engine cannot train this setup: ${support.reason}`, {
+        field: 'engine',
+      });
+    const params = trainableParameters(model);
+    if (params.length === 0)
+      throw new XltConfigError('the model has no trainable parameter', { field: 'trainable' });
+    const clip = options.maxGradNorm === undefined ? 1.0 : options.maxGradNorm;
+    if (clip !== null && !(clip > 0))
+      throw new XltConfigError(`maxGradNorm must be > 0 or null, got ${clip}`, { field: 'maxGradNorm' });
+    const noDecay = options.noDecay ?? defaultNoDecay;
+    const compiled = await CompiledTrainStep.create({
+      config: support.config,
+      weights: moduleWeights(model as unknown as HeadModel),
+      head: support.head,
+      trainable: params.map(([n]) => n),
+      dropout: true,
+      dropoutSeed: options.seed ?? 0,
+      adamw: {
+        beta1: options.betas?.[0] ?? 0.9,
+        beta2: options.betas?.[1] ?? 0.999,
+        eps: options.eps ?? 1e-8,
+        weightDecay: options.weightDecay ?? 0,
+        noDecay,
+        ...(clip !== null ? { maxGradNorm: clip } : {}),
+      },
+      ...(options.onnx?.threads !== undefined ? { threads: options.onnx.threads } : {}),
+      ...(options.onnx?.executionProviders !== undefined
+        ? { executionProviders: options.onnx.executionProviders }
+        : {}),
+    });
+    return new OnnxTrainer<B>(model, params, compiled, support.config, options);
+  }
+
+  get step(): number {
+    return this.steps;
+  }
+
+  parameterNames(): string[] {
+    return this.params.map(([n]) => n);
+  }
+
+  async trainStep(batches: B | B[]): Promise<StepResult> {
+    const list = Array.isArray(batches) ? batches : [batches];
+    if (list.length !== 1)
+      throw new XltConfigError('the onnxruntime engine takes one batch per step (no gradient accumulation)', {
+        field: 'gradAccumulation',
+      });
+    const b = list[0] as B;
+    const batch: TrainBatch = { inputIds: b.inputIds, attentionMask: b.attentionMask };
+    if (this.langCount > 0) {
+      if (b.langIds !== undefined) batch.langIds = b.langIds;
+      else if (this.defaultLang !== undefined)
+        batch.langIds = b.inputIds.map(() => this.defaultLang as number);
+      else
+        throw new XltConfigError('batch has no langIds and config.default_language is not set', {
+          field: 'langIds',
+        });
+    }
+    if (b.labels !== undefined) batch.labels = b.labels;
+    if (b.startPositions !== undefined) batch.startPositions = b.startPositions;
+    if (b.endPositions !== undefined) batch.endPositions = b.endPositions;
+    const lr = this.scheduler.lr();
+    const { loss, gradNorm } = await this.compiled.run(batch, lr);
+    this.synced = false;
+    this.scheduler.step();
+    this.steps = this.compiled.step;
+    return { step: this.steps, loss, gradNorm, lr };
+  }
+
+  syncModel(): void {
+    if (this.synced) return;
+    for (const [name, v] of this.params) {
+      const data = this.compiled.parameter(name);
+      tf.tidy(() => v.assign(tf.tensor(data, v.shape, 'float32')));
+    }
+    this.synced = true;
+  }
+
+  getState(): TrainerState {
+    return { step: this.steps, schedulerStep: this.scheduler.current, rng: this.rng.getState() };
+  }
+
+  setState(state: TrainerState): void {
+    this.steps = state.step;
+    this.scheduler.current = state.schedulerStep;
+    this.rng.setState(state.rng);
+  }
+
+  async dispose(): Promise<void> {
+    await this.compiled.release();
+  }
+}
+
+/** Where the engine decision came from, for logs and run summaries. */
+export interface EngineDecision {
+  engine: EngineName;
+  reason: string;
+}
+
+/**
+ * Builds the trainer for `choice` (see {@link EngineChoice}): `tfjs` → {@link Trainer},
+ * `onnxruntime` → {@link OnnxTrainer} (an error when unsupported), `auto` → onnxruntime when supported.
+ */
+export async function createTrainer<B>(
+  model: ParameterSource,
+  loss: LossFn<B>,
+  options: TrainerOptions & { engine?: EngineChoice; gradAccumulation?: number; onnx?: OnnxEngineOptions },
+): Promise<{ trainer: TrainEngine<B>; decision: EngineDecision }> {
+  const choice = options.engine ?? 'auto';
+  if (choice !== 'tfjs' && choice !== 'onnxruntime' && choice !== 'auto')
+    throw new XltConfigError(`engine must be 'tfjs', 'onnxruntime' or 'auto', got '${String(choice)}'`, {
+      field: 'engine',
+    });
+  if (choice === 'tfjs')
+    return { trainer: tfjsEngine(model, loss, options), decision: { engine: 'tfjs', reason: 'asked for' } };
+  const support = onnxSupport(model, loss, options);
+  if (choice === 'auto') {
+    if (tf.getBackend() === 'tensorflow')
+      return {
+        trainer: tfjsEngine(model, loss, options),
+        decision: { engine: 'tfjs', reason: 'the native tensorflow backend is active' },
+      };
+    if (!support.ok)
+      return {
+        trainer: tfjsEngine(model, loss, options),
+        decision: { engine: 'tfjs', reason: support.reason },
+      };
+  }
+  const trainer = await OnnxTrainer.create(model, loss as unknown as LossFn<TokenBatch>, options);
+  return {
+    trainer: trainer as unknown as TrainEngine<B>,
+    decision: {
+      engine: 'onnxruntime',
+      reason: choice === 'auto' ? 'supported model and head loss' : 'asked for',
+    },
+  };
+}
+
+function tfjsEngine<B>(model: ParameterSource, loss: LossFn<B>, options: TrainerOptions): TrainEngine<B> {
+  return new Trainer<B>(model, loss, options);
+}
