@@ -189,7 +189,13 @@ export class LoraMixtureLinear extends Module implements LinearLike {
         h = this.pooling === 'mean' ? tf.mean(x, 1) : tf.squeeze(tf.slice(x, [0, 0, 0], [B, 1, -1]), [1]);
       const logits = tf.matMul(h, (this.router as LoraProjection).weight, false, true);
       if (this.mode === 'router') return tf.softmax(logits);
-      const kth = tf.min(tf.topk(logits, this.k).values, -1, true);
+      // the k-th largest logit per row, as a constant (tfjs has no TopK gradient; the threshold is
+      // piecewise constant, so its gradient is zero anyway)
+      const rows = logits.arraySync() as number[][];
+      const kth = tf.tensor2d(
+        rows.map((r) => [[...r].sort((a, b) => b - a)[this.k - 1] as number]),
+        [rows.length, 1],
+      );
       const masked = tf.where(tf.greaterEqual(logits, kth), logits, tf.fill(logits.shape, -1e30));
       return tf.softmax(masked);
     });

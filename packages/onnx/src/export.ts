@@ -1,5 +1,5 @@
 import type { ModelOptions } from './graph.js';
-import { buildInferenceGraph } from './train.js';
+import { buildInferenceGraph, type LoraMixtureSpec } from './train.js';
 
 /** The subset of a Hugging Face `config.json` (XmodConfig / XLMRobertaConfig) the exporter reads. */
 export interface EncoderConfig {
@@ -67,6 +67,10 @@ export interface ExportOptions extends Omit<ModelOptions, 'externalData'> {
   head?: HeadKind;
   /** Also output the embeddings and every layer's hidden state (`hidden_states_0..L`), for checks. */
   outputHiddenStates?: boolean;
+  /** LoRA kept live instead of merged: module -> scaling (weights `<module>.lora_{A,B}.weight`). */
+  lora?: Map<string, number>;
+  /** LoRA mixtures with routers kept live (see `LoraMixtureSpec`); `lang_ids` becomes an input for language routing. */
+  loraMixtures?: Map<string, LoraMixtureSpec>;
 }
 
 /** Picks the head from `architectures` (e.g. `XmodForMaskedLM` -> masked-lm). */
@@ -105,15 +109,23 @@ export interface ExportResult {
  * via Erf), with dynamic batch and sequence length and, for X-Mod, `lang_ids` as an input so one file
  * serves every language. Inputs: `input_ids`, `attention_mask` (int64 [batch, sequence]), `lang_ids`
  * (int64 [batch], X-Mod only). Outputs: `last_hidden_state` and the head's `logits` (QA:
- * `start_logits`, `end_logits`). LoRA must be merged into the weights first.
+ * `start_logits`, `end_logits`). LoRA is merged into the weights, or kept live with `lora` /
+ * `loraMixtures` (a mixture's routers run in the graph).
  */
 export function exportToOnnx(options: ExportOptions & { externalLocation?: string }): ExportResult {
   const head = options.head ?? headFromArchitectures(options.config.architectures);
-  const g = buildInferenceGraph(options.config, options.weights, head, options.outputHiddenStates === true);
+  const g = buildInferenceGraph(options.config, options.weights, head, options.outputHiddenStates === true, {
+    ...(options.lora !== undefined ? { lora: options.lora } : {}),
+    ...(options.loraMixtures !== undefined ? { loraMixtures: options.loraMixtures } : {}),
+  });
   const metadata: Record<string, string> = {
     ...(options.metadata ?? {}),
     'xlt.head': head,
-    'xlt.languages': JSON.stringify(options.config.languages ?? []),
+    'xlt.languages': JSON.stringify(
+      (options.config.languages ?? []).length > 0
+        ? options.config.languages
+        : ([...(options.loraMixtures?.values() ?? [])].find((m) => m.mode === 'language')?.languages ?? []),
+    ),
     'xlt.default_language': options.config.default_language ?? '',
     'xlt.id2label': JSON.stringify(options.config.id2label ?? {}),
     'xlt.config': JSON.stringify(options.config),

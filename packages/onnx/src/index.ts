@@ -38,6 +38,7 @@ export {
   type AdamWSettings,
   buildTrainGraph,
   defaultNoDecay,
+  type LoraMixtureSpec,
   type TrainGraph,
   type TrainGraphOptions,
   type TrainGraphSignature,

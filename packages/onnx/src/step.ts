@@ -2,7 +2,12 @@ import { XltConfigError, XltError } from '@xlt/core';
 import * as ort from 'onnxruntime-node';
 import type { EncoderConfig, HeadKind, WeightSource } from './export.js';
 import { sessionOptions } from './runner.js';
-import { type AdamWSettings, buildTrainGraph, type TrainGraphSignature } from './train.js';
+import {
+  type AdamWSettings,
+  buildTrainGraph,
+  type LoraMixtureSpec,
+  type TrainGraphSignature,
+} from './train.js';
 
 /** A training batch: token ids, mask, languages and the head's labels, as nested arrays. */
 export interface TrainBatch {
@@ -27,6 +32,8 @@ export interface CompiledTrainStepOptions {
   adamw: AdamWSettings;
   /** Live LoRA modules and their scaling (see `peftAdapterWeights`). */
   lora?: Map<string, number>;
+  /** Live LoRA mixtures with routers (see `LoraMixtureSpec`). */
+  loraMixtures?: Map<string, LoraMixtureSpec>;
   /** Embedding mixup inputs in every batch (see `TrainGraphOptions.embeddingMixup`). */
   embeddingMixup?: boolean;
   /**
@@ -90,7 +97,7 @@ export class CompiledTrainStep {
     this.session = session;
     this.signature = signature;
     this.head = head;
-    this.hasLangs = hasLangs;
+    this.hasLangs = hasLangs || signature.batch.includes('lang_ids');
     const mk = (copy: boolean) =>
       signature.params.map((p) => {
         const src = init.get(p.name) as Float32Array;

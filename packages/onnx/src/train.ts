@@ -8,6 +8,27 @@ interface T {
   rg: boolean;
 }
 
+/**
+ * A mixture of LoRA experts on one linear module, kept live (as `@xlt/lora`'s `LoraMixtureLinear`):
+ * y = base(x) + scaling * sum_i w_i B_i A_i x, with weights per example from the language
+ * (`language`: one-hot of `lang_ids` over `languages`), a router softmax(W_r h) on the module's own
+ * input at the first token or the mean over tokens (`router`; `topk` keeps the k largest logits), or
+ * one learned softmax(mix_logits) (`static`). Weights: `<module>.base_layer.{weight,bias}`,
+ * `<module>.experts.<lang>.lora_{A,B}.weight`, `<module>.router.weight` or `<module>.mix_logits`.
+ */
+export interface LoraMixtureSpec {
+  mode: 'language' | 'router' | 'topk' | 'static';
+  /** Expert names; their order is the `lang_ids` index for `language` routing. */
+  languages: string[];
+  scaling: number;
+  /** Experts kept by `topk` (default 1). */
+  k?: number;
+  /** Router input (default `first`). */
+  pooling?: 'first' | 'mean';
+  /** Dropout on the experts' input in training graphs (default 0). */
+  dropout?: number;
+}
+
 /** Hyper-parameters baked into a compiled AdamW step (the learning rate and step are inputs). */
 export interface AdamWSettings {
   beta1: number;
@@ -36,6 +57,8 @@ export interface TrainGraphOptions {
    * (see `peftAdapterWeights`); y = x W^T + b + scaling * (x A^T) B^T.
    */
   lora?: Map<string, number>;
+  /** Live LoRA mixtures with routers, by module name (see {@link LoraMixtureSpec}). */
+  loraMixtures?: Map<string, LoraMixtureSpec>;
   /**
    * Embedding mixup (soft code-switching): adds inputs `mix_ids` [B, S, K] (candidate tokens),
    * `mix_probs` [B, S, K] (their weights, rows summing to 1) and `mix_lambda` [B, S] (0 where a
@@ -101,12 +124,15 @@ class TrainBuilder {
   N = ''; // scalar-ish [1] int64 value: number of tokens
 
   private readonly lora: Map<string, number>;
+  private readonly mixtures: Map<string, LoraMixtureSpec>;
+  private langIds: string | undefined;
 
   private readonly mixup: boolean;
   private readonly salt: { augWeight: number; klWeight: number } | undefined;
   /** Dropout probabilities when the graph trains with dropout (masks from the `dropout_seed` input). */
   private readonly drop: { hidden: number; attention: number; classifier: number } | undefined;
   private dropSeed: string | undefined;
+  private readonly dropOn: boolean;
   private dropSite = 0;
 
   constructor(
@@ -118,10 +144,13 @@ class TrainBuilder {
       embeddingMixup?: boolean;
       salt?: { augWeight?: number; klWeight?: number };
       dropout?: boolean;
+      loraMixtures?: Map<string, LoraMixtureSpec>;
     } = {},
   ) {
     this.cfg = cfg;
     this.lora = lora;
+    this.mixtures = extras.loraMixtures ?? new Map();
+    this.dropOn = extras.dropout === true;
     this.mixup = extras.embeddingMixup === true;
     this.salt = extras.salt
       ? { augWeight: extras.salt.augWeight ?? 1, klWeight: extras.salt.klWeight ?? 1 }
@@ -264,7 +293,7 @@ class TrainBuilder {
 
   /** Inverted dropout with rate `rate` (identity without dropout or at rate 0). */
   dropout(x: T, rate: number): T {
-    if (this.drop === undefined || !(rate > 0)) return x;
+    if (!this.dropOn || !(rate > 0)) return x;
     const mask = this.dropMask(x.v, rate);
     const out = { v: this.g.node('Mul', [x.v, mask]), rg: x.rg };
     this.push(out, (dy) => this.acc(x, this.g.node('Mul', [dy, mask])));
@@ -274,8 +303,10 @@ class TrainBuilder {
   /** x [N, in] -> x W^T + b, plus a live LoRA branch when the module has one. */
   linear(x: T, name: string, inF: number, outF: number, bias = true): T {
     const g = this.g;
-    const W = this.param(`${name}.weight`, [outF, inF]);
-    const b = bias ? this.param(`${name}.bias`, [outF]) : undefined;
+    // a module wrapped by LoRA (PEFT / @xlt/lora) keeps its own weights under `base_layer`
+    const base = this.w.has(`${name}.base_layer.weight`) ? `${name}.base_layer` : name;
+    const W = this.param(`${base}.weight`, [outF, inF]);
+    const b = bias ? this.param(`${base}.bias`, [outF]) : undefined;
     const y = g.node('Gemm', b ? [x.v, W.v, b.v] : [x.v, W.v], { transB: 1 }, name);
     const out = { v: y, rg: x.rg || W.rg || (b?.rg ?? false) };
     this.push(out, (dy) => {
@@ -283,6 +314,8 @@ class TrainBuilder {
       if (W.rg) this.acc(W, g.node('Gemm', [dy, x.v], { transA: 1 }));
       if (b?.rg) this.acc(b, g.node('ReduceSum', [dy, g.constInt64([0])], { keepdims: 0 }));
     });
+    const mix = this.mixtures.get(name);
+    if (mix !== undefined) return this.mixture(out, x, name, inF, outF, mix);
     const scaling = this.lora.get(name);
     if (scaling === undefined) return out;
     const A = this.param(`${name}.lora_A.weight`);
@@ -295,6 +328,165 @@ class TrainBuilder {
       throw new XltShapeError('LoRA weights do not fit the module', { tensor: `${name}.lora_A.weight` });
     }
     return this.add(out, this.scale(this.matmulT(this.matmulT(x, A), B), scaling));
+  }
+
+  /** Softmax over the last axis, with its backward. */
+  softmax(x: T): T {
+    const g = this.g;
+    const p = g.node('Softmax', [x.v], { axis: -1 });
+    const out = { v: p, rg: x.rg };
+    this.push(out, (dy) => {
+      const dot = g.node('ReduceSum', [g.node('Mul', [dy, p]), g.constInt64([-1])], { keepdims: 1 });
+      this.acc(x, g.node('Mul', [p, g.node('Sub', [dy, dot])]));
+    });
+    return out;
+  }
+
+  /** The batch's language indices (`lang_ids` input, created on first use). */
+  langInput(): string {
+    if (this.langIds === undefined) this.langIds = this.g.input('lang_ids', 'int64', ['batch']);
+    return this.langIds;
+  }
+
+  /** Routing weights [B, n] of a mixture from the module input x [N, in]. */
+  private routing(x: T, name: string, inF: number, mix: LoraMixtureSpec): T {
+    const g = this.g;
+    const n = mix.languages.length;
+    const B = g.node('Slice', [this.shapeBS, g.constInt64([0]), g.constInt64([1])]);
+    const S = g.node('Slice', [this.shapeBS, g.constInt64([1]), g.constInt64([2])]);
+    if (mix.mode === 'language') {
+      const oh = g.node('OneHot', [this.langInput(), g.constInt64([n]), g.constFloat([0, 1])], { axis: -1 });
+      return { v: oh, rg: false };
+    }
+    if (mix.mode === 'static') {
+      const sm = this.softmax(this.param(`${name}.mix_logits`, [n]));
+      const out = {
+        v: g.node('Expand', [
+          g.node('Unsqueeze', [sm.v, g.constInt64([0])]),
+          g.node('Concat', [B, g.constInt64([n])], { axis: 0 }),
+        ]),
+        rg: sm.rg,
+      };
+      this.push(out, (dy) => this.acc(sm, g.node('ReduceSum', [dy, g.constInt64([0])], { keepdims: 0 })));
+      return out;
+    }
+    // router / topk on the first token or the mean over tokens (padding included, as @xlt/lora)
+    const shape3 = g.node('Concat', [B, S, g.constInt64([inF])], { axis: 0 });
+    const x3 = g.node('Reshape', [x.v, shape3]);
+    const first = mix.pooling !== 'mean';
+    const h = {
+      v: first
+        ? g.node('Squeeze', [
+            g.node('Slice', [x3, g.constInt64([0]), g.constInt64([1]), g.constInt64([1])]),
+            g.constInt64([1]),
+          ])
+        : // ReduceSum / S (ReduceMean takes axes as an input only from opset 18; exports use 17)
+          g.node('Div', [
+            g.node('ReduceSum', [x3, g.constInt64([1])], { keepdims: 0 }),
+            g.node('Cast', [S], { to: 1 }),
+          ]),
+      rg: x.rg,
+    };
+    this.push(h, (dy) => {
+      const d3 = g.node('Unsqueeze', [dy, g.constInt64([1])]); // [B, 1, in]
+      let dx3: string;
+      if (first) {
+        const pads = g.node(
+          'Concat',
+          [g.constInt64([0, 0, 0, 0]), g.node('Sub', [S, g.constInt64([1])]), g.constInt64([0])],
+          {
+            axis: 0,
+          },
+        );
+        dx3 = g.node('Pad', [d3, pads]);
+      } else {
+        dx3 = g.node('Div', [g.node('Expand', [d3, shape3]), g.node('Cast', [S], { to: 1 })]);
+      }
+      this.acc(x, g.node('Reshape', [dx3, g.constInt64([-1, inF])]));
+    });
+    const logits = this.matmulT(h, this.param(`${name}.router.weight`, [n, inF]));
+    if (mix.mode === 'router') return this.softmax(logits);
+    const k = mix.k ?? 1;
+    if (!Number.isInteger(k) || k < 1 || k > n)
+      throw new XltConfigError(`k must be an integer in [1, ${n}], got ${k}`, { field: 'k', tensor: name });
+    const [vals] = g.nodeN('TopK', [logits.v, g.constInt64([k])], 2, { axis: -1 }) as [string, string];
+    // TopK's values are sorted, largest first: the k-th is the threshold
+    const kth = g.node('Slice', [vals, g.constInt64([k - 1]), g.constInt64([k]), g.constInt64([-1])]);
+    const keep = g.node('GreaterOrEqual', [logits.v, kth]);
+    const masked = { v: g.node('Where', [keep, logits.v, this.c(-1e30)]), rg: logits.rg };
+    this.push(masked, (dy) => this.acc(logits, g.node('Where', [keep, dy, this.c(0)])));
+    return this.softmax(masked);
+  }
+
+  /** A live LoRA mixture on top of the base output `out` (see {@link LoraMixtureSpec}). */
+  private mixture(out: T, x: T, name: string, inF: number, outF: number, mix: LoraMixtureSpec): T {
+    const g = this.g;
+    const n = mix.languages.length;
+    if (n === 0) throw new XltConfigError('a LoRA mixture needs at least one expert', { tensor: name });
+    const w = this.routing(x, name, inF, mix); // [B, n]
+    // per token: [B, n] -> [B, S, n] -> [N, n]
+    const S = g.node('Slice', [this.shapeBS, g.constInt64([1]), g.constInt64([2])]);
+    const B = g.node('Slice', [this.shapeBS, g.constInt64([0]), g.constInt64([1])]);
+    const wt = {
+      v: g.node('Reshape', [
+        g.node('Expand', [
+          g.node('Unsqueeze', [w.v, g.constInt64([1])]),
+          g.node('Concat', [B, S, g.constInt64([n])], { axis: 0 }),
+        ]),
+        g.constInt64([-1, n]),
+      ]),
+      rg: w.rg,
+    };
+    this.push(wt, (dy) =>
+      this.acc(
+        w,
+        g.node(
+          'ReduceSum',
+          [
+            g.node('Reshape', [dy, g.node('Concat', [B, S, g.constInt64([n])], { axis: 0 })]),
+            g.constInt64([1]),
+          ],
+          {
+            keepdims: 0,
+          },
+        ),
+      ),
+    );
+    const xd = this.dropout(x, mix.dropout ?? 0);
+    let y = out;
+    mix.languages.forEach((lang, i) => {
+      const pre = `${name}.experts.${lang}`;
+      const A = this.param(`${pre}.lora_A.weight`);
+      const Bw = this.param(`${pre}.lora_B.weight`);
+      const r = this.w.get(`${pre}.lora_A.weight`).shape[0] as number;
+      if (
+        this.w.get(`${pre}.lora_A.weight`).shape[1] !== inF ||
+        this.w.get(`${pre}.lora_B.weight`).shape.join(',') !== `${outF},${r}`
+      )
+        throw new XltShapeError('LoRA expert weights do not fit the module', {
+          tensor: `${pre}.lora_A.weight`,
+        });
+      const d = this.matmulT(this.matmulT(xd, A), Bw); // [N, out]
+      const col = g.node('Slice', [wt.v, g.constInt64([i]), g.constInt64([i + 1]), g.constInt64([1])]); // [N, 1]
+      const coef = g.node('Mul', [col, this.c(mix.scaling)]);
+      const term = { v: g.node('Mul', [d.v, coef]), rg: d.rg || wt.rg };
+      const onehot = g.constFloat(
+        mix.languages.map((_, j) => (j === i ? 1 : 0)),
+        [1, n],
+      );
+      this.push(term, (dy) => {
+        if (d.rg) this.acc(d, g.node('Mul', [dy, coef]));
+        if (wt.rg) {
+          const dcol = g.node('Mul', [
+            g.node('ReduceSum', [g.node('Mul', [dy, d.v]), g.constInt64([-1])], { keepdims: 1 }),
+            this.c(mix.scaling),
+          ]);
+          this.acc(wt, g.node('Mul', [dcol, onehot]));
+        }
+      });
+      y = this.add(y, term);
+    });
+    return y;
   }
 
   /** x [N, in] @ W^T with W [out, in] (no bias). */
@@ -824,8 +1016,9 @@ class TrainBuilder {
     const ids = g.input('input_ids', 'int64', ['batch', 'sequence']);
     const mask = g.input('attention_mask', 'int64', ['batch', 'sequence']);
     const batch = [ids, mask];
-    const langIds = langs.length > 0 ? g.input('lang_ids', 'int64', ['batch']) : undefined;
-    if (langIds) batch.push(langIds);
+    const needLang = langs.length > 0 || [...this.mixtures.values()].some((m) => m.mode === 'language');
+    const langIds = langs.length > 0 ? this.langInput() : undefined;
+    if (needLang) batch.push(this.langInput());
     this.shapeBS = g.node('Shape', [ids]);
     this.N = g.node('ReduceProd', [this.shapeBS], { keepdims: 1 });
     const pad = cfg.pad_token_id ?? 1;
@@ -1116,6 +1309,7 @@ export function buildTrainGraph(options: TrainGraphOptions): TrainGraph {
     ...(options.embeddingMixup !== undefined ? { embeddingMixup: options.embeddingMixup } : {}),
     ...(options.salt !== undefined ? { salt: options.salt } : {}),
     dropout: options.dropout !== false,
+    ...(options.loraMixtures !== undefined ? { loraMixtures: options.loraMixtures } : {}),
   });
   const g = b.g;
   const { loss, batch } = b.build(options.head);
@@ -1218,8 +1412,11 @@ export function buildInferenceGraph(
   weights: WeightSource,
   head: HeadKind,
   outputHiddenStates = false,
+  live: { lora?: Map<string, number>; loraMixtures?: Map<string, LoraMixtureSpec> } = {},
 ): GraphBuilder {
-  const b = new TrainBuilder(config, weights, []);
+  const b = new TrainBuilder(config, weights, [], live.lora, {
+    ...(live.loraMixtures !== undefined ? { loraMixtures: live.loraMixtures } : {}),
+  });
   b.build(head, 'infer', outputHiddenStates);
   return b.g;
 }

@@ -5,6 +5,7 @@ import {
   type EncoderConfig,
   type HeadKind,
   headFromArchitectures,
+  type LoraMixtureSpec,
   moduleWeights,
   type TrainBatch,
   weightShapes,
@@ -62,13 +63,69 @@ interface HeadModel {
 }
 
 /** Whether the compiled engine can train this model with this loss, and the head if so. */
-export type OnnxSupport = { ok: true; head: HeadKind; config: EncoderConfig } | { ok: false; reason: string };
+export type OnnxSupport =
+  | {
+      ok: true;
+      head: HeadKind;
+      config: EncoderConfig;
+      /** Live LoRA modules (`@xlt/lora` LoraLinear) and their scaling. */
+      lora: Map<string, number>;
+      /** Live LoRA mixtures (`@xlt/lora` LoraMixtureLinear). */
+      loraMixtures: Map<string, LoraMixtureSpec>;
+    }
+  | { ok: false; reason: string };
+
+interface LoraLike {
+  base_layer?: unknown;
+  lora_A?: unknown;
+  lora_embedding_A?: unknown;
+  experts?: unknown;
+  scaling?: number;
+  mode?: LoraMixtureSpec['mode'];
+  languages?: string[];
+  k?: number;
+  pooling?: 'first' | 'mean';
+  dropoutRate?: number;
+}
+
+/** LoRA and LoRA-mixture modules of a model, recognised by their structure (as `@xlt/lora` builds them). */
+function liveLora(
+  model: ParameterSource,
+): { lora: Map<string, number>; loraMixtures: Map<string, LoraMixtureSpec> } | string {
+  const lora = new Map<string, number>();
+  const loraMixtures = new Map<string, LoraMixtureSpec>();
+  const nm = (model as { namedModules?: () => Array<[string, unknown]> }).namedModules?.() ?? [];
+  for (const [name, mod] of nm) {
+    const m = mod as LoraLike;
+    if (m === null || typeof m !== 'object' || m.base_layer === undefined) continue;
+    if (m.lora_embedding_A !== undefined) return `embedding LoRA on ${name} trains on tfjs`;
+    if (
+      m.experts !== undefined &&
+      m.mode !== undefined &&
+      m.languages !== undefined &&
+      m.scaling !== undefined
+    ) {
+      loraMixtures.set(name, {
+        mode: m.mode,
+        languages: [...m.languages],
+        scaling: m.scaling,
+        ...(m.k !== undefined ? { k: m.k } : {}),
+        ...(m.pooling !== undefined ? { pooling: m.pooling } : {}),
+        ...(m.dropoutRate !== undefined ? { dropout: m.dropoutRate } : {}),
+      });
+    } else if (m.lora_A !== undefined && m.scaling !== undefined) {
+      if ((m.dropoutRate ?? 0) > 0) return `LoRA dropout on ${name} trains on tfjs`;
+      lora.set(name, m.scaling);
+    }
+  }
+  return { lora, loraMixtures };
+}
 
 /**
  * Decides whether the onnxruntime engine can run a training setup exactly as tfjs would: the loss
  * must be the model's own head loss ({@link modelLoss} without extra losses), the model an
- * `@xlt/xmod` `Xmod*`/`XLMRoberta*` head model whose every parameter the exporter knows (LoRA-wrapped
- * modules train on tfjs), bias-corrected AdamW and no gradient accumulation. Dropout is applied by
+ * `@xlt/xmod` `Xmod*`/`XLMRoberta*` head model whose every parameter the exporter knows (LoRA and
+ * LoRA mixtures from `@xlt/lora` on linear modules stay live in the graph; embedding LoRA trains on tfjs), bias-corrected AdamW and no gradient accumulation. Dropout is applied by
  * the compiled graph with its own seeded masks (the same probabilities, other random draws than tfjs).
  */
 export function onnxSupport(
@@ -90,14 +147,27 @@ export function onnxSupport(
   if (head === 'base' || head === 'open-ie')
     return { ok: false, reason: `no compiled training for ${model.constructor.name}` };
   const cfg = m.config;
+  const live = liveLora(model);
+  if (typeof live === 'string') return { ok: false, reason: live };
   const shapes = weightShapes(cfg, head);
+  const wrapped = [...live.lora.keys(), ...live.loraMixtures.keys()];
   for (const [name, v] of m.namedParameters()) {
+    const owner = wrapped.find((w) => name.startsWith(`${w}.`));
+    if (owner !== undefined) {
+      const rest = name.slice(owner.length + 1);
+      if (rest === 'base_layer.weight' || rest === 'base_layer.bias') {
+        const s = shapes.get(`${owner}.${rest.slice('base_layer.'.length)}`);
+        if (s === undefined)
+          return { ok: false, reason: `LoRA on ${owner}, which the compiled graph does not have` };
+      }
+      continue; // expert, router and LoRA weights: shapes are checked when the graph is built
+    }
     const s = shapes.get(name);
     if (s === undefined) return { ok: false, reason: `parameter ${name} is not part of the compiled graph` };
     if (s.length !== v.shape.length || s.some((d, i) => d !== v.shape[i]))
       return { ok: false, reason: `parameter ${name} has shape [${v.shape}], the graph expects [${s}]` };
   }
-  return { ok: true, head, config: cfg };
+  return { ok: true, head, config: cfg, ...live };
 }
 
 /**
@@ -193,6 +263,8 @@ export class OnnxTrainer<B extends TokenBatch = TokenBatch> implements TrainEngi
       trainable: params.map(([n]) => n),
       dropout: true,
       dropoutSeed: options.seed ?? 0,
+      ...(support.lora.size > 0 ? { lora: support.lora } : {}),
+      ...(support.loraMixtures.size > 0 ? { loraMixtures: support.loraMixtures } : {}),
       adamw: {
         beta1: options.betas?.[0] ?? 0.9,
         beta2: options.betas?.[1] ?? 0.999,
@@ -225,10 +297,9 @@ export class OnnxTrainer<B extends TokenBatch = TokenBatch> implements TrainEngi
       });
     const b = list[0] as B;
     const batch: TrainBatch = { inputIds: b.inputIds, attentionMask: b.attentionMask };
-    if (this.langCount > 0) {
-      if (b.langIds !== undefined) batch.langIds = b.langIds;
-      else if (this.defaultLang !== undefined)
-        batch.langIds = b.inputIds.map(() => this.defaultLang as number);
+    if (b.langIds !== undefined) batch.langIds = b.langIds;
+    else if (this.langCount > 0) {
+      if (this.defaultLang !== undefined) batch.langIds = b.inputIds.map(() => this.defaultLang as number);
       else
         throw new XltConfigError('batch has no langIds and config.default_language is not set', {
           field: 'langIds',
