@@ -1,3 +1,24 @@
+export {
+  type BenchieGoldSentence,
+  type BenchieGoldSlot,
+  type BenchieOptions,
+  type BenchiePrediction,
+  type BenchieResult,
+  type BenchieSentenceScore,
+  benchieScore,
+  benchieVariants,
+} from './benchie.js';
+export {
+  type CarbMatch,
+  type CarbOptions,
+  type CarbPoint,
+  type CarbResult,
+  carbGold,
+  carbScore,
+  carbSentenceKey,
+  type OieExtraction,
+  type OieGoldTuple,
+} from './carb.js';
 export { accuracy, macroF1, tokenAccuracy } from './classification.js';
 export {
   heatmapSvg,
