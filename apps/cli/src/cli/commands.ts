@@ -12,6 +12,10 @@ import {
 import { createServer, loadTokenizer, ServedModel } from '@xlt/serve';
 import { trainUnigram } from '@xlt/tokenizer';
 import { z } from 'zod';
+import { addLanguageCommand } from '../commands/add-language.js';
+import { evaluateCommand } from '../commands/evaluate.js';
+import { finetuneCommand } from '../commands/finetune.js';
+import { pretrainCommand } from '../commands/pretrain.js';
 import { demoReport } from '../demo/report.js';
 import { runDemo } from '../demo/run.js';
 import type { Command } from './main.js';
@@ -275,6 +279,10 @@ Example:
 export const COMMANDS: Command[] = [
   demoCommand,
   tokenizerTrainCommand,
+  pretrainCommand,
+  addLanguageCommand,
+  finetuneCommand,
+  evaluateCommand,
   exportCommand,
   serveCommand,
   augmentLlmCommand,

@@ -35,7 +35,7 @@ function timestamp(d = new Date()): string {
 /**
  * Parses `argv` (after `xlt`): the command words, then `--config FILE`, `--set key.path=value`
  * (repeatable), `--run-dir DIR`, `--help`, and any other `--key value` / `--flag` as an override of
- * the config key of the same name (dashes to camelCase).
+ * the config key of the same name (dashes to camelCase); an option given more than once becomes a list.
  */
 export function parseArgv(
   argv: readonly string[],
@@ -63,6 +63,20 @@ export function parseArgv(
     throw new XltConfigError(`unknown command '${words.join(' ')}'; run 'xlt --help'`);
   const out: ReturnType<typeof parseArgv> = { command, overrides: [], help: false };
   const camel = (k: string) => k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+  // a repeated `--key value` option collects its values into a list (`--text en=a --text de=b`)
+  const repeated = new Map<string, string[]>();
+  const option = (k: string, v: string) => {
+    const seen = repeated.get(k);
+    if (seen === undefined) {
+      repeated.set(k, [v]);
+      out.overrides.push(`${k}=${v}`);
+      return;
+    }
+    seen.push(v);
+    const at = out.overrides.findIndex((o) => o.startsWith(`${k}=`));
+    out.overrides.splice(at, 1);
+    out.overrides.push(`${k}=${JSON.stringify(seen)}`);
+  };
   while (i < argv.length) {
     const a = argv[i++] as string;
     if (a === '--help' || a === '-h') out.help = true;
@@ -72,9 +86,9 @@ export function parseArgv(
     else if (a.startsWith('--')) {
       const [k, inline] = a.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
       const next = argv[i];
-      if (inline !== undefined) out.overrides.push(`${camel(k)}=${inline}`);
-      else if (next === undefined || next.startsWith('--')) out.overrides.push(`${camel(k)}=true`);
-      else out.overrides.push(`${camel(k)}=${argv[i++]}`);
+      if (inline !== undefined) option(camel(k), inline);
+      else if (next === undefined || next.startsWith('--')) option(camel(k), 'true');
+      else option(camel(k), argv[i++] as string);
     } else throw new XltConfigError(`unexpected argument '${a}'`);
   }
   return out;

@@ -1,0 +1,335 @@
+import path from 'node:path';
+import { dictionaryCodeSwitch } from '@xlt/augment';
+import { Rng, writeFileAtomic, XltConfigError } from '@xlt/core';
+import { readMuseDictionary } from '@xlt/data';
+import { mixtureLayers, setRoutingContext } from '@xlt/lora';
+import {
+  epochBatches,
+  type ForwardModel,
+  LORA,
+  type LossFn,
+  modelLoss,
+  preset,
+  type StagePlan,
+  type TokenBatch,
+} from '@xlt/trainer';
+import type { XmodPreTrainedModel } from '@xlt/xmod';
+import { z } from 'zod';
+import type { Command } from '../cli/main.js';
+import {
+  dataPath,
+  langFiles,
+  langIdFor,
+  maxInputLength,
+  requireFile,
+  seededInit,
+  setupBackend,
+} from '../tasks/common.js';
+import {
+  applyMixture,
+  loadTaskModel,
+  loadTokenizer,
+  type MixtureSpec,
+  saveTaskModel,
+} from '../tasks/model.js';
+import {
+  collateFeatures,
+  encodeExamples,
+  type PairExample,
+  predict,
+  readExamples,
+  scoredExamples,
+  TASK_SPECS,
+  TASKS,
+  type TaggingExample,
+  type TaskExample,
+  taskLabels,
+  taskScore,
+} from '../tasks/tasks.js';
+import { batchTokens, trainFields, trainStage } from '../tasks/train.js';
+
+const stageSchema = z.strictObject({
+  steps: z.number().int().positive().optional(),
+  lr: z.number().positive().optional(),
+});
+
+const finetuneSchema = z
+  .strictObject({
+    task: z.enum(TASKS),
+    model: z.string(),
+    tokenizer: z.string().optional(),
+    train: z.string(),
+    language: z.string().default('en'),
+    preset: z.enum(['full', 'xmod-finetune', 'mt4crossie', 'salt']).default('full'),
+    maxTrainExamples: z.number().int().positive().optional(),
+    dropout: z.number().min(0).max(1).optional(),
+    epochs: z.number().positive().optional(),
+    labels: z.array(z.string()).min(2).optional(),
+    dev: z.string().optional(),
+    maxDevExamples: z.number().int().positive().default(2000),
+    stages: z.array(stageSchema).max(3).optional(),
+    lora: z
+      .strictObject({
+        r: z.number().int().positive().default(8),
+        alpha: z.number().positive().default(16),
+        targetModules: z.array(z.string()).min(1).default(['query', 'value']),
+        mode: z.enum(['router', 'topk', 'language', 'static']).default('router'),
+        languages: z.array(z.string()).min(1).optional(),
+        k: z.number().int().positive().optional(),
+      })
+      .default({ r: 8, alpha: 16, targetModules: ['query', 'value'], mode: 'router' }),
+    salt: z
+      .strictObject({
+        dictionaries: langFiles,
+        ratio: z.number().min(0).max(1).default(0.5),
+        copies: z.number().int().positive().default(1),
+        seed: z.number().int().nonnegative().default(0),
+      })
+      .optional(),
+    out: z.string().optional(),
+    ...trainFields,
+    steps: z.number().int().positive().default(500),
+    lr: z.number().positive().default(5e-5),
+    batchSize: z.number().int().positive().default(32),
+  })
+  .refine((c) => c.preset !== 'salt' || c.salt !== undefined, {
+    message: 'preset salt needs salt.dictionaries (e.g. { de: dict/muse-en-de.tsv })',
+    path: ['salt'],
+  });
+
+type FinetuneConfig = z.infer<typeof finetuneSchema>;
+
+/** Originals plus dictionary code-switched copies (the SALT objective as run on the tfjs path). */
+async function codeSwitched(cfg: FinetuneConfig, examples: TaskExample[], log: (l: string) => void) {
+  const salt = cfg.salt;
+  if (salt === undefined) return examples;
+  const dictionaries = new Map<string, Map<string, string[]>>();
+  for (const [lang, f] of Object.entries(salt.dictionaries)) {
+    if (Array.isArray(f))
+      throw new XltConfigError('give one dictionary file per language', {
+        field: `salt.dictionaries.${lang}`,
+      });
+    dictionaries.set(
+      lang,
+      await readMuseDictionary(requireFile(dataPath(cfg.dataRoot, f), `salt.dictionaries.${lang}`)),
+    );
+  }
+  const rng = new Rng(salt.seed).fork('salt');
+  const out: TaskExample[] = [...examples];
+  let switched = 0;
+  const opts = { dictionaries, ratio: salt.ratio, rng };
+  for (let c = 0; c < salt.copies; c++) {
+    for (const e of examples) {
+      if ((e as TaggingExample).words !== undefined) {
+        const t = e as TaggingExample;
+        const s = dictionaryCodeSwitch({ words: t.words, labels: t.labels }, opts);
+        switched += s.switched.length;
+        out.push({ words: s.words, labels: s.labels as string[] });
+      } else {
+        const p = e as PairExample;
+        const a = dictionaryCodeSwitch({ words: p.a.split(/\s+/).filter(Boolean) }, opts);
+        const b = dictionaryCodeSwitch({ words: p.b.split(/\s+/).filter(Boolean) }, opts);
+        switched += a.switched.length + b.switched.length;
+        out.push({ a: a.words.join(' '), b: b.words.join(' '), label: p.label });
+      }
+    }
+  }
+  log(
+    `salt: ${examples.length} originals + ${out.length - examples.length} code-switched copies (${switched} words switched into ${[...dictionaries.keys()].join(' ')})`,
+  );
+  return out;
+}
+
+const ROUTER = (n: string) => /\.router\.weight$|\.mix_logits$/.test(n);
+
+function stagePlans(cfg: FinetuneConfig, model: XmodPreTrainedModel, log: (l: string) => void): StagePlan[] {
+  switch (cfg.preset) {
+    case 'full':
+    case 'salt':
+      return preset('full-finetune');
+    case 'xmod-finetune':
+      if (model.config.model_type !== 'xmod')
+        log('note: xmod-finetune on a shared (XLM-R) model freezes only the embeddings');
+      return preset('xmod-finetune');
+    case 'mt4crossie':
+      return preset('mt4crossie').map((p, i) =>
+        i === 2 ? { ...p, trainable: { include: [...(p.trainable.include ?? []), ROUTER] } } : p,
+      );
+  }
+}
+
+export const finetuneCommand: Command<typeof finetuneSchema> = {
+  name: 'finetune',
+  summary:
+    'Fine-tune on source-language data (ner, pos, xnli, pawsx) with a preset: full, xmod-finetune, mt4crossie, salt',
+  help: `Loads a Hugging Face model folder (an MLM checkpoint gets a fresh task head), trains on the
+source language's training file with @xlt/trainer fit and writes the fine-tuned Hugging Face folder
+(config.json with id2label and an "xlt" block naming the task, model.safetensors, tokenizer.json)
+to <run dir>/model or --out. X-Mod models train with the source language's module.
+
+Tasks (--task) and their files:
+  ner    PAN-X / CoNLL: token \\t tag lines, blank line between sentences (entity F1)
+  pos    UD CoNLL-U, UPOS column (token accuracy)
+  xnli   XTREME TSV premise \\t hypothesis \\t label (accuracy)
+  pawsx  XTREME TSV s1 \\t s2 \\t 0/1 (accuracy)
+
+Presets (--preset):
+  full           every parameter trains
+  xmod-finetune  embeddings and language modules frozen (X-Mod's recipe)
+  mt4crossie     3 stages: 1. word embeddings + head; 2. all but word embeddings; 3. a LoRA mixture
+                 (lora.mode router|topk|language|static over lora.languages, on lora.targetModules)
+                 + head + routers. The mixture is saved beside the model as lora_mixture.json /
+                 lora_mixture.safetensors (the base weights stay a plain HF model).
+                 Per-stage steps / lr: stages: [{ steps: 100, lr: 1e-3 }, {...}, {...}]
+  salt           the tfjs path has no SALT consistency loss: this trains (fully) on the originals plus
+                 dictionary code-switched copies (@xlt/augment dictionaryCodeSwitch, CoSDA-ML style:
+                 salt.ratio of translatable words replaced, salt.copies copies, labels follow words)
+                 with MUSE dictionaries salt.dictionaries { de: dict/muse-en-de.tsv, ... }.
+                 The full SALT objective (with KL consistency) runs on the ONNX path of @xlt/onnx.
+
+Options (or config keys):
+  --task ner --model DIR --train panx/train-en.tsv --language en (source; its X-Mod module)
+  --tokenizer PATH (default: the model folder) --data-root DIR (data paths relative to it;
+  default ../shared/data beside the repo) --max-train-examples N --labels '["O","B-PER",...]'
+  --steps 500 | --epochs E   --batch-size 32 --lr 5e-5 --warmup-ratio 0.06 --weight-decay 0.01
+  --max-length 128 --dropout P (override the model's) --seed 0 --dev FILE (source dev set, scored after training) --out DIR
+  --checkpoint-every N --resume --backend auto|cpu|wasm|tensorflow
+  --engine auto|tfjs|onnxruntime   (auto: the compiled onnxruntime step when the model and loss allow
+                                    it, else tfjs; the run log names the engine and why) --threads N
+
+Examples:
+  xlt finetune --task ner --model runs/ner/pretrain-xmod/model --train panx/train-en.tsv \\
+      --preset xmod-finetune --steps 300 --lr 1e-3 --run-dir runs/ner/ft-xmod
+  xlt finetune --config examples/ner/finetune-mt4crossie.yaml`,
+  schema: finetuneSchema,
+  async run(cfg, ctx) {
+    await setupBackend(cfg.backend, ctx.log);
+    const spec = TASK_SPECS[cfg.task];
+    const tok = await loadTokenizer(cfg.tokenizer, cfg.model);
+    const trainFile = requireFile(dataPath(cfg.dataRoot, cfg.train), 'train');
+    const originals = await readExamples(cfg.task, trainFile, cfg.maxTrainExamples);
+    const labels = cfg.labels ?? taskLabels(cfg.task, originals);
+    ctx.log(`${originals.length} ${cfg.task} training examples (${cfg.language}); ${labels.length} labels`);
+    const model = await loadTaskModel(cfg.model, spec.kind, {
+      num_labels: labels.length,
+      id2label: Object.fromEntries(labels.map((l, i) => [String(i), l])),
+      label2id: Object.fromEntries(labels.map((l, i) => [l, i])),
+      ...(cfg.dropout !== undefined
+        ? {
+            hidden_dropout_prob: cfg.dropout,
+            attention_probs_dropout_prob: cfg.dropout,
+            classifier_dropout: cfg.dropout,
+          }
+        : {}),
+    });
+    if (model.newlyInitialized.length > 0) {
+      seededInit(model, model.newlyInitialized, cfg.seed);
+      ctx.log(
+        `new ${spec.kind === 'token' ? 'token' : 'sequence'} classification head: ${model.newlyInitialized.join(', ')}`,
+      );
+    }
+    const maxLength = maxInputLength(model.config, cfg.maxLength);
+    const module = langIdFor(model, cfg.language, ctx.log);
+    const langIndex = module !== undefined ? model.config.languages.indexOf(module) : undefined;
+    const examples = cfg.preset === 'salt' ? await codeSwitched(cfg, originals, ctx.log) : originals;
+    const features = await encodeExamples(tok, cfg.task, examples, labels, maxLength, langIndex);
+    const pad = model.config.pad_token_id;
+    const { data, batchesPerEpoch } = epochBatches(
+      features,
+      cfg.batchSize,
+      (items) => collateFeatures(items, pad),
+      {
+        seed: cfg.seed,
+      },
+    );
+    const steps =
+      cfg.epochs !== undefined ? Math.ceil((cfg.epochs * batchesPerEpoch) / cfg.gradAccumulation) : cfg.steps;
+    const plans = stagePlans(cfg, model, ctx.log);
+    let mixture: MixtureSpec | undefined;
+    const baseLoss = modelLoss(model as unknown as ForwardModel);
+    let expert: number | undefined;
+    // language routing needs the routing context set per batch (tfjs engine); otherwise the model's
+    // own head loss, which the compiled onnxruntime engine can run
+    const routedLoss: LossFn<TokenBatch> = (b, c) => {
+      if (expert !== undefined) setRoutingContext(model, { langIds: b.inputIds.map(() => expert as number) });
+      return baseLoss(b, c);
+    };
+    const results = [];
+    for (let i = 0; i < plans.length; i++) {
+      const plan = plans[i] as StagePlan;
+      if (plan.trainable.include?.includes(LORA) === true && mixtureLayers(model).length === 0) {
+        const langs = cfg.lora.languages ?? [cfg.language];
+        mixture = {
+          r: cfg.lora.r,
+          alpha: cfg.lora.alpha,
+          targetModules: cfg.lora.targetModules,
+          languages: langs,
+          mode: cfg.lora.mode,
+          ...(cfg.lora.k !== undefined ? { k: cfg.lora.k } : {}),
+        };
+        const wrapped = applyMixture(model, mixture);
+        if (cfg.lora.mode === 'language') {
+          expert = langs.indexOf(cfg.language);
+          if (expert < 0)
+            throw new XltConfigError(`lora.languages must include the source language '${cfg.language}'`, {
+              field: 'lora.languages',
+            });
+        }
+        ctx.log(
+          `LoRA mixture (${cfg.lora.mode}, r ${cfg.lora.r}, experts ${langs.join(' ')}) on ${wrapped.length} linears`,
+        );
+      }
+      const st = cfg.stages?.[i];
+      const summary = await trainStage(model, expert !== undefined ? routedLoss : baseLoss, data, cfg, {
+        trainable: plan.trainable,
+        runDir: path.join(ctx.runDir, plans.length > 1 ? `${i + 1}-${plan.name}` : 'train'),
+        stage: plan.name,
+        log: ctx.log,
+        tokens: batchTokens,
+        steps: st?.steps ?? steps,
+        lr: st?.lr ?? cfg.lr,
+      });
+      results.push({
+        stage: plan.name,
+        steps: summary.steps,
+        firstLoss: summary.losses[0],
+        finalLoss: summary.finalLoss,
+        trainable: summary.trainableParameters.length,
+        seconds: summary.seconds,
+      });
+    }
+    let devScore: number | undefined;
+    if (cfg.dev !== undefined) {
+      const devExamples = await readExamples(
+        cfg.task,
+        requireFile(dataPath(cfg.dataRoot, cfg.dev), 'dev'),
+        cfg.maxDevExamples,
+      );
+      const preds = await predict(model, tok, cfg.task, devExamples, labels, {
+        maxLength,
+        batchSize: cfg.batchSize,
+        ...(module !== undefined ? { langId: module } : {}),
+        ...(expert !== undefined ? { expert } : {}),
+      });
+      devScore = taskScore(cfg.task, scoredExamples(devExamples, preds));
+      ctx.log(
+        `dev (${cfg.language}) ${spec.metric}: ${devScore.toFixed(2)} on ${devExamples.length} examples`,
+      );
+    }
+    model.config.xlt = {
+      task: cfg.task,
+      source_language: cfg.language,
+      max_length: maxLength,
+      preset: cfg.preset,
+    };
+    const out = path.resolve(cfg.out ?? path.join(ctx.runDir, 'model'));
+    model.eval();
+    await saveTaskModel(model, tok, out, mixture);
+    writeFileAtomic(
+      path.join(ctx.runDir, 'results.json'),
+      `${JSON.stringify({ model: out, task: cfg.task, preset: cfg.preset, trainExamples: examples.length, stages: results, ...(devScore !== undefined ? { dev: { metric: spec.metric, score: devScore } } : {}) }, null, 2)}\n`,
+    );
+    ctx.log(`fine-tuned model written to ${out}`);
+    model.dispose();
+  },
+};

@@ -1,0 +1,302 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { XltConfigError } from '@xlt/core';
+import { readConllu, readNer, readPawsx, readXnli } from '@xlt/data';
+import { accuracy, entityF1, tokenAccuracy } from '@xlt/evaluator';
+import { mixtureLayers, setRoutingContext } from '@xlt/lora';
+import { alignLabels, wordPredictions, type XltTokenizer } from '@xlt/tokenizer';
+import { collateLabelled, type TokenBatch } from '@xlt/trainer';
+import type { XmodPreTrainedModel } from '@xlt/xmod';
+
+/** Tasks of `xlt finetune` / `xlt evaluate`. */
+export type TaskName = 'ner' | 'pos' | 'xnli' | 'pawsx';
+export const TASKS = ['ner', 'pos', 'xnli', 'pawsx'] as const;
+
+/** A word-tagging example (NER, POS). */
+export interface TaggingExample {
+  words: string[];
+  labels: string[];
+}
+
+/** A sentence-pair classification example (XNLI, PAWS-X). */
+export interface PairExample {
+  a: string;
+  b: string;
+  label: string;
+}
+
+export type TaskExample = TaggingExample | PairExample;
+
+/** A tokenised training example. */
+export interface Feature {
+  inputIds: number[];
+  label?: number;
+  tokenLabels?: number[];
+  langId?: number;
+}
+
+/** What a task is: head kind, labels, official metric, reader. */
+export interface TaskSpec {
+  name: TaskName;
+  kind: 'token' | 'sequence';
+  labels: readonly string[];
+  /** Official metric name in reports. */
+  metric: string;
+  /** The file format, for help and errors. */
+  format: string;
+}
+
+const UPOS = [
+  'ADJ',
+  'ADP',
+  'ADV',
+  'AUX',
+  'CCONJ',
+  'DET',
+  'INTJ',
+  'NOUN',
+  'NUM',
+  'PART',
+  'PRON',
+  'PROPN',
+  'PUNCT',
+  'SCONJ',
+  'SYM',
+  'VERB',
+  'X',
+] as const;
+
+export const TASK_SPECS: Record<TaskName, TaskSpec> = {
+  ner: {
+    name: 'ner',
+    kind: 'token',
+    labels: ['O', 'B-PER', 'I-PER', 'B-ORG', 'I-ORG', 'B-LOC', 'I-LOC'],
+    metric: 'entity F1',
+    format: 'PAN-X / CoNLL `token \\t tag` lines, blank line between sentences',
+  },
+  pos: { name: 'pos', kind: 'token', labels: UPOS, metric: 'UPOS accuracy', format: 'CoNLL-U (UD)' },
+  xnli: {
+    name: 'xnli',
+    kind: 'sequence',
+    labels: ['entailment', 'neutral', 'contradiction'],
+    metric: 'accuracy',
+    format: 'XTREME TSV premise \\t hypothesis \\t label',
+  },
+  pawsx: {
+    name: 'pawsx',
+    kind: 'sequence',
+    labels: ['0', '1'],
+    metric: 'accuracy',
+    format: 'XTREME TSV s1 \\t s2 \\t 0/1',
+  },
+};
+
+/** Reads up to `limit` examples of a task's file. */
+export async function readExamples(task: TaskName, file: string, limit = Infinity): Promise<TaskExample[]> {
+  const out: TaskExample[] = [];
+  if (limit <= 0) return out;
+  const push = (e: TaskExample) => {
+    out.push(e);
+    return out.length >= limit;
+  };
+  if (task === 'ner') {
+    for await (const s of readNer(file)) if (push({ words: s.tokens, labels: s.tags })) break;
+  } else if (task === 'pos') {
+    for await (const s of readConllu(file)) if (push({ words: s.forms, labels: s.upos })) break;
+  } else if (task === 'xnli') {
+    for await (const r of readXnli(file)) if (push({ a: r.premise, b: r.hypothesis, label: r.label })) break;
+  } else {
+    for await (const r of readPawsx(file))
+      if (push({ a: r.sentence1, b: r.sentence2, label: String(r.label) })) break;
+  }
+  if (out.length === 0) throw new XltConfigError(`no ${task} examples in the file`, { file });
+  return out;
+}
+
+function isTagging(e: TaskExample): e is TaggingExample {
+  return (e as TaggingExample).words !== undefined;
+}
+
+/** Label list of a task, extended by labels seen in the training examples (in order of appearance). */
+export function taskLabels(task: TaskName, examples: readonly TaskExample[]): string[] {
+  const labels = [...TASK_SPECS[task].labels];
+  const seen = new Set(labels);
+  for (const e of examples) {
+    for (const l of isTagging(e) ? e.labels : [e.label]) {
+      if (!seen.has(l)) {
+        seen.add(l);
+        labels.push(l);
+      }
+    }
+  }
+  return labels;
+}
+
+/** Tokenises examples into features (token labels on first sub-tokens, -100 elsewhere). */
+export async function encodeExamples(
+  tok: XltTokenizer,
+  task: TaskName,
+  examples: readonly TaskExample[],
+  labels: readonly string[],
+  maxLength: number,
+  langId?: number,
+): Promise<Feature[]> {
+  const index = new Map(labels.map((l, i) => [l, i]));
+  const id = (l: string) => {
+    const i = index.get(l);
+    if (i === undefined)
+      throw new XltConfigError(`label '${l}' is not among the model's labels`, { field: 'labels' });
+    return i;
+  };
+  const lang = langId !== undefined ? { langId } : {};
+  if (TASK_SPECS[task].kind === 'token') {
+    const out: Feature[] = [];
+    for (const e of examples as TaggingExample[]) {
+      const { encoding, labels: tl } = await alignLabels(tok, e.words, e.labels.map(id), { maxLength });
+      out.push({ inputIds: encoding.ids, tokenLabels: tl, ...lang });
+    }
+    return out;
+  }
+  const pairs = examples as PairExample[];
+  const out: Feature[] = [];
+  for (let i = 0; i < pairs.length; i += 256) {
+    const chunk = pairs.slice(i, i + 256);
+    const enc = await tok.encodeBatch(
+      chunk.map((p) => [p.a, p.b] as const),
+      { maxLength },
+    );
+    enc.forEach((e, k) => {
+      out.push({ inputIds: e.ids, label: id((chunk[k] as PairExample).label), ...lang });
+    });
+  }
+  return out;
+}
+
+/** Pads features into a training batch. */
+export function collateFeatures(items: readonly Feature[], padTokenId: number): TokenBatch {
+  return collateLabelled(items, padTokenId);
+}
+
+/** A forward that also sets the LoRA-mixture routing context (language routing) when there is one. */
+export function forwardLogits(
+  model: XmodPreTrainedModel,
+  batch: TokenBatch,
+  langId: string | undefined,
+  expert: number | undefined,
+): tf.Tensor {
+  const layers = mixtureLayers(model);
+  if (layers.length > 0 && expert !== undefined)
+    setRoutingContext(model, { langIds: batch.inputIds.map(() => expert) });
+  const forward = (model as unknown as { forward(i: object): { logits: tf.Tensor } }).forward.bind(model);
+  const out = forward({
+    inputIds: batch.inputIds,
+    attentionMask: batch.attentionMask,
+    ...(langId !== undefined ? { langIds: batch.inputIds.map(() => langId) } : {}),
+  });
+  return out.logits;
+}
+
+/** Per-example predictions of a fine-tuned model on examples of one language. */
+export async function predict(
+  model: XmodPreTrainedModel,
+  tok: XltTokenizer,
+  task: TaskName,
+  examples: readonly TaskExample[],
+  labels: readonly string[],
+  options: { maxLength: number; batchSize: number; langId?: string; expert?: number },
+): Promise<string[][] | string[]> {
+  const spec = TASK_SPECS[task];
+  model.eval();
+  const pad = model.config.pad_token_id;
+  if (spec.kind === 'token') {
+    const tagging = examples as TaggingExample[];
+    const encs = [];
+    for (const e of tagging)
+      encs.push(
+        (
+          await alignLabels(tok, e.words, new Array<number>(e.words.length).fill(0), {
+            maxLength: options.maxLength,
+          })
+        ).encoding,
+      );
+    const preds: string[][] = [];
+    const fallback = spec.name === 'ner' ? 'O' : 'X';
+    for (let i = 0; i < encs.length; i += options.batchSize) {
+      const chunk = encs.slice(i, i + options.batchSize);
+      const batch = collateLabelled(
+        chunk.map((e) => ({ inputIds: e.ids })),
+        pad,
+      );
+      const arg = tf.tidy(() => tf.argMax(forwardLogits(model, batch, options.langId, options.expert), -1));
+      const flat = arg.dataSync();
+      const T = batch.inputIds[0]?.length ?? 0;
+      arg.dispose();
+      chunk.forEach((e, k) => {
+        const tokenPreds = e.ids.map((_, t) => labels[flat[k * T + t] as number] ?? fallback);
+        const words = tagging[i + k] as TaggingExample;
+        preds.push(wordPredictions(e.wordIds, tokenPreds, words.words.length, { fallback }));
+      });
+    }
+    return preds;
+  }
+  const pairs = examples as PairExample[];
+  const preds: string[] = [];
+  for (let i = 0; i < pairs.length; i += options.batchSize) {
+    const chunk = pairs.slice(i, i + options.batchSize);
+    const enc = await tok.encodeBatch(
+      chunk.map((p) => [p.a, p.b] as const),
+      { maxLength: options.maxLength },
+    );
+    const batch = collateLabelled(
+      enc.map((e) => ({ inputIds: e.ids })),
+      pad,
+    );
+    const arg = tf.tidy(() => tf.argMax(forwardLogits(model, batch, options.langId, options.expert), -1));
+    for (const v of arg.dataSync()) preds.push(labels[v] as string);
+    arg.dispose();
+  }
+  return preds;
+}
+
+/** One evaluated example: gold and predicted labels (per word for tagging tasks). */
+export type Scored = { gold: string[]; pred: string[] } | { gold: string; pred: string };
+
+/** Pairs gold labels with predictions. */
+export function scoredExamples(examples: readonly TaskExample[], preds: string[][] | string[]): Scored[] {
+  return examples.map((e, i) =>
+    isTagging(e)
+      ? { gold: e.labels, pred: preds[i] as string[] }
+      : { gold: e.label, pred: preds[i] as string },
+  );
+}
+
+/** The task's official metric (x 100) over scored examples. */
+export function taskScore(task: TaskName, items: readonly Scored[]): number {
+  if (task === 'ner') {
+    const s = items as Array<{ gold: string[]; pred: string[] }>;
+    return (
+      100 *
+      entityF1(
+        s.map((x) => x.gold),
+        s.map((x) => x.pred),
+      ).f1
+    );
+  }
+  if (task === 'pos') {
+    const s = items as Array<{ gold: string[]; pred: string[] }>;
+    return (
+      100 *
+      tokenAccuracy(
+        s.map((x) => x.gold),
+        s.map((x) => x.pred),
+      )
+    );
+  }
+  const s = items as Array<{ gold: string; pred: string }>;
+  return (
+    100 *
+    accuracy(
+      s.map((x) => x.gold),
+      s.map((x) => x.pred),
+    )
+  );
+}
