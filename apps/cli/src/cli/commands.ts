@@ -13,6 +13,7 @@ import { createServer, loadTokenizer, ServedModel } from '@xlt/serve';
 import { trainUnigram } from '@xlt/tokenizer';
 import { z } from 'zod';
 import { addLanguageCommand } from '../commands/add-language.js';
+import { augmentDictCommand, augmentSelfCommand } from '../commands/augment.js';
 import { evaluateCommand } from '../commands/evaluate.js';
 import { finetuneCommand } from '../commands/finetune.js';
 import { pretrainCommand } from '../commands/pretrain.js';
@@ -285,5 +286,7 @@ export const COMMANDS: Command[] = [
   evaluateCommand,
   exportCommand,
   serveCommand,
+  augmentDictCommand,
+  augmentSelfCommand,
   augmentLlmCommand,
 ] as Command[];
