@@ -190,6 +190,55 @@ describe.skipIf(skip !== undefined)(`engine switch (${skip ?? 'fixtures availabl
     expect(Math.abs(mean(t.losses) - mean(a.losses)) / mean(t.losses)).toBeLessThan(0.1);
   });
 
+  it('SALT objective through fit: originals then augmented rows; identical rows give twice the task loss', async () => {
+    const load = () =>
+      cls('XmodForTokenClassification').fromPretrained(sharedPath('fixtures', 'xmod-postnorm', 'tokcls'));
+    const b = base();
+    const labels = inputs.tag_labels;
+    const plainModel = await load();
+    const plain = await fit(plainModel, modelLoss(plainModel), {
+      ...hyper,
+      totalSteps: 1,
+      engine: 'onnxruntime',
+      data: () => ({ ...b, labels }),
+    });
+    const twice = (x: number[][]) => [...x, ...x];
+    const same: TokenBatch = {
+      inputIds: twice(b.inputIds),
+      attentionMask: twice(b.attentionMask),
+      langIds: [...(b.langIds as number[]), ...(b.langIds as number[])],
+      labels: twice(labels),
+    };
+    const m1 = await load();
+    const s1 = await fit(m1, modelLoss(m1), {
+      ...hyper,
+      totalSteps: 1,
+      engine: 'auto',
+      onnx: { salt: { augWeight: 1, klWeight: 1 } },
+      data: () => same,
+    });
+    expect(s1.engine).toBe('onnxruntime');
+    expect(s1.engineReason).toMatch(/SALT/);
+    expect(Math.abs((s1.losses[0] as number) - 2 * (plain.losses[0] as number))).toBeLessThan(1e-5);
+    // augmented rows: one token per row replaced; the KL term makes the loss larger than the two task losses
+    const aug = b.inputIds.map((r) => r.map((t, j) => (j === 2 ? 5 + ((t + 7) % 50) : t)));
+    const m2 = await load();
+    const s2 = await fit(m2, modelLoss(m2), {
+      ...hyper,
+      lr: 3e-3,
+      totalSteps: 15,
+      engine: 'onnxruntime',
+      onnx: { salt: { klWeight: 1 } },
+      data: () => ({ ...same, inputIds: [...b.inputIds, ...aug] }),
+    });
+    expect(s2.losses[14] as number).toBeLessThan(s2.losses[0] as number);
+    const m3 = await load();
+    await expect(
+      fit(m3, modelLoss(m3), { ...hyper, engine: 'tfjs', onnx: { salt: {} }, data: () => same }),
+    ).rejects.toThrow(/onnxruntime engine only/);
+    for (const m of [plainModel, m1, m2, m3]) m.dispose();
+  });
+
   it('onnxruntime engine: interrupt and resume from a checkpoint continues with the same losses (dropout on)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'xlt-engine-'));
     try {

@@ -32,6 +32,13 @@ export interface OnnxEngineOptions {
   threads?: number;
   /** e.g. `['cuda', 'cpu']` where the CUDA build of onnxruntime-node is installed. */
   executionProviders?: string[];
+  /**
+   * SALT-style objective (sequence / token classification; onnxruntime only): each batch holds the
+   * originals then their augmented versions, position by position (e.g. `@xlt/augment` selfAugment
+   * with `unit: 'token'`); loss = task(originals) + augWeight task(augmented) + klWeight
+   * KL(p(originals) || p(augmented)) over the labelled positions.
+   */
+  salt?: { augWeight?: number; klWeight?: number };
 }
 
 /** The optimiser surface checkpoints use (moments by Hugging Face name). */
@@ -249,6 +256,14 @@ export class OnnxTrainer<B extends TokenBatch = TokenBatch> implements TrainEngi
       throw new XltConfigError(`the onnxruntime engine cannot train this setup: ${support.reason}`, {
         field: 'engine',
       });
+    if (
+      options.onnx?.salt !== undefined &&
+      support.head !== 'sequence-classification' &&
+      support.head !== 'token-classification'
+    )
+      throw new XltConfigError(`the SALT objective needs a classification head, not ${support.head}`, {
+        field: 'salt',
+      });
     const params = trainableParameters(model);
     if (params.length === 0)
       throw new XltConfigError('the model has no trainable parameter', { field: 'trainable' });
@@ -265,6 +280,7 @@ export class OnnxTrainer<B extends TokenBatch = TokenBatch> implements TrainEngi
       dropoutSeed: options.seed ?? 0,
       ...(support.lora.size > 0 ? { lora: support.lora } : {}),
       ...(support.loraMixtures.size > 0 ? { loraMixtures: support.loraMixtures } : {}),
+      ...(options.onnx?.salt !== undefined ? { salt: options.onnx.salt } : {}),
       adamw: {
         beta1: options.betas?.[0] ?? 0.9,
         beta2: options.betas?.[1] ?? 0.999,
@@ -360,16 +376,21 @@ export async function createTrainer<B>(
     throw new XltConfigError(`engine must be 'tfjs', 'onnxruntime' or 'auto', got '${String(choice)}'`, {
       field: 'engine',
     });
+  const salt = options.onnx?.salt !== undefined;
+  if (choice === 'tfjs' && salt)
+    throw new XltConfigError('the SALT objective (onnx.salt) runs on the onnxruntime engine only', {
+      field: 'engine',
+    });
   if (choice === 'tfjs')
     return { trainer: tfjsEngine(model, loss, options), decision: { engine: 'tfjs', reason: 'asked for' } };
   const support = onnxSupport(model, loss, options);
   if (choice === 'auto') {
-    if (tf.getBackend() === 'tensorflow')
+    if (tf.getBackend() === 'tensorflow' && !salt)
       return {
         trainer: tfjsEngine(model, loss, options),
         decision: { engine: 'tfjs', reason: 'the native tensorflow backend is active' },
       };
-    if (!support.ok)
+    if (!support.ok && !salt)
       return {
         trainer: tfjsEngine(model, loss, options),
         decision: { engine: 'tfjs', reason: support.reason },
@@ -380,7 +401,7 @@ export async function createTrainer<B>(
     trainer: trainer as unknown as TrainEngine<B>,
     decision: {
       engine: 'onnxruntime',
-      reason: choice === 'auto' ? 'supported model and head loss' : 'asked for',
+      reason: salt ? 'the SALT objective' : choice === 'auto' ? 'supported model and head loss' : 'asked for',
     },
   };
 }

@@ -1,8 +1,10 @@
 import path from 'node:path';
-import { dictionaryCodeSwitch } from '@xlt/augment';
+import { dictionaryCodeSwitch, onnxMaskedLm, selfAugment } from '@xlt/augment';
 import { Rng, writeFileAtomic, XltConfigError } from '@xlt/core';
 import { readMuseDictionary } from '@xlt/data';
 import { mixtureLayers, setRoutingContext } from '@xlt/lora';
+import { exportToOnnx, OnnxModel, readEncoderConfig, safetensorsWeights } from '@xlt/onnx';
+import type { XltTokenizer } from '@xlt/tokenizer';
 import {
   epochBatches,
   type ForwardModel,
@@ -35,6 +37,7 @@ import {
 import {
   collateFeatures,
   encodeExamples,
+  type Feature,
   type PairExample,
   predict,
   readExamples,
@@ -80,10 +83,17 @@ const finetuneSchema = z
       .default({ r: 8, alpha: 16, targetModules: ['query', 'value'], mode: 'router' }),
     salt: z
       .strictObject({
-        dictionaries: langFiles,
+        /** `dictionary`: code-switched copies (CoSDA-ML); `self`: the model's own MLM proposals + KL consistency. */
+        source: z.enum(['dictionary', 'self']).default('dictionary'),
+        dictionaries: langFiles.optional(),
         ratio: z.number().min(0).max(1).default(0.5),
         copies: z.number().int().positive().default(1),
         seed: z.number().int().nonnegative().default(0),
+        mlm: z.string().optional(),
+        topK: z.number().int().positive().default(10),
+        temperature: z.number().positive().default(1),
+        augWeight: z.number().nonnegative().default(1),
+        klWeight: z.number().nonnegative().default(1),
       })
       .optional(),
     out: z.string().optional(),
@@ -92,19 +102,24 @@ const finetuneSchema = z
     lr: z.number().positive().default(5e-5),
     batchSize: z.number().int().positive().default(32),
   })
-  .refine((c) => c.preset !== 'salt' || c.salt !== undefined, {
-    message: 'preset salt needs salt.dictionaries (e.g. { de: dict/muse-en-de.tsv })',
-    path: ['salt'],
-  });
+  .refine(
+    (c) =>
+      c.preset !== 'salt' ||
+      (c.salt !== undefined && (c.salt.source === 'self' || c.salt.dictionaries !== undefined)),
+    {
+      message: 'preset salt needs salt.dictionaries (e.g. { de: dict/muse-en-de.tsv }) or salt.source: self',
+      path: ['salt'],
+    },
+  );
 
 type FinetuneConfig = z.infer<typeof finetuneSchema>;
 
 /** Originals plus dictionary code-switched copies (the SALT objective as run on the tfjs path). */
 async function codeSwitched(cfg: FinetuneConfig, examples: TaskExample[], log: (l: string) => void) {
   const salt = cfg.salt;
-  if (salt === undefined) return examples;
+  if (salt === undefined || salt.source === 'self') return examples;
   const dictionaries = new Map<string, Map<string, string[]>>();
-  for (const [lang, f] of Object.entries(salt.dictionaries)) {
+  for (const [lang, f] of Object.entries(salt.dictionaries ?? {})) {
     if (Array.isArray(f))
       throw new XltConfigError('give one dictionary file per language', {
         field: `salt.dictionaries.${lang}`,
@@ -138,6 +153,67 @@ async function codeSwitched(cfg: FinetuneConfig, examples: TaskExample[], log: (
     `salt: ${examples.length} originals + ${out.length - examples.length} code-switched copies (${switched} words switched into ${[...dictionaries.keys()].join(' ')})`,
   );
   return out;
+}
+
+/**
+ * SALT's self-augmentation: every training feature gets a copy in which `salt.ratio` of its tokens
+ * are re-sampled from a masked-LM (the pre-trained model the fine-tuning starts from, or `salt.mlm`),
+ * position by position, so labels and positions stay aligned for the KL consistency term.
+ */
+async function selfAugmentedCopies(
+  cfg: FinetuneConfig,
+  features: Feature[],
+  tok: XltTokenizer,
+  log: (l: string) => void,
+): Promise<Feature[]> {
+  const salt = cfg.salt as NonNullable<FinetuneConfig['salt']>;
+  const dir = salt.mlm ?? cfg.model;
+  const weights = safetensorsWeights(requireFile(path.join(dir, 'model.safetensors'), 'salt.mlm'));
+  let mlm: OnnxModel;
+  try {
+    const config = readEncoderConfig(dir);
+    const heads = ['lm_head.dense.weight', 'lm_head.bias'];
+    if (!heads.every((n) => weights.has(n)))
+      throw new XltConfigError(
+        `salt.source self needs a masked-LM checkpoint with lm_head weights (${dir} has none): set salt.mlm to the pre-trained model`,
+        { field: 'salt.mlm', file: dir },
+      );
+    mlm = await OnnxModel.load(exportToOnnx({ config, weights, head: 'masked-lm' }).model, {
+      ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
+    });
+  } finally {
+    weights.close();
+  }
+  const special = new Set(
+    ['<s>', '</s>', '<pad>', '<unk>', '<mask>']
+      .map((t) => tok.tokenToId(t))
+      .filter((v): v is number => v !== undefined),
+  );
+  const maskId = tok.tokenToId('<mask>');
+  if (maskId === undefined)
+    throw new XltConfigError('the tokenizer has no <mask> token', { field: 'tokenizer' });
+  const t0 = performance.now();
+  const res = await selfAugment(
+    features.map((f) => ({ ids: f.inputIds, ...(f.langId !== undefined ? { lang: f.langId } : {}) })),
+    {
+      model: onnxMaskedLm(mlm),
+      maskTokenId: maskId,
+      padTokenId: tok.tokenToId('<pad>') ?? 1,
+      specialIds: special,
+      ratio: salt.ratio,
+      topK: salt.topK,
+      temperature: salt.temperature,
+      unit: 'token',
+      rng: new Rng(salt.seed).fork('salt-self'),
+    },
+  );
+  await mlm.release();
+  const replaced = res.reduce((a, r) => a + r.replaced.length, 0);
+  const tokens = features.reduce((a, f) => a + f.inputIds.length - 2, 0);
+  log(
+    `salt: ${features.length} self-augmented copies from ${dir} in ${((performance.now() - t0) / 1000).toFixed(1)} s (${replaced} of ${tokens} tokens re-sampled, ${((100 * replaced) / Math.max(1, tokens)).toFixed(1)}%); loss = task + ${salt.augWeight} task(augmented) + ${salt.klWeight} KL`,
+  );
+  return features.map((f, i) => ({ ...f, inputIds: (res[i] as { ids: number[] }).ids }));
 }
 
 const ROUTER = (n: string) => /\.router\.weight$|\.mix_logits$/.test(n);
@@ -181,11 +257,14 @@ Presets (--preset):
                  + head + routers. The mixture is saved beside the model as lora_mixture.json /
                  lora_mixture.safetensors (the base weights stay a plain HF model).
                  Per-stage steps / lr: stages: [{ steps: 100, lr: 1e-3 }, {...}, {...}]
-  salt           the tfjs path has no SALT consistency loss: this trains (fully) on the originals plus
-                 dictionary code-switched copies (@xlt/augment dictionaryCodeSwitch, CoSDA-ML style:
-                 salt.ratio of translatable words replaced, salt.copies copies, labels follow words)
-                 with MUSE dictionaries salt.dictionaries { de: dict/muse-en-de.tsv, ... }.
-                 The full SALT objective (with KL consistency) runs on the ONNX path of @xlt/onnx.
+  salt           salt.source self (SALT): every training example gets a copy with salt.ratio of its tokens
+                 re-sampled by the pre-trained masked-LM (the --model checkpoint, or salt.mlm; top-k
+                 salt.topK, salt.temperature); each batch holds originals + copies and the loss is
+                 task + salt.augWeight task(copies) + salt.klWeight KL(p(orig) || p(copy)) on the
+                 compiled onnxruntime step. salt.source dictionary (default): trains (fully) on the
+                 originals plus dictionary code-switched copies (@xlt/augment dictionaryCodeSwitch,
+                 CoSDA-ML style: salt.ratio of translatable words, salt.copies copies, labels follow
+                 words) with MUSE dictionaries salt.dictionaries { de: dict/muse-en-de.tsv, ... }.
 
 Options (or config keys):
   --task ner --model DIR --train panx/train-en.tsv --language en (source; its X-Mod module)
@@ -234,10 +313,19 @@ Examples:
     const examples = cfg.preset === 'salt' ? await codeSwitched(cfg, originals, ctx.log) : originals;
     const features = await encodeExamples(tok, cfg.task, examples, labels, maxLength, langIndex);
     const pad = model.config.pad_token_id;
+    const selfSalt = cfg.preset === 'salt' && cfg.salt?.source === 'self';
+    const augmented = selfSalt ? await selfAugmentedCopies(cfg, features, tok, ctx.log) : undefined;
+    // SALT (self): each batch is the originals followed by their augmented copies, row by row
     const { data, batchesPerEpoch } = epochBatches(
-      features,
+      features.map((f, i) => ({ f, a: augmented?.[i] })),
       cfg.batchSize,
-      (items) => collateFeatures(items, pad),
+      (items) =>
+        augmented === undefined
+          ? collateFeatures(
+              items.map((x) => x.f),
+              pad,
+            )
+          : collateFeatures([...items.map((x) => x.f), ...items.map((x) => x.a as Feature)], pad),
       {
         seed: cfg.seed,
       },
@@ -288,6 +376,9 @@ Examples:
         tokens: batchTokens,
         steps: st?.steps ?? steps,
         lr: st?.lr ?? cfg.lr,
+        ...(selfSalt && cfg.salt !== undefined
+          ? { salt: { augWeight: cfg.salt.augWeight, klWeight: cfg.salt.klWeight } }
+          : {}),
       });
       results.push({
         stage: plan.name,

@@ -67,6 +67,8 @@ export async function trainStage<B>(
     tokens?: (b: B) => number;
     steps?: number;
     lr?: number;
+    /** SALT objective on the compiled step (batches: originals then augmented copies). */
+    salt?: { augWeight: number; klWeight: number };
   },
 ): Promise<FitSummary> {
   applyTrainable(model, o.trainable);
@@ -85,7 +87,14 @@ export async function trainStage<B>(
     progress: progressSink(o.log),
     stage: o.stage,
     engine: s.engine,
-    ...(s.threads !== undefined ? { onnx: { threads: s.threads } } : {}),
+    ...(s.threads !== undefined || o.salt !== undefined
+      ? {
+          onnx: {
+            ...(s.threads !== undefined ? { threads: s.threads } : {}),
+            ...(o.salt !== undefined ? { salt: o.salt } : {}),
+          },
+        }
+      : {}),
     ...(s.checkpointEvery !== undefined ? { checkpointEvery: s.checkpointEvery } : {}),
     ...(o.tokens !== undefined ? { tokens: o.tokens } : {}),
   };
