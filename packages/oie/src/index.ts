@@ -1,3 +1,27 @@
+export { type BaselineKind, baselineExtract } from './baseline.js';
+export {
+  benchmarkMarkdown,
+  type OieBenchmarkOptions,
+  type OieBenchmarkResult,
+  type OieBenchmarkRow,
+  runOieBenchmark,
+} from './benchmark.js';
+export {
+  type AnnotatedRecord,
+  annotationSources,
+  type CarbLikeSentence,
+  type Conversion,
+  type ConversionReport,
+  fromAnnotations,
+  fromCarb,
+  fromReOie,
+  mergeConversions,
+  type OieExample,
+  parseAnnotationJsonl,
+  type ReOieLikeSentence,
+  type SkippedTuple,
+  type SkipReason,
+} from './convert.js';
 export {
   argumentSpans,
   type DecodeInput,
@@ -5,6 +29,28 @@ export {
   decodeTuples,
   predicateSpans,
 } from './decode.js';
+export {
+  collateRows,
+  type EncodedWords,
+  encodeWords,
+  examplesToRows,
+  type OieBatch,
+  type OieRow,
+} from './features.js';
+export {
+  type ExtractOptions,
+  extract,
+  type OieExtraction,
+  OieModel,
+  type OieModelSize,
+  OieTrainStep,
+  oieConfig,
+  overlayWeights,
+  type TrainOieOptions,
+  type TrainOieResult,
+  type TrainProgress,
+  trainOie,
+} from './model.js';
 export {
   ARGUMENT_TAGS,
   type ArgumentTag,
@@ -17,3 +63,4 @@ export {
   type PredicateTag,
   tuplesToTags,
 } from './tags.js';
+export { hasCjk, splitWords, type WordSpan } from './words.js';

@@ -60,6 +60,9 @@ export interface OnnxInputs {
   attentionMask?: number[][] | { data: BigInt64Array | Int32Array | number[]; dims: [number, number] };
   /** Language per example: an index into the model's languages, or a code. Default: the default language. */
   langIds?: Array<number | string>;
+  /** Open IE head: the predicate to extract arguments for, per row [B, S] (see the `open-ie` head). */
+  predMask?: number[][];
+  predPosition?: number[][];
 }
 
 /** One output array with its dimensions. */
@@ -192,6 +195,22 @@ export class OnnxModel {
         BigInt64Array.from(langs.map((l) => BigInt(this.languageIndex(l)))),
         [b],
       );
+    }
+    if (this.head === 'open-ie') {
+      for (const [k, name] of [
+        ['predMask', 'pred_mask'],
+        ['predPosition', 'pred_position'],
+      ] as const) {
+        const rows = inputs[k];
+        if (rows === undefined)
+          throw new XltConfigError(`the Open IE model needs ${k} (the predicate of each row)`, { field: k });
+        const t = toBigInt64(rows, k);
+        if (t.dims[0] !== b || t.dims[1] !== s)
+          throw new XltConfigError(`${k} dims [${t.dims}] differ from inputIds dims [${ids.dims}]`, {
+            field: k,
+          });
+        feeds[name] = new ort.Tensor('int64', t.data, t.dims);
+      }
     }
     const out = await this.session.run(feeds);
     const result: Record<string, OnnxOutput> = {};

@@ -22,6 +22,11 @@ export interface TrainBatch {
   mixIds?: number[][][];
   mixProbs?: number[][][];
   mixLambda?: number[][];
+  /** Open IE head (`open-ie`): the predicate of each row [B, S] (1 on its tokens), positions (0 pad, 1 in the predicate, 2 elsewhere), and the two tag layers. */
+  predMask?: number[][];
+  predPosition?: number[][];
+  predLabels?: number[][];
+  argLabels?: number[][];
 }
 
 export interface CompiledTrainStepOptions {
@@ -161,6 +166,13 @@ export class CompiledTrainStep {
         });
       feeds.start_positions = i64(batch.startPositions, [B]);
       feeds.end_positions = i64(batch.endPositions, [B]);
+    } else if (this.head === 'open-ie') {
+      for (const k of ['predMask', 'predPosition', 'predLabels', 'argLabels'] as const)
+        if (batch[k] === undefined) throw new XltConfigError(`Open IE batches need ${k}`, { field: k });
+      feeds.pred_mask = i64(batch.predMask as number[][], [B, S]);
+      feeds.pred_position = i64(batch.predPosition as number[][], [B, S]);
+      feeds.pred_labels = i64(batch.predLabels as number[][], [B, S]);
+      feeds.arg_labels = i64(batch.argLabels as number[][], [B, S]);
     } else {
       if (batch.labels === undefined)
         throw new XltConfigError('the batch has no labels', { field: 'labels' });

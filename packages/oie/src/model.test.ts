@@ -1,0 +1,104 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { sharedPath, sharedSkipReason } from '@xlt/core';
+import { type CarbSentence, readCarb } from '@xlt/data';
+import { carbGold, carbScore } from '@xlt/evaluator';
+import { XltTokenizer } from '@xlt/tokenizer';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { baselineExtract } from './baseline.js';
+import { fromCarb } from './convert.js';
+import { extract, OieModel, trainOie } from './model.js';
+
+const skip = sharedSkipReason('fixtures') ?? sharedSkipReason('data/oie');
+let tok: XltTokenizer;
+
+describe.skipIf(skip !== undefined)('training and extraction (fixture tokenizer)', () => {
+  beforeAll(async () => {
+    tok = await XltTokenizer.fromFile(sharedPath('fixtures', 'tokenizer', 'tokenizer.json'));
+  });
+
+  it('a tiny model memorises two sentences end to end: tags, export, two-step extraction, save and load', async () => {
+    const { examples } = fromCarb([
+      {
+        sentence: 'The committee approved the new budget on Monday .',
+        tuples: [{ relation: 'approved', args: ['The committee', 'the new budget', 'on Monday'] }],
+      },
+      {
+        sentence: 'Scientists discovered a new species in the forest .',
+        tuples: [{ relation: 'discovered', args: ['Scientists', 'a new species', 'in the forest'] }],
+      },
+    ]);
+    const res = await trainOie({
+      tokenizer: tok,
+      examples,
+      size: {
+        hiddenSize: 32,
+        numLayers: 1,
+        numHeads: 2,
+        maxLength: 32,
+        oie: { pos_emb_dim: 16, n_arg_heads: 2 },
+      },
+      steps: 80,
+      batchSize: 2,
+      lr: 1e-2,
+      warmup: 0.05,
+      seed: 0,
+      threads: 1,
+    });
+    expect(res.rows).toBe(2);
+    expect(res.losses.at(-1)!).toBeLessThan(res.losses[0]! / 10);
+    const sents = [
+      'The committee approved the new budget on Monday .',
+      'Scientists discovered a new species in the forest .',
+    ];
+    const out = await extract(res.model, sents);
+    expect(out.map((t) => [t.relation, ...t.args])).toEqual([
+      ['approved', 'The committee', 'the new budget', 'on Monday'],
+      ['discovered', 'Scientists', 'a new species', 'in the forest'],
+    ]);
+    for (const t of out) expect(t.confidence).toBeGreaterThan(0.5);
+    const dir = mkdtempSync(path.join(tmpdir(), 'oie-'));
+    try {
+      res.model.save(path.join(dir, 'oie.onnx'));
+      const back = await OieModel.load(path.join(dir, 'oie.onnx'), tok, { threads: 1 });
+      expect(back.maxLength).toBe(32);
+      expect(await extract(back, sents)).toEqual(out);
+      await back.release();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    await res.model.release();
+  });
+
+  it('trained on 500 CaRB dev sentences, beats the second-word baseline on the 141 held-out ones', async () => {
+    const s: CarbSentence[] = [];
+    for await (const x of readCarb(sharedPath('data', 'oie', 'carb-data_gold_dev.tsv'))) s.push(x);
+    const train = s.slice(0, 500);
+    const test = s.slice(500);
+    const gold = carbGold(test);
+    const sentences = test.map((x) => x.sentence);
+    const res = await trainOie({
+      tokenizer: tok,
+      examples: fromCarb(train).examples,
+      size: { hiddenSize: 64, numLayers: 2, numHeads: 4, maxLength: 96 },
+      epochs: 4,
+      batchSize: 16,
+      lr: 5e-3,
+      seed: 0,
+      threads: 2,
+    });
+    const first = res.losses.slice(0, 20).reduce((a, b) => a + b, 0) / 20;
+    const last = res.losses.slice(-20).reduce((a, b) => a + b, 0) / 20;
+    expect(last).toBeLessThan(first * 0.8);
+    const model = carbScore(gold, await extract(res.model, sentences, { predicateThreshold: 0.1 }));
+    const second = carbScore(gold, baselineExtract(sentences, 'second-word'));
+    const verb = carbScore(gold, baselineExtract(sentences, 'verb-like'));
+    console.log(
+      `held-out CaRB F1: model ${model.f1.toFixed(3)} (P ${model.precision.toFixed(3)} R ${model.recall.toFixed(3)} AUC ${model.auc.toFixed(3)}), ` +
+        `second-word ${second.f1.toFixed(3)}, verb-like ${verb.f1.toFixed(3)}`,
+    );
+    expect(model.f1).toBeGreaterThan(second.f1 + 0.03);
+    await res.model.release();
+  });
+});
