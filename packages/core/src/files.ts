@@ -1,10 +1,11 @@
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { XltError } from './errors.js';
 
 /**
  * Writes `data` (a string, bytes, or a list of byte chunks written in order) to `file` atomically:
  * to a temp file beside it, flushed, then renamed over `file`. On failure the temp file is removed
- * and `file` is left as it was.
+ * and `file` is left as it was. Missing parent folders are created.
  */
 export function writeFileAtomic(file: string, data: string | Uint8Array | readonly Uint8Array[]): void {
   const chunks =
@@ -12,6 +13,7 @@ export function writeFileAtomic(file: string, data: string | Uint8Array | readon
   const tmp = `${file}.tmp-${process.pid}-${Date.now().toString(36)}`;
   let fd: number | null = null;
   try {
+    mkdirSync(dirname(file), { recursive: true });
     fd = openSync(tmp, 'w');
     for (const c of chunks) {
       let off = 0;

@@ -1,6 +1,6 @@
-import { readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { XltConfigError, XltError, XltFormatError, XltNotFoundError } from '@xlt/core';
+import { writeFileAtomic, XltConfigError, XltError, XltFormatError, XltNotFoundError } from '@xlt/core';
 import { Tokenizer } from 'tokenizers';
 
 /** One encoded input (a sentence or a sentence pair). All arrays have the same length. */
@@ -529,7 +529,5 @@ export class XltTokenizer {
 
 /** Writes text to a temp file beside `file`, then renames it into place. */
 export async function writeJsonAtomic(file: string, text: string): Promise<void> {
-  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
-  await writeFile(tmp, text, 'utf8');
-  await rename(tmp, file);
+  writeFileAtomic(file, text);
 }

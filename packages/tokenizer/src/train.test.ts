@@ -52,8 +52,8 @@ describe('trainUnigram on synthetic text', () => {
     (_, i) => `${words[i % 9]} ${words[(i * 4 + 1) % 9]} ${words[(i * 7 + 2) % 9]}`,
   );
 
-  it('writes the XLM-R layout and learns the frequent words as pieces', async () => {
-    const out = path.join(mkdtempSync(path.join(os.tmpdir(), 'xlt-train-')), 'tokenizer.json');
+  it('writes the XLM-R layout (creating the output folder) and learns the frequent words as pieces', async () => {
+    const out = path.join(mkdtempSync(path.join(os.tmpdir(), 'xlt-train-')), 'not', 'yet', 'tokenizer.json');
     const res = await trainUnigram({ texts: { en: sentences }, vocabSize: 24, output: out });
     const vocab = res.json.model.vocab;
     expect(vocab.length).toBe(24);
