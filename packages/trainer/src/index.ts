@@ -28,6 +28,13 @@ export {
   type TrainEngine,
 } from './engine.js';
 export {
+  type CorpusExample,
+  type LanguageGrouping,
+  type MultilingualBatches,
+  type MultilingualBatchOptions,
+  multilingualMlmBatches,
+} from './multilingual.js';
+export {
   batchTensors,
   collateLabelled,
   collateMlm,

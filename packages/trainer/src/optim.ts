@@ -34,6 +34,13 @@ export interface AdamWParamState {
   step: number;
 }
 
+/** A non-trainable variable holding `t`'s values; `t` itself is disposed (the variable keeps the data). */
+function ownedVariable(t: tf.Tensor): tf.Variable {
+  const v = tf.variable(t, false);
+  t.dispose();
+  return v;
+}
+
 /**
  * AdamW exactly as `torch.optim.AdamW` computes it in float32:
  * `p *= 1 - lr*wd` (decay groups), `m = lerp(m, g, 1-b1)`, `v = b2*v + (1-b2)*g*g`,
@@ -98,8 +105,8 @@ export class AdamW {
       s.step++;
       const t = s.step;
       if (s.m === null || s.v === null) {
-        s.m = tf.variable(tf.zerosLike(s.variable), false);
-        s.v = tf.variable(tf.zerosLike(s.variable), false);
+        s.m = ownedVariable(tf.zerosLike(s.variable));
+        s.v = ownedVariable(tf.zerosLike(s.variable));
       }
       const m = s.m;
       const v = s.v;
@@ -157,8 +164,8 @@ export class AdamW {
         );
       s.m?.dispose();
       s.v?.dispose();
-      s.m = tf.variable(tf.tensor(st.m, want, 'float32'), false);
-      s.v = tf.variable(tf.tensor(st.v, want, 'float32'), false);
+      s.m = ownedVariable(tf.tensor(st.m, want, 'float32'));
+      s.v = ownedVariable(tf.tensor(st.v, want, 'float32'));
       s.step = st.step;
     }
   }

@@ -14,6 +14,8 @@ import { safetensorsLoad } from './safetensors.js';
 import { serveLoad } from './serve.js';
 import { peakRssMiB } from './stats.js';
 import { tokenizerEncode, tokenizerTrain } from './tokenizer.js';
+import { FIXTURE_XMOD, tfjsTrainTokensPerSecond } from './train.js';
+import { xmodLoad } from './xmod-load.js';
 
 export { matmulGflops } from './matmul.js';
 export {
@@ -27,6 +29,8 @@ export { safetensorsLoad } from './safetensors.js';
 export { serveLoad } from './serve.js';
 export { median, peakRssMiB, timeRuns } from './stats.js';
 export { tokenizerEncode, tokenizerTrain } from './tokenizer.js';
+export { FIXTURE_XMOD, type TfjsTrainResult, tfjsTrainTokensPerSecond, trainFlopsPerToken } from './train.js';
+export { XLMR_BASE, xmodLoad } from './xmod-load.js';
 
 async function availableBackends(): Promise<BackendName[]> {
   const out: BackendName[] = [];
@@ -77,10 +81,38 @@ async function main(): Promise<void> {
     const r = await onnxTrainTokensPerSecond(SMALL_XMOD, 16, 128, threads);
     const lim = limits.get(threads) ?? Number.NaN;
     console.log(
-      `train onnxruntime/cpu small-xmod (h256 l4 b16 s128, ${threads} threads): ${r.tokensPerSecond.toFixed(0)} tokens/s, ${r.gflops.toFixed(1)} GFLOP/s, ${((100 * r.gflops) / lim).toFixed(0)}% of matmul limit`,
+      `train onnxruntime/cpu small-xmod (h256 l4 b16 s128, ${threads} threads): ${r.tokensPerSecond.toFixed(0)} tokens/s, ${r.gflops.toFixed(1)} GFLOP/s, ${((100 * r.gflops) / lim).toFixed(0)}% of matmul limit, peak RSS ${peakRssMiB().toFixed(0)} MiB`,
     );
+    const rf = await onnxTrainTokensPerSecond(FIXTURE_XMOD, 16, 24, threads);
+    console.log(
+      `train onnxruntime/cpu fixture-xmod (h32 l2 b16 s24, ${threads} threads): ${rf.tokensPerSecond.toFixed(0)} tokens/s, ${rf.gflops.toFixed(2)} GFLOP/s, ${((100 * rf.gflops) / lim).toFixed(1)}% of matmul limit, peak RSS ${peakRssMiB().toFixed(0)} MiB`,
+    );
+    // tfjs engine (@xlt/trainer's Trainer): the small X-Mod takes 1-2 min a step on cpu, so 2 steps
+    // (XLT_BENCH_TRAIN_STEPS overrides); peak RSS is the process's, with this measurement's rise
+    const steps = Number(process.env.XLT_BENCH_TRAIN_STEPS ?? 0);
+    let tfjsCpuSmall: number | undefined;
+    for (const b of backends.filter((x) => x === 'cpu' || x === 'wasm')) {
+      const limit = await matmulGflops(b, 512);
+      console.log(`matmul tfjs/${b} 512x512x512 (train limit): ${limit.toFixed(2)} GFLOP/s (median of 5)`);
+      const runs: Array<[string, typeof SMALL_XMOD, number, number, number]> = [
+        ['fixture-xmod (h32 l2 b16 s24)', FIXTURE_XMOD, 16, 24, steps || 5],
+        ['small-xmod (h256 l4 b16 s128)', SMALL_XMOD, 16, 128, steps || 2],
+      ];
+      for (const [label, config, batch, seq, n] of runs) {
+        const t = await tfjsTrainTokensPerSecond(b, config, batch, seq, n);
+        if (config === SMALL_XMOD && b === 'cpu') tfjsCpuSmall = t.tokensPerSecond;
+        console.log(
+          `train tfjs/${b} ${label}: ${t.tokensPerSecond.toFixed(1)} tokens/s, ${t.gflops.toFixed(2)} GFLOP/s, ${((100 * t.gflops) / limit).toFixed(0)}% of matmul limit (median of ${n} steps), peak RSS ${t.peakRssMiB.toFixed(0)} MiB (+${t.peakRssRiseMiB.toFixed(0)} in this run), tensors ${t.tensorMiB.toFixed(1)} MiB`,
+        );
+      }
+    }
+    if (tfjsCpuSmall !== undefined)
+      console.log(
+        `train speed ratio onnxruntime/tfjs-cpu small-xmod: ${(r.tokensPerSecond / tfjsCpuSmall).toFixed(0)}x`,
+      );
   }
   if (want('safetensors')) console.log(await safetensorsLoad());
+  if (want('xmod-load')) console.log(await xmodLoad());
   if (want('tokenizer')) {
     for (const line of [await tokenizerEncode(), await tokenizerTrain()])
       console.log(line ?? 'tokenizer: skipped (../shared not found)');
