@@ -40,9 +40,11 @@ export {
 export {
   type ExtractOptions,
   extract,
+  MT4CROSSIE_STAGES,
   type OieExtraction,
   OieModel,
   type OieModelSize,
+  type OieStage,
   OieTrainStep,
   oieConfig,
   overlayWeights,

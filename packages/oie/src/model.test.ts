@@ -18,6 +18,58 @@ describe.skipIf(skip !== undefined)('training and extraction (fixture tokenizer)
     tok = await XltTokenizer.fromFile(sharedPath('fixtures', 'tokenizer', 'tokenizer.json'));
   });
 
+  it('MT4CrossIE stages: embeddings + head, then all but embeddings, then a live LoRA mixture + head', async () => {
+    const { examples } = fromCarb([
+      {
+        sentence: 'The committee approved the new budget on Monday .',
+        tuples: [{ relation: 'approved', args: ['The committee', 'the new budget', 'on Monday'] }],
+      },
+      {
+        sentence: 'Scientists discovered a new species in the forest .',
+        tuples: [{ relation: 'discovered', args: ['Scientists', 'a new species', 'in the forest'] }],
+      },
+    ]);
+    const size = {
+      hiddenSize: 32,
+      numLayers: 1,
+      numHeads: 2,
+      maxLength: 32,
+      oie: { pos_emb_dim: 16, n_arg_heads: 2 },
+    };
+    const res = await trainOie({
+      tokenizer: tok,
+      examples,
+      size,
+      stages: [
+        { name: 's1', trainable: 'embeddings+head', steps: 30 },
+        { name: 's2', trainable: 'all-but-embeddings', steps: 60 },
+        { name: 's3', trainable: 'lora+head', steps: 30 },
+      ],
+      lora: { r: 4, alpha: 8, languages: ['en', 'de'], mode: 'router' },
+      batchSize: 2,
+      lr: 1e-2,
+      warmup: 0.05,
+      seed: 0,
+      threads: 1,
+    });
+    expect(res.stages.map((s) => s.name)).toEqual(['s1', 's2', 's3']);
+    // stage 1: word embeddings + the head's tensors; stage 3: the head + 2 experts x (A, B) + router on query and value
+    const head = res.stages[0]!.trainable - 1;
+    expect(res.stages[2]!.trainable).toBe(head + 2 * (2 * 2 + 1));
+    for (const s of res.stages) expect(s.lastLoss).toBeLessThan(s.firstLoss);
+    expect([...(res.loraMixtures?.keys() ?? [])]).toEqual([
+      'roberta.encoder.layer.0.attention.self.query',
+      'roberta.encoder.layer.0.attention.self.value',
+    ]);
+    // stage 3 moved LoRA B away from its zero init (the mixture really trained)
+    const b = res.weights.get('roberta.encoder.layer.0.attention.self.query.experts.en.lora_B.weight').data;
+    expect(b.some((v) => v !== 0)).toBe(true);
+    // the exported model runs with the mixture live and still extracts the training tuples
+    const out = await extract(res.model, ['The committee approved the new budget on Monday .']);
+    expect(out[0]?.relation).toBe('approved');
+    await res.model.release();
+  });
+
   it('a tiny model memorises two sentences end to end: tags, export, two-step extraction, save and load', async () => {
     const { examples } = fromCarb([
       {

@@ -5,6 +5,7 @@ import {
   CompiledTrainStep,
   type EncoderConfig,
   exportToOnnx,
+  type LoraMixtureSpec,
   linearWarmupDecay,
   OnnxModel,
   randomWeights,
@@ -72,6 +73,7 @@ export class OieTrainStep {
     weights: WeightSource;
     trainable: string[];
     adamw: AdamWSettings;
+    loraMixtures?: Map<string, LoraMixtureSpec>;
     threads?: number;
   }): Promise<OieTrainStep> {
     if ((options.config.languages ?? []).length > 0)
@@ -107,13 +109,15 @@ export class OieTrainStep {
 /** Weights with some tensors replaced (trained values over a base source). */
 export function overlayWeights(
   base: WeightSource,
-  values: ReadonlyMap<string, Float32Array>,
+  values: ReadonlyMap<string, Float32Array | Weight>,
 ): WeightSource & { names?(): string[] } {
   return {
     has: (n) => base.has(n) || values.has(n),
     get: (n): Weight => {
       const v = values.get(n);
       if (v === undefined) return base.get(n);
+      // new tensors (not in `base`) come with their shape
+      if (!(v instanceof Float32Array)) return v;
       return { data: v, shape: base.get(n).shape };
     },
   };
@@ -121,7 +125,8 @@ export function overlayWeights(
 
 /** Progress of {@link trainOie}. */
 export interface TrainProgress {
-  stage: 'mlm' | 'oie';
+  /** `mlm` (pre-training), `oie` (a single run) or the name of a stage. */
+  stage: string;
   step: number;
   total: number;
   loss: number;
@@ -154,8 +159,40 @@ export interface TrainOieOptions {
   weightDecay?: number;
   seed?: number;
   threads?: number;
+  /**
+   * Train in stages instead of one run over every parameter: `mt4crossie` is MT4CrossIE's schedule
+   * (1: word embeddings + Open IE head, encoder frozen; 2: everything except the word embeddings;
+   * 3: a LoRA mixture on the attention query/value projections + the head, all else frozen), or a
+   * list of stages. Each stage has its own epochs/steps and learning rate (default: the run's).
+   */
+  stages?: 'mt4crossie' | OieStage[];
+  /** The LoRA mixture of a `lora` stage (default: rank 8, alpha 16, router over `['en']`, query + value). */
+  lora?: {
+    r?: number;
+    alpha?: number;
+    languages?: string[];
+    mode?: LoraMixtureSpec['mode'];
+    targets?: string[];
+  };
   onProgress?: (p: TrainProgress) => void;
 }
+
+/** One training stage of {@link trainOie}. */
+export interface OieStage {
+  name: string;
+  /** Which parameters train. */
+  trainable: 'all' | 'embeddings+head' | 'all-but-embeddings' | 'lora+head';
+  epochs?: number;
+  steps?: number;
+  lr?: number;
+}
+
+/** MT4CrossIE's three stages. */
+export const MT4CROSSIE_STAGES: readonly OieStage[] = [
+  { name: 'stage1-embeddings-head', trainable: 'embeddings+head' },
+  { name: 'stage2-encoder', trainable: 'all-but-embeddings' },
+  { name: 'stage3-lora-mixture', trainable: 'lora+head' },
+];
 
 /** What {@link trainOie} returns. */
 export interface TrainOieResult {
@@ -165,6 +202,10 @@ export interface TrainOieResult {
   weights: WeightSource;
   losses: number[];
   mlmLosses: number[];
+  /** Per stage: its name, trainable tensor count, steps and first/last loss. */
+  stages: Array<{ name: string; trainable: number; steps: number; firstLoss: number; lastLoss: number }>;
+  /** The LoRA mixture kept live in the model, when a `lora+head` stage ran. */
+  loraMixtures?: Map<string, LoraMixtureSpec>;
   rows: number;
   /** Tuples whose predicate fell beyond `maxLength` and were dropped. */
   truncated: number;
@@ -273,19 +314,8 @@ export async function trainOie(options: TrainOieOptions): Promise<TrainOieResult
   const { rows, truncated } = await examplesToRows(tokenizer, options.examples, maxLength);
   if (rows.length === 0)
     throw new XltConfigError('no training rows: every tuple was skipped', { field: 'examples' });
-  const trainable = [...weightNames(config, base)];
-  const step = await OieTrainStep.create({
-    config,
-    weights: base,
-    trainable,
-    adamw: { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: options.weightDecay ?? 0.01, maxGradNorm: 1 },
-    ...(options.threads !== undefined ? { threads: options.threads } : {}),
-  });
   const bs = options.batchSize ?? 16;
   const perEpoch = Math.ceil(rows.length / bs);
-  const total = options.steps ?? perEpoch * (options.epochs ?? 10);
-  const warm = Math.ceil(total * (options.warmup ?? 0.1));
-  const losses: number[] = [];
   // batches of similar lengths (less padding): shuffle, sort within windows of 8 batches, shuffle batches
   const epochBatches = (): OieRow[][] => {
     const idx = rng.shuffle(rows.map((_, i) => i));
@@ -298,30 +328,146 @@ export async function trainOie(options: TrainOieOptions): Promise<TrainOieResult
     }
     return rng.shuffle(out);
   };
-  let queue: OieRow[][] = [];
-  for (let t = 0; t < total; t++) {
-    if (queue.length === 0) queue = epochBatches();
-    const batch = collateRows(queue.shift() as OieRow[], tokenizer.padId);
-    const { loss } = await step.run(batch, linearWarmupDecay(options.lr ?? 1e-3, t, warm, total));
-    losses.push(loss);
-    options.onProgress?.({ stage: 'oie', step: t + 1, total, loss });
+  const plan: readonly OieStage[] =
+    options.stages === undefined
+      ? [{ name: 'oie', trainable: 'all' }]
+      : options.stages === 'mt4crossie'
+        ? MT4CROSSIE_STAGES
+        : options.stages;
+  if (plan.length === 0) throw new XltConfigError('stages is empty', { field: 'stages' });
+  const losses: number[] = [];
+  const stageResults: TrainOieResult['stages'] = [];
+  let loraMixtures: Map<string, LoraMixtureSpec> | undefined;
+  const lp = `${(config.architectures?.[0] ?? '').startsWith('XLMRoberta') || base.has('roberta.embeddings.word_embeddings.weight') ? 'roberta.' : ''}`;
+  for (const stage of plan) {
+    if (stage.trainable === 'lora+head' && loraMixtures === undefined) {
+      const added = loraMixtureWeights(config, lp, options.lora ?? {}, seed);
+      loraMixtures = added.specs;
+      base = overlayWeights(base, added.values);
+    }
+    const names = [...weightNames(config, base)];
+    const isHead = (n: string) => n.startsWith('oie.');
+    const isWordEmb = (n: string) => n.endsWith('embeddings.word_embeddings.weight');
+    const loraNames = loraMixtures === undefined ? [] : [...loraParamNames(loraMixtures, base)];
+    const trainable =
+      stage.trainable === 'all'
+        ? [...names, ...loraNames]
+        : stage.trainable === 'embeddings+head'
+          ? names.filter((n) => isHead(n) || isWordEmb(n))
+          : stage.trainable === 'all-but-embeddings'
+            ? [...names.filter((n) => !isWordEmb(n)), ...loraNames]
+            : [...names.filter(isHead), ...loraNames];
+    const step = await OieTrainStep.create({
+      config,
+      weights: base,
+      trainable,
+      adamw: {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weightDecay: options.weightDecay ?? 0.01,
+        maxGradNorm: 1,
+      },
+      ...(loraMixtures !== undefined ? { loraMixtures } : {}),
+      ...(options.threads !== undefined ? { threads: options.threads } : {}),
+    });
+    const total = stage.steps ?? options.steps ?? perEpoch * (stage.epochs ?? options.epochs ?? 10);
+    const warm = Math.ceil(total * (options.warmup ?? 0.1));
+    const stageLosses: number[] = [];
+    let queue: OieRow[][] = [];
+    for (let t = 0; t < total; t++) {
+      if (queue.length === 0) queue = epochBatches();
+      const batch = collateRows(queue.shift() as OieRow[], tokenizer.padId);
+      const { loss } = await step.run(
+        batch,
+        linearWarmupDecay(stage.lr ?? options.lr ?? 1e-3, t, warm, total),
+      );
+      stageLosses.push(loss);
+      options.onProgress?.({ stage: stage.name, step: t + 1, total, loss });
+    }
+    base = overlayWeights(base, step.parameters());
+    await step.release();
+    losses.push(...stageLosses);
+    stageResults.push({
+      name: stage.name,
+      trainable: trainable.length,
+      steps: total,
+      firstLoss: stageLosses[0] ?? Number.NaN,
+      lastLoss: stageLosses[stageLosses.length - 1] ?? Number.NaN,
+    });
   }
-  const weights = overlayWeights(base, step.parameters());
-  await step.release();
+  const weights = base;
   const model = await OieModel.fromWeights({
     config,
     weights,
     tokenizer,
     maxLength,
+    ...(loraMixtures !== undefined ? { loraMixtures } : {}),
     ...(options.threads !== undefined ? { threads: options.threads } : {}),
   });
-  return { model, config, weights, losses, mlmLosses, rows: rows.length, truncated };
+  return {
+    model,
+    config,
+    weights,
+    losses,
+    mlmLosses,
+    stages: stageResults,
+    ...(loraMixtures !== undefined ? { loraMixtures } : {}),
+    rows: rows.length,
+    truncated,
+  };
 }
 
 function weightNames(config: EncoderConfig, w: WeightSource): string[] {
   const r = randomWeights(config, 'open-ie');
   const names = r.names().filter((n) => w.has(n));
   return names;
+}
+
+/**
+ * A fresh LoRA mixture on every layer's attention projections (PEFT init: A Kaiming-uniform-like,
+ * B zero; router rows small random), as weights by name and its specs.
+ */
+function loraMixtureWeights(
+  config: EncoderConfig,
+  prefix: string,
+  o: NonNullable<TrainOieOptions['lora']>,
+  seed: number,
+): { values: Map<string, Weight>; specs: Map<string, LoraMixtureSpec> } {
+  const r = o.r ?? 8;
+  const alpha = o.alpha ?? 16;
+  const langs = o.languages ?? ['en'];
+  const mode = o.mode ?? 'router';
+  const H = config.hidden_size;
+  const rng = new Rng(seed).fork('oie-lora');
+  const values = new Map<string, Weight>();
+  const specs = new Map<string, LoraMixtureSpec>();
+  const bound = 1 / Math.sqrt(H);
+  const uniform = (n: number) => Float32Array.from({ length: n }, () => (2 * rng.next() - 1) * bound);
+  for (let l = 0; l < config.num_hidden_layers; l++) {
+    for (const t of o.targets ?? ['query', 'value']) {
+      const name = `${prefix}encoder.layer.${l}.attention.self.${t}`;
+      specs.set(name, { mode, languages: [...langs], scaling: alpha / r });
+      for (const lang of langs) {
+        values.set(`${name}.experts.${lang}.lora_A.weight`, { data: uniform(r * H), shape: [r, H] });
+        values.set(`${name}.experts.${lang}.lora_B.weight`, { data: new Float32Array(H * r), shape: [H, r] });
+      }
+      if (mode === 'router' || mode === 'topk')
+        values.set(`${name}.router.weight`, { data: uniform(langs.length * H), shape: [langs.length, H] });
+      if (mode === 'static')
+        values.set(`${name}.mix_logits`, { data: new Float32Array(langs.length), shape: [langs.length] });
+    }
+  }
+  return { values, specs };
+}
+
+/** Names of the mixture parameters present in a weight source. */
+function* loraParamNames(specs: ReadonlyMap<string, LoraMixtureSpec>, w: WeightSource): Generator<string> {
+  for (const [name, spec] of specs) {
+    for (const lang of spec.languages)
+      for (const k of ['lora_A', 'lora_B']) yield `${name}.experts.${lang}.${k}.weight`;
+    for (const extra of [`${name}.router.weight`, `${name}.mix_logits`]) if (w.has(extra)) yield extra;
+  }
 }
 
 /** One extraction of a sentence (the shape CaRB / BenchIE scorers take). */
@@ -388,8 +534,15 @@ export class OieModel {
     tokenizer: XltTokenizer;
     maxLength?: number;
     threads?: number;
+    /** A LoRA mixture kept live in the exported graph. */
+    loraMixtures?: Map<string, LoraMixtureSpec>;
   }): Promise<OieModel> {
-    const { model } = exportToOnnx({ config: options.config, weights: options.weights, head: 'open-ie' });
+    const { model } = exportToOnnx({
+      config: options.config,
+      weights: options.weights,
+      head: 'open-ie',
+      ...(options.loraMixtures !== undefined ? { loraMixtures: options.loraMixtures } : {}),
+    });
     return OieModel.fromBytes(model, options.tokenizer, options);
   }
 

@@ -16,6 +16,7 @@ import { addLanguageCommand } from '../commands/add-language.js';
 import { augmentDictCommand, augmentSelfCommand } from '../commands/augment.js';
 import { evaluateCommand } from '../commands/evaluate.js';
 import { finetuneCommand } from '../commands/finetune.js';
+import { oieCommand } from '../commands/oie.js';
 import { pretrainCommand } from '../commands/pretrain.js';
 import { demoReport } from '../demo/report.js';
 import { runDemo } from '../demo/run.js';
@@ -289,4 +290,5 @@ export const COMMANDS: Command[] = [
   augmentDictCommand,
   augmentSelfCommand,
   augmentLlmCommand,
+  oieCommand,
 ] as Command[];
