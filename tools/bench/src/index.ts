@@ -9,6 +9,7 @@ import {
   onnxMatmulGflops,
   onnxTrainTokensPerSecond,
   SMALL_XMOD,
+  tfjsInferenceTokensPerSecond,
 } from './onnx.js';
 import { safetensorsLoad } from './safetensors.js';
 import { serveLoad } from './serve.js';
@@ -24,6 +25,7 @@ export {
   onnxMatmulGflops,
   onnxTrainTokensPerSecond,
   SMALL_XMOD,
+  tfjsInferenceTokensPerSecond,
 } from './onnx.js';
 export { safetensorsLoad } from './safetensors.js';
 export { serveLoad } from './serve.js';
@@ -73,6 +75,13 @@ async function main(): Promise<void> {
       const r = await onnxInferenceTokensPerSecond(SMALL_XMOD, 16, 128, threads);
       console.log(
         `infer onnxruntime/cpu small-xmod (h256 l4 b16 s128, ${threads} thread${threads > 1 ? 's' : ''}): ${r.tokensPerSecond.toFixed(0)} tokens/s, ${r.gflops.toFixed(1)} GFLOP/s`,
+      );
+    }
+    // the same encoder on tfjs, side by side (fewer sequences: the cpu backend is slow)
+    for (const b of backends) {
+      const r = await tfjsInferenceTokensPerSecond(SMALL_XMOD, b, b === 'cpu' ? 2 : 4, 128);
+      console.log(
+        `infer tfjs/${b} small-xmod (h256 l4 b${b === 'cpu' ? 2 : 4} s128): ${r.tokensPerSecond.toFixed(0)} tokens/s, ${r.gflops.toFixed(2)} GFLOP/s`,
       );
     }
   }

@@ -60,6 +60,37 @@ export async function onnxInferenceTokensPerSecond(
   return { tokensPerSecond: tps, gflops: (tps * encoderFlopsPerToken(config, seq)) / 1e9 };
 }
 
+/**
+ * Batch inference tokens/s of the same encoder on tfjs (`@xlt/xmod`, eval mode, random weights) on a
+ * backend, for the side-by-side with {@link onnxInferenceTokensPerSecond} (median of `reps`).
+ */
+export async function tfjsInferenceTokensPerSecond(
+  config: EncoderConfig,
+  backend: 'cpu' | 'wasm' | 'tensorflow',
+  batch: number,
+  seq: number,
+  reps = 3,
+): Promise<{ tokensPerSecond: number; gflops: number }> {
+  const { initBackend } = await import('@xlt/core');
+  await initBackend({ backend, log: false });
+  const tf = await import('@tensorflow/tfjs-core');
+  const { XmodForMaskedLM } = await import('@xlt/xmod');
+  const model = new XmodForMaskedLM({ ...config, max_position_embeddings: seq + 2 });
+  model.eval();
+  const { ids, langs } = syntheticBatch(config, batch, seq);
+  const times = await timeRuns(async () => {
+    const out = model.roberta.forward({
+      inputIds: ids,
+      ...(config.languages?.length ? { langIds: langs } : {}),
+    });
+    await out.lastHiddenState.data();
+    tf.dispose(out.lastHiddenState);
+  }, reps);
+  model.dispose();
+  const tps = (batch * seq) / median(times);
+  return { tokensPerSecond: tps, gflops: (tps * encoderFlopsPerToken(config, seq)) / 1e9 };
+}
+
 /** fp32 matmul GFLOP/s of onnxruntime-node at n x n x n on `threads` threads: the machine's practical limit. */
 export async function onnxMatmulGflops(n: number, threads: number, reps = 7): Promise<number> {
   const { GraphBuilder } = await import('@xlt/onnx');
