@@ -4,18 +4,11 @@ import path from 'node:path';
 import { sharedPath, sharedSkipReason } from '@xlt/core';
 import { OnnxModel } from '@xlt/onnx';
 import { afterAll, describe, expect, it } from 'vitest';
-import { COMMANDS } from './commands.js';
-import { EXIT, parseArgv, runCli } from './main.js';
+import { cli } from '../test-cli.js';
+import { EXIT, parseArgv } from './main.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'xlt-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-async function cli(...argv: string[]) {
-  let out = '';
-  let err = '';
-  const code = await runCli(argv, COMMANDS, { out: (s) => (out += s), err: (s) => (err += s) });
-  return { code, out, err };
-}
 
 describe('xlt command line', () => {
   it('parses multi-word commands, options and overrides', () => {

@@ -3,18 +3,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sharedPath, sharedSkipReason } from '@xlt/core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { COMMANDS } from '../cli/commands.js';
-import { EXIT, runCli } from '../cli/main.js';
+import { EXIT } from '../cli/main.js';
+import { cli } from '../test-cli.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'xlt-augment-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-async function cli(...argv: string[]) {
-  let out = '';
-  let err = '';
-  const code = await runCli(argv, COMMANDS, { out: (s) => (out += s), err: (s) => (err += s) });
-  return { code, out, err };
-}
 
 const skip = sharedSkipReason('data') ?? sharedSkipReason('fixtures');
 

@@ -7,7 +7,7 @@ import { exportToOnnx, OnnxModel, readEncoderConfig, safetensorsWeights } from '
 import { z } from 'zod';
 import type { Command } from '../cli/main.js';
 import { dataPath, defaultDataRoot, moduleFor, requireFile } from '../tasks/common.js';
-import { loadTokenizer } from '../tasks/model.js';
+import { loadTokenizer, maskedLmTokens } from '../tasks/model.js';
 import { readExamples } from '../tasks/tasks.js';
 import { readText } from '../tasks/train.js';
 
@@ -160,19 +160,12 @@ Example:
       wordIds: e.wordIds,
       ...(lang !== undefined ? { lang } : {}),
     }));
-    const special = new Set(
-      ['<s>', '</s>', '<pad>', '<unk>', '<mask>']
-        .map((t) => tok.tokenToId(t))
-        .filter((v): v is number => v !== undefined),
-    );
-    const maskId = tok.tokenToId('<mask>');
-    if (maskId === undefined)
-      throw new XltConfigError('the tokenizer has no <mask> token', { field: 'tokenizer' });
+    const { special, maskId, padId } = maskedLmTokens(tok);
     const t0 = performance.now();
     const res = await selfAugment(examples, {
       model: onnxMaskedLm(onnx),
       maskTokenId: maskId,
-      padTokenId: tok.tokenToId('<pad>') ?? 1,
+      padTokenId: padId,
       specialIds: special,
       ratio: cfg.ratio,
       topK: cfg.topK,

@@ -4,19 +4,12 @@ import path from 'node:path';
 import { readSafetensors, sharedPath, sharedSkipReason, toFloat32 } from '@xlt/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { COMMANDS } from '../cli/commands.js';
-import { EXIT, parseArgv, runCli } from '../cli/main.js';
+import { EXIT, parseArgv } from '../cli/main.js';
 import { expandEvalFiles, langFiles, langOfFile } from '../tasks/common.js';
+import { cli } from '../test-cli.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'xlt-cmd-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-async function cli(...argv: string[]) {
-  let out = '';
-  let err = '';
-  const code = await runCli(argv, COMMANDS, { out: (s) => (out += s), err: (s) => (err += s) });
-  return { code, out, err };
-}
 
 describe('language-to-file options', () => {
   it('collects a repeated --text option into lang=path items that become a mapping', () => {

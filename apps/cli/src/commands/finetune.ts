@@ -32,6 +32,7 @@ import {
   loadTaskModel,
   loadTokenizer,
   type MixtureSpec,
+  maskedLmTokens,
   saveTaskModel,
 } from '../tasks/model.js';
 import {
@@ -184,21 +185,14 @@ async function selfAugmentedCopies(
   } finally {
     weights.close();
   }
-  const special = new Set(
-    ['<s>', '</s>', '<pad>', '<unk>', '<mask>']
-      .map((t) => tok.tokenToId(t))
-      .filter((v): v is number => v !== undefined),
-  );
-  const maskId = tok.tokenToId('<mask>');
-  if (maskId === undefined)
-    throw new XltConfigError('the tokenizer has no <mask> token', { field: 'tokenizer' });
+  const { special, maskId, padId } = maskedLmTokens(tok);
   const t0 = performance.now();
   const res = await selfAugment(
     features.map((f) => ({ ids: f.inputIds, ...(f.langId !== undefined ? { lang: f.langId } : {}) })),
     {
       model: onnxMaskedLm(mlm),
       maskTokenId: maskId,
-      padTokenId: tok.tokenToId('<pad>') ?? 1,
+      padTokenId: padId,
       specialIds: special,
       ratio: salt.ratio,
       topK: salt.topK,

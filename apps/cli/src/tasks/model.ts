@@ -7,6 +7,7 @@ import {
   toFloat32,
   writeFileAtomic,
   writeSafetensors,
+  XltConfigError,
   XltFormatError,
   XltNotFoundError,
 } from '@xlt/core';
@@ -133,4 +134,17 @@ export async function saveTaskModel(
     await model.savePretrained(dir);
   }
   await tok.save(path.join(dir, 'tokenizer.json'));
+}
+
+/** The ids a masked-LM augmenter needs from a tokenizer: specials never touched, `<mask>`, `<pad>`. */
+export function maskedLmTokens(tok: XltTokenizer): { special: Set<number>; maskId: number; padId: number } {
+  const special = new Set(
+    ['<s>', '</s>', '<pad>', '<unk>', '<mask>']
+      .map((t) => tok.tokenToId(t))
+      .filter((v): v is number => v !== undefined),
+  );
+  const maskId = tok.tokenToId('<mask>');
+  if (maskId === undefined)
+    throw new XltConfigError('the tokenizer has no <mask> token', { field: 'tokenizer' });
+  return { special, maskId, padId: tok.tokenToId('<pad>') ?? 1 };
 }
