@@ -21,6 +21,7 @@ import {
   readModelConfig,
 } from '../tasks/model.js';
 import {
+  logitsRunner,
   predict,
   readExamples,
   type Scored,
@@ -45,6 +46,9 @@ const evaluateSchema = z.strictObject({
   seed: z.number().int().nonnegative().default(0),
   out: z.string().optional(),
   backend: backendSchema,
+  /** Inference engine: the model exported to ONNX and run by onnxruntime (auto), or tfjs. */
+  engine: z.enum(['auto', 'tfjs', 'onnxruntime']).default('auto'),
+  threads: z.number().int().positive().optional(),
   dataRoot: z.string().optional(),
 });
 
@@ -68,6 +72,9 @@ Options (or config keys):
   --source en          the source language (default: the model's, else en); must be among the files
   --max-examples-per-language N --batch-size 32 --max-length (default: the model's) --resamples 1000
   --seed 0 --out BASE (default <run dir>/report) --tokenizer PATH --data-root DIR --backend auto
+  --engine auto|tfjs|onnxruntime  (auto: the model is exported to ONNX and run by onnxruntime, LoRA
+                                   mixtures live; tfjs for X-Mod models with language-routed mixtures)
+  --threads N
 
 Examples:
   xlt evaluate --model runs/ner/ft-xmod/model --eval 'panx/dev-*.tsv' \\
@@ -114,6 +121,11 @@ Examples:
     const mixture = existsSync(mixFile)
       ? (JSON.parse(readFileSync(mixFile, 'utf8')) as MixtureSpec)
       : undefined;
+    const runner = await logitsRunner(model, spec.kind, {
+      engine: cfg.engine,
+      ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
+    });
+    ctx.log(`inference on ${runner.engine}`);
     const byLang = new Map<string, Scored[]>();
     const warned = new Set<string>();
     const perLang: Record<string, { file: string; n: number; score: number; seconds: number }> = {};
@@ -132,6 +144,7 @@ Examples:
         batchSize: cfg.batchSize,
         ...(module !== undefined ? { langId: module } : {}),
         ...(expert !== undefined ? { expert } : {}),
+        runner,
       });
       const scored = scoredExamples(examples, preds);
       byLang.set(lang, scored);
@@ -142,6 +155,7 @@ Examples:
         `${lang}${lang === source ? ' (source)' : ''}: ${spec.metric} ${score.toFixed(2)} on ${examples.length} examples (${seconds.toFixed(1)} s)`,
       );
     }
+    await runner.release();
     model.dispose();
     const report = zeroShotReport(byLang, {
       source,

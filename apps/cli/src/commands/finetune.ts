@@ -39,6 +39,7 @@ import {
   collateFeatures,
   encodeExamples,
   type Feature,
+  logitsRunner,
   type PairExample,
   predict,
   readExamples,
@@ -390,12 +391,18 @@ Examples:
         requireFile(dataPath(cfg.dataRoot, cfg.dev), 'dev'),
         cfg.maxDevExamples,
       );
+      const runner = await logitsRunner(model, spec.kind, {
+        engine: cfg.engine,
+        ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
+      });
       const preds = await predict(model, tok, cfg.task, devExamples, labels, {
+        runner,
         maxLength,
         batchSize: cfg.batchSize,
         ...(module !== undefined ? { langId: module } : {}),
         ...(expert !== undefined ? { expert } : {}),
       });
+      await runner.release();
       devScore = taskScore(cfg.task, scoredExamples(devExamples, preds));
       ctx.log(
         `dev (${cfg.language}) ${spec.metric}: ${devScore.toFixed(2)} on ${devExamples.length} examples`,

@@ -3,6 +3,14 @@ import { XltConfigError } from '@xlt/core';
 import { readConllu, readNer, readPawsx, readXnli } from '@xlt/data';
 import { accuracy, entityF1, tokenAccuracy } from '@xlt/evaluator';
 import { mixtureLayers, setRoutingContext } from '@xlt/lora';
+import {
+  type EncoderConfig,
+  exportToOnnx,
+  type LoraMixtureSpec,
+  moduleWeights,
+  type NamedParameterSource,
+  OnnxModel,
+} from '@xlt/onnx';
 import { alignLabels, wordPredictions, type XltTokenizer } from '@xlt/tokenizer';
 import { collateLabelled, type TokenBatch } from '@xlt/trainer';
 import type { XmodPreTrainedModel } from '@xlt/xmod';
@@ -195,6 +203,89 @@ export function forwardLogits(
   return out.logits;
 }
 
+/** Computes a batch's logits (flat, row-major: [B, T, L] for token tasks, [B, L] otherwise). */
+export interface LogitsRunner {
+  /** `onnxruntime` or `tfjs`. */
+  readonly engine: string;
+  run(batch: TokenBatch, langId: string | undefined, expert: number | undefined): Promise<Float32Array>;
+  release(): Promise<void>;
+}
+
+/** The tfjs model's own forward (eval mode). */
+function tfjsRunner(model: XmodPreTrainedModel): LogitsRunner {
+  return {
+    engine: 'tfjs',
+    async run(batch, langId, expert) {
+      const t = tf.tidy(() => forwardLogits(model, batch, langId, expert));
+      const data = (await t.data()) as Float32Array;
+      t.dispose();
+      return data;
+    },
+    async release() {},
+  };
+}
+
+/**
+ * A logits runner for inference: the model exported to ONNX and run by onnxruntime (LoRA mixtures
+ * kept live), or tfjs when asked, or when an X-Mod model carries a language-routed mixture (both
+ * would read `lang_ids`).
+ */
+export async function logitsRunner(
+  model: XmodPreTrainedModel,
+  kind: 'token' | 'sequence',
+  options: { engine?: 'auto' | 'tfjs' | 'onnxruntime'; threads?: number } = {},
+): Promise<LogitsRunner> {
+  const engine = options.engine ?? 'auto';
+  model.eval();
+  if (engine === 'tfjs') return tfjsRunner(model);
+  const isXmod = model.config.model_type === 'xmod';
+  const mixtures = new Map<string, LoraMixtureSpec>(
+    mixtureLayers(model).map(([name, m]) => [
+      name,
+      { mode: m.mode, languages: [...m.languages], scaling: m.scaling, k: m.k, pooling: m.pooling },
+    ]),
+  );
+  const languageRouted = [...mixtures.values()].some((m) => m.mode === 'language');
+  if (isXmod && languageRouted) {
+    if (engine === 'onnxruntime')
+      throw new XltConfigError('an X-Mod model with a language-routed LoRA mixture runs on tfjs', {
+        field: 'engine',
+      });
+    return tfjsRunner(model);
+  }
+  const { model: bytes } = exportToOnnx({
+    config: model.config as unknown as EncoderConfig,
+    weights: moduleWeights(model as unknown as NamedParameterSource),
+    head: kind === 'token' ? 'token-classification' : 'sequence-classification',
+    ...(mixtures.size > 0 ? { loraMixtures: mixtures } : {}),
+  });
+  const onnx = await OnnxModel.load(bytes, options.threads !== undefined ? { threads: options.threads } : {});
+  return {
+    engine: 'onnxruntime',
+    async run(batch, langId, expert) {
+      const langIds = isXmod
+        ? batch.inputIds.map(() => langId ?? model.config.default_language ?? model.config.languages[0] ?? 0)
+        : languageRouted
+          ? batch.inputIds.map(() => expert ?? 0)
+          : undefined;
+      const out = await onnx.run({
+        inputIds: batch.inputIds,
+        attentionMask: batch.attentionMask,
+        ...(langIds !== undefined ? { langIds } : {}),
+      });
+      return (out.logits as { data: Float32Array }).data;
+    },
+    release: () => onnx.release(),
+  };
+}
+
+/** Index of the largest of `n` values starting at `off`. */
+function argmaxAt(x: Float32Array, off: number, n: number): number {
+  let best = 0;
+  for (let j = 1; j < n; j++) if ((x[off + j] as number) > (x[off + best] as number)) best = j;
+  return best;
+}
+
 /** Per-example predictions of a fine-tuned model on examples of one language. */
 export async function predict(
   model: XmodPreTrainedModel,
@@ -202,10 +293,12 @@ export async function predict(
   task: TaskName,
   examples: readonly TaskExample[],
   labels: readonly string[],
-  options: { maxLength: number; batchSize: number; langId?: string; expert?: number },
+  options: { maxLength: number; batchSize: number; langId?: string; expert?: number; runner?: LogitsRunner },
 ): Promise<string[][] | string[]> {
   const spec = TASK_SPECS[task];
   model.eval();
+  const runner = options.runner ?? tfjsRunner(model);
+  const L = labels.length;
   const pad = model.config.pad_token_id;
   if (spec.kind === 'token') {
     const tagging = examples as TaggingExample[];
@@ -226,12 +319,10 @@ export async function predict(
         chunk.map((e) => ({ inputIds: e.ids })),
         pad,
       );
-      const arg = tf.tidy(() => tf.argMax(forwardLogits(model, batch, options.langId, options.expert), -1));
-      const flat = arg.dataSync();
+      const logits = await runner.run(batch, options.langId, options.expert);
       const T = batch.inputIds[0]?.length ?? 0;
-      arg.dispose();
       chunk.forEach((e, k) => {
-        const tokenPreds = e.ids.map((_, t) => labels[flat[k * T + t] as number] ?? fallback);
+        const tokenPreds = e.ids.map((_, t) => labels[argmaxAt(logits, (k * T + t) * L, L)] ?? fallback);
         const words = tagging[i + k] as TaggingExample;
         preds.push(wordPredictions(e.wordIds, tokenPreds, words.words.length, { fallback }));
       });
@@ -250,9 +341,8 @@ export async function predict(
       enc.map((e) => ({ inputIds: e.ids })),
       pad,
     );
-    const arg = tf.tidy(() => tf.argMax(forwardLogits(model, batch, options.langId, options.expert), -1));
-    for (const v of arg.dataSync()) preds.push(labels[v] as string);
-    arg.dispose();
+    const logits = await runner.run(batch, options.langId, options.expert);
+    for (let k = 0; k < chunk.length; k++) preds.push(labels[argmaxAt(logits, k * L, L)] as string);
   }
   return preds;
 }
