@@ -21,11 +21,13 @@ import {
   readModelConfig,
 } from '../tasks/model.js';
 import {
+  itemStats,
   logitsRunner,
   predict,
   readExamples,
   type Scored,
   scoredExamples,
+  statsScore,
   TASK_SPECS,
   TASKS,
   type TaskName,
@@ -157,10 +159,12 @@ Examples:
     }
     await runner.release();
     model.dispose();
-    const report = zeroShotReport(byLang, {
+    // bootstrap over per-example sufficient statistics (a resample is a sum, not a re-scoring)
+    const stats = new Map([...byLang].map(([l, items]) => [l, items.map((it) => itemStats(task, it))]));
+    const report = zeroShotReport(stats, {
       source,
       metric: spec.metric,
-      score: (items) => taskScore(task, items),
+      score: (items) => statsScore(task, items),
       resamples: cfg.resamples,
       seed: cfg.seed,
     });

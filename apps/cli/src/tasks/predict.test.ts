@@ -1,10 +1,19 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { sharedPath, sharedSkipReason } from '@xlt/core';
+import { Rng, sharedPath, sharedSkipReason } from '@xlt/core';
 import { XltTokenizer } from '@xlt/tokenizer';
 import { collateLabelled } from '@xlt/trainer';
 import { describe, expect, it } from 'vitest';
 import { applyMixture, loadTaskModel } from './model.js';
-import { logitsRunner, predict, readExamples, TASK_SPECS } from './tasks.js';
+import {
+  itemStats,
+  logitsRunner,
+  predict,
+  readExamples,
+  type Scored,
+  statsScore,
+  TASK_SPECS,
+  taskScore,
+} from './tasks.js';
 
 const skip = sharedSkipReason('fixtures') ?? sharedSkipReason('data');
 
@@ -68,6 +77,48 @@ describe.skipIf(skip !== undefined)(`inference engines (${skip ?? 'shared data f
         worst = Math.max(worst, Math.abs((a[i] as number) - (b[i] as number)));
       expect(worst, `${c.dir}${c.mixture ? ' + mixture' : ''}`).toBeLessThan(1e-4);
       model.dispose();
+    }
+  });
+});
+
+describe('bootstrap statistics', () => {
+  it('summed per-example statistics give exactly the official metric (ner, pos, xnli)', () => {
+    const rng = new Rng(3);
+    const tags = ['O', 'O', 'B-PER', 'I-PER', 'B-LOC', 'I-LOC', 'I-ORG'];
+    const tagSeq = (n: number) => Array.from({ length: n }, () => tags[rng.int(tags.length)] as string);
+    for (let trial = 0; trial < 5; trial++) {
+      const ner: Scored[] = Array.from({ length: 60 }, () => {
+        const n = 1 + rng.int(12);
+        return { gold: tagSeq(n), pred: tagSeq(n) };
+      });
+      const sub = ner.filter(() => rng.next() < 0.6);
+      for (const items of [ner, sub])
+        expect(
+          statsScore(
+            'ner',
+            items.map((x) => itemStats('ner', x)),
+          ),
+        ).toBeCloseTo(taskScore('ner', items), 10);
+      const pos: Scored[] = ner.map((x) => ({
+        gold: (x as { gold: string[] }).gold,
+        pred: (x as { pred: string[] }).pred,
+      }));
+      expect(
+        statsScore(
+          'pos',
+          pos.map((x) => itemStats('pos', x)),
+        ),
+      ).toBeCloseTo(taskScore('pos', pos), 10);
+      const cls: Scored[] = Array.from({ length: 40 }, () => ({
+        gold: String(rng.int(3)),
+        pred: String(rng.int(3)),
+      }));
+      expect(
+        statsScore(
+          'xnli',
+          cls.map((x) => itemStats('xnli', x)),
+        ),
+      ).toBeCloseTo(taskScore('xnli', cls), 10);
     }
   });
 });

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { XltConfigError } from '@xlt/core';
 import { readConllu, readNer, readPawsx, readXnli } from '@xlt/data';
-import { accuracy, entityF1, tokenAccuracy } from '@xlt/evaluator';
+import { accuracy, entityF1, lenientEntities, tokenAccuracy } from '@xlt/evaluator';
 import { mixtureLayers, setRoutingContext } from '@xlt/lora';
 import {
   type EncoderConfig,
@@ -389,4 +389,39 @@ export function taskScore(task: TaskName, items: readonly Scored[]): number {
       s.map((x) => x.pred),
     )
   );
+}
+
+/**
+ * Sufficient statistics of one scored example for the task's metric, so that a bootstrap resample
+ * is scored by summing (entity F1 is micro-averaged over sentences): ner `[true positives, predicted
+ * entities, gold entities]`, pos `[correct tokens, tokens]`, classification `[correct, 1]`.
+ */
+export function itemStats(task: TaskName, item: Scored): [number, number, number] {
+  if (task === 'ner') {
+    const x = item as { gold: string[]; pred: string[] };
+    const key = (e: { type: string; start: number; end: number }) => `${e.type}:${e.start}:${e.end}`;
+    const gold = new Set(lenientEntities([x.gold]).map(key));
+    const pred = lenientEntities([x.pred]).map(key);
+    return [pred.filter((k) => gold.has(k)).length, pred.length, gold.size];
+  }
+  if (task === 'pos') {
+    const x = item as { gold: string[]; pred: string[] };
+    return [x.gold.filter((g, i) => g === x.pred[i]).length, x.gold.length, 0];
+  }
+  const x = item as { gold: string; pred: string };
+  return [x.gold === x.pred ? 1 : 0, 1, 0];
+}
+
+/** The task's metric (x 100) from summed {@link itemStats}: equals {@link taskScore} on the same items. */
+export function statsScore(task: TaskName, stats: readonly (readonly [number, number, number])[]): number {
+  let a = 0;
+  let b = 0;
+  let c = 0;
+  for (const [x, y, z] of stats) {
+    a += x;
+    b += y;
+    c += z;
+  }
+  if (task === 'ner') return b + c === 0 ? 0 : (100 * 2 * a) / (b + c);
+  return b === 0 ? 0 : (100 * a) / b;
 }
