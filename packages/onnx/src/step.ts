@@ -96,13 +96,13 @@ export class CompiledTrainStep {
     session: ort.InferenceSession,
     signature: TrainGraphSignature,
     head: HeadKind,
-    hasLangs: boolean,
     init: Map<string, Float32Array>,
   ) {
     this.session = session;
     this.signature = signature;
     this.head = head;
-    this.hasLangs = hasLangs || signature.batch.includes('lang_ids');
+    // X-Mod modules and language-routed LoRA mixtures both read the graph's lang_ids input
+    this.hasLangs = signature.batch.includes('lang_ids');
     const mk = (copy: boolean) =>
       signature.params.map((p) => {
         const src = init.get(p.name) as Float32Array;
@@ -120,13 +120,7 @@ export class CompiledTrainStep {
     const so = sessionOptions(options);
     const session = await ort.InferenceSession.create(model, so);
     const init = new Map(signature.params.map((p) => [p.name, options.weights.get(p.name).data]));
-    const step = new CompiledTrainStep(
-      session,
-      signature,
-      options.head,
-      (options.config.languages ?? []).length > 0,
-      init,
-    );
+    const step = new CompiledTrainStep(session, signature, options.head, init);
     step.mixup = options.embeddingMixup === true;
     if (signature.batch.includes('dropout_seed')) step.dropoutSeed = options.dropoutSeed ?? 0;
     return step;

@@ -250,8 +250,10 @@ export class OnnxTrainer<B extends TokenBatch = TokenBatch> implements TrainEngi
     model: ParameterSource,
     loss: LossFn<B>,
     options: TrainerOptions & { gradAccumulation?: number; onnx?: OnnxEngineOptions },
+    /** {@link onnxSupport}'s answer when the caller already has it. */
+    checked?: OnnxSupport,
   ): Promise<OnnxTrainer<B>> {
-    const support = onnxSupport(model, loss, options);
+    const support = checked ?? onnxSupport(model, loss, options);
     if (!support.ok)
       throw new XltConfigError(`the onnxruntime engine cannot train this setup: ${support.reason}`, {
         field: 'engine',
@@ -396,7 +398,7 @@ export async function createTrainer<B>(
         decision: { engine: 'tfjs', reason: support.reason },
       };
   }
-  const trainer = await OnnxTrainer.create(model, loss as unknown as LossFn<TokenBatch>, options);
+  const trainer = await OnnxTrainer.create(model, loss as unknown as LossFn<TokenBatch>, options, support);
   return {
     trainer: trainer as unknown as TrainEngine<B>,
     decision: {

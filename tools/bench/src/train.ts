@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { type BackendName, initBackend, Rng } from '@xlt/core';
 import type { EncoderConfig } from '@xlt/onnx';
+import { modelLoss, Trainer } from '@xlt/trainer';
 import { XmodForMaskedLM } from '@xlt/xmod';
 import { encoderFlopsPerToken } from './onnx.js';
 import { median, peakRssMiB } from './stats.js';
@@ -25,21 +26,6 @@ export const FIXTURE_XMOD: EncoderConfig = {
 /** Training FLOPs per token as the onnxruntime line counts them: 3x the forward matmuls + the MLM decoder. */
 export function trainFlopsPerToken(config: EncoderConfig, seq: number): number {
   return 3 * (encoderFlopsPerToken(config, seq) + 2 * config.hidden_size * config.vocab_size);
-}
-
-/** The part of `@xlt/trainer` this benchmark uses. */
-interface TrainerModule {
-  Trainer: new (
-    model: unknown,
-    loss: unknown,
-    options: { lr: number; totalSteps: number; weightDecay?: number; maxGradNorm?: number },
-  ) => { trainStep(batch: unknown): unknown; dispose(): void | Promise<void> };
-  modelLoss(model: unknown): unknown;
-}
-
-/** `@xlt/trainer`, typed by the subset the bench uses. */
-async function loadTrainer(): Promise<TrainerModule> {
-  return (await import('@xlt/trainer')) as unknown as TrainerModule;
 }
 
 /** One MLM batch: `<s>` first, deterministic ids, ~15% of positions labelled, languages in turn. */
@@ -85,7 +71,6 @@ export async function tfjsTrainTokensPerSecond(
   steps: number,
 ): Promise<TfjsTrainResult> {
   await initBackend({ backend, log: false });
-  const { Trainer, modelLoss } = await loadTrainer();
   const peakBefore = peakRssMiB();
   const model = new XmodForMaskedLM({
     ...config,
