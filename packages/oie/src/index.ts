@@ -37,6 +37,7 @@ export {
   type OieBatch,
   type OieRow,
 } from './features.js';
+export { type OieHeadSizes, type OpenIEInputs, type OpenIEOutput, XmodForOpenIE } from './head.js';
 export {
   type ExtractOptions,
   extract,

@@ -5,6 +5,7 @@ import { sharedPath, sharedSkipReason } from '@xlt/core';
 import { type CarbSentence, readCarb } from '@xlt/data';
 import { carbGold, carbScore } from '@xlt/evaluator';
 import { XltTokenizer } from '@xlt/tokenizer';
+import { XmodForMaskedLM } from '@xlt/xmod';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { baselineExtract } from './baseline.js';
 import { fromCarb } from './convert.js';
@@ -121,6 +122,58 @@ describe.skipIf(skip !== undefined)('training and extraction (fixture tokenizer)
       rmSync(dir, { recursive: true, force: true });
     }
     await res.model.release();
+  });
+
+  it('starts from a pre-trained encoder folder: encoder tensors from the checkpoint, a new head', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'oie-enc-'));
+    try {
+      const cfg = {
+        model_type: 'xlm-roberta',
+        vocab_size: tok.vocabSize,
+        hidden_size: 32,
+        num_hidden_layers: 1,
+        num_attention_heads: 2,
+        intermediate_size: 64,
+        max_position_embeddings: 34,
+      };
+      const mlm = new XmodForMaskedLM(cfg);
+      await mlm.savePretrained(path.join(dir, 'mlm'));
+      const q = 'roberta.encoder.layer.0.attention.self.query.weight';
+      const want = mlm.getParameter(q).dataSync().slice();
+      const { examples } = fromCarb([
+        {
+          sentence: 'The committee approved the new budget on Monday .',
+          tuples: [{ relation: 'approved', args: ['The committee', 'the new budget'] }],
+        },
+      ]);
+      const res = await trainOie({
+        tokenizer: tok,
+        examples,
+        encoder: path.join(dir, 'mlm'),
+        size: { oie: { pos_emb_dim: 16, n_arg_heads: 2 } },
+        stages: [{ name: 'head', trainable: 'embeddings+head', steps: 3 }],
+        batchSize: 1,
+        threads: 1,
+      });
+      expect(res.config.hidden_size).toBe(32);
+      expect(res.model.maxLength).toBe(32); // max_position_embeddings - 2
+      // frozen encoder tensors are the checkpoint's; the head trained
+      expect(Array.from(res.weights.get(q).data)).toEqual(Array.from(want));
+      expect(res.stages[0]!.trainable).toBeGreaterThan(1);
+      await res.model.release();
+      const bad = new XmodForMaskedLM({ ...cfg, vocab_size: 100 });
+      await bad.savePretrained(path.join(dir, 'bad'));
+      await expect(
+        trainOie({ tokenizer: tok, examples, encoder: path.join(dir, 'bad'), steps: 1 }),
+      ).rejects.toThrow(/vocab_size 100 differs from the tokenizer's/);
+      await expect(
+        trainOie({ tokenizer: tok, examples, encoder: path.join(dir, 'none'), steps: 1 }),
+      ).rejects.toThrow(/config.json/);
+      mlm.dispose();
+      bad.dispose();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('trained on 500 CaRB dev sentences, beats the second-word baseline on the 141 held-out ones', async () => {

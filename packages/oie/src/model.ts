@@ -1,4 +1,6 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { Rng, writeFileAtomic, XltConfigError } from '@xlt/core';
 import {
   type AdamWSettings,
@@ -9,6 +11,8 @@ import {
   linearWarmupDecay,
   OnnxModel,
   randomWeights,
+  readEncoderConfig,
+  safetensorsWeights,
   type TrainGraphSignature,
   type Weight,
   type WeightSource,
@@ -141,6 +145,13 @@ export interface TrainOieOptions {
   size?: OieModelSize;
   /** Starting weights (e.g. a pre-trained encoder plus a head); default: random, initialised as transformers does. */
   weights?: WeightSource;
+  /**
+   * A pre-trained encoder to start from: a Hugging Face model folder (`config.json` +
+   * `model.safetensors`, e.g. from `xlt pretrain`) of an XLM-R-layout model whose vocabulary is the
+   * tokenizer's. Its encoder weights are used as they are; the Open IE head (sizes from `size.oie`)
+   * is new. Overrides `config`, `weights` and the encoder sizes of `size`.
+   */
+  encoder?: string;
   /** Brief masked-LM pre-training of the encoder first (random-init models): sentences and steps. */
   pretrain?: {
     sentences: readonly string[];
@@ -282,6 +293,60 @@ async function pretrainMlm(
   return { values, losses };
 }
 
+/** Config and weights of an Open IE model whose encoder comes from a pre-trained model folder. */
+function pretrainedEncoder(
+  dir: string,
+  options: TrainOieOptions,
+  seed: number,
+): { config: EncoderConfig; weights: WeightSource } {
+  const raw = readEncoderConfig(dir);
+  const file = path.join(dir, 'model.safetensors');
+  if (!existsSync(file)) throw new XltConfigError('no model.safetensors in the encoder folder', { file });
+  if ((raw.languages ?? []).length > 0 || raw.model_type === 'xmod')
+    throw new XltConfigError(
+      'trainOie starts from XLM-R-layout encoders; train an X-Mod encoder with XmodForOpenIE and @xlt/trainer fit',
+      { file: path.join(dir, 'config.json'), field: 'model_type' },
+    );
+  if (raw.vocab_size !== options.tokenizer.vocabSize)
+    throw new XltConfigError(
+      `the encoder's vocab_size ${raw.vocab_size} differs from the tokenizer's ${options.tokenizer.vocabSize}`,
+      { file: path.join(dir, 'config.json'), field: 'vocab_size' },
+    );
+  const H = raw.hidden_size;
+  const o = options.size?.oie ?? {};
+  const config: EncoderConfig = {
+    ...raw,
+    architectures: ['XLMRobertaForOpenIE'],
+    oie: {
+      pos_emb_dim: o.pos_emb_dim ?? 32,
+      n_arg_layers: o.n_arg_layers ?? 1,
+      n_arg_heads: o.n_arg_heads ?? 4,
+      d_feedforward: o.d_feedforward ?? 4 * H,
+    },
+  };
+  const ckpt = safetensorsWeights(file);
+  const prefixed = ckpt.has('roberta.embeddings.word_embeddings.weight');
+  if (!prefixed && !ckpt.has('embeddings.word_embeddings.weight'))
+    throw new XltConfigError('the checkpoint has no embeddings.word_embeddings.weight', { file });
+  const fresh = randomWeights(config, 'open-ie', seed, 0.02, 'hf');
+  // encoder tensors by their `roberta.` name from the checkpoint (bare base-model names too); head new
+  const fromCkpt = (n: string) => (prefixed ? n : n.replace(/^roberta\./, ''));
+  const weights: WeightSource & { names(): string[] } = {
+    names: () => fresh.names(),
+    has: (n) => fresh.has(n),
+    get: (n) => (n.startsWith('roberta.') ? ckpt.get(fromCkpt(n)) : fresh.get(n)),
+  };
+  for (const n of fresh.names()) {
+    if (!n.startsWith('roberta.')) continue;
+    if (!ckpt.has(fromCkpt(n)))
+      throw new XltConfigError(`the checkpoint lacks encoder tensor ${fromCkpt(n)}`, {
+        file,
+        tensor: fromCkpt(n),
+      });
+  }
+  return { config, weights };
+}
+
 /**
  * Trains an encoder with Multi2OIE's two-step head (predicate tagger, then per-predicate argument
  * tagger; loss = the two cross-entropies) on converted examples with the compiled ONNX training
@@ -290,13 +355,16 @@ async function pretrainMlm(
  */
 export async function trainOie(options: TrainOieOptions): Promise<TrainOieResult> {
   const { tokenizer } = options;
-  const config = options.config ?? oieConfig(tokenizer.vocabSize, options.size);
-  const maxLength =
-    options.size?.maxLength ??
-    ((config as { max_position_embeddings?: number }).max_position_embeddings ?? 130) - 2;
   const seed = options.seed ?? 0;
+  const start = options.encoder !== undefined ? pretrainedEncoder(options.encoder, options, seed) : undefined;
+  const config = start?.config ?? options.config ?? oieConfig(tokenizer.vocabSize, options.size);
+  const maxLength = Math.min(
+    options.size?.maxLength ?? Number.POSITIVE_INFINITY,
+    ((config as { max_position_embeddings?: number }).max_position_embeddings ?? 130) - 2,
+  );
   const rng = new Rng(seed).fork('oie');
-  let base: WeightSource = options.weights ?? randomWeights(config, 'open-ie', seed, 0.02, 'hf');
+  let base: WeightSource =
+    start?.weights ?? options.weights ?? randomWeights(config, 'open-ie', seed, 0.02, 'hf');
   let mlmLosses: number[] = [];
   if (options.pretrain !== undefined && options.pretrain.steps > 0) {
     const r = await pretrainMlm(
@@ -567,6 +635,31 @@ export class OieModel {
       options.maxLength ??
       ((config as { max_position_embeddings?: number }).max_position_embeddings ?? 514) - 2;
     return new OieModel(onnx, bytes, config, tokenizer, maxLength);
+  }
+
+  /**
+   * Opens a Hugging Face-style model folder (`config.json` + `model.safetensors`) of an Open IE model,
+   * e.g. an `XmodForOpenIE` trained with `@xlt/trainer` and saved with `savePretrained`.
+   */
+  static async fromPretrained(
+    dir: string,
+    tokenizer: XltTokenizer,
+    options: { maxLength?: number; threads?: number } = {},
+  ): Promise<OieModel> {
+    const config = readEncoderConfig(dir);
+    const file = path.join(dir, 'model.safetensors');
+    if (!existsSync(file)) throw new XltConfigError('no model.safetensors in the model folder', { file });
+    if (!(config.architectures ?? []).some((a) => a.endsWith('ForOpenIE')))
+      throw new XltConfigError(
+        `not an Open IE model (architectures ${JSON.stringify(config.architectures ?? [])})`,
+        { file: path.join(dir, 'config.json'), field: 'architectures' },
+      );
+    const weights = safetensorsWeights(file);
+    try {
+      return await OieModel.fromWeights({ config, weights, tokenizer, ...options });
+    } finally {
+      weights.close();
+    }
   }
 
   /** Loads a model written by {@link OieModel.save}. */

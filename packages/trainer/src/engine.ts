@@ -151,8 +151,7 @@ export function onnxSupport(
   if (m.config === undefined || typeof m.namedParameters !== 'function')
     return { ok: false, reason: 'not an @xlt/xmod model' };
   const head = headFromArchitectures([model.constructor.name]);
-  if (head === 'base' || head === 'open-ie')
-    return { ok: false, reason: `no compiled training for ${model.constructor.name}` };
+  if (head === 'base') return { ok: false, reason: `no compiled training for ${model.constructor.name}` };
   const cfg = m.config;
   const live = liveLora(model);
   if (typeof live === 'string') return { ok: false, reason: live };
@@ -326,6 +325,10 @@ export class OnnxTrainer<B extends TokenBatch = TokenBatch> implements TrainEngi
     if (b.labels !== undefined) batch.labels = b.labels;
     if (b.startPositions !== undefined) batch.startPositions = b.startPositions;
     if (b.endPositions !== undefined) batch.endPositions = b.endPositions;
+    for (const k of ['predMask', 'predPosition', 'predLabels', 'argLabels'] as const) {
+      const v = b[k];
+      if (v !== undefined) batch[k] = v;
+    }
     const lr = this.scheduler.lr();
     const { loss, gradNorm } = await this.compiled.run(batch, lr);
     this.synced = false;

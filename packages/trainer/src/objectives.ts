@@ -16,6 +16,11 @@ export interface ForwardInputs {
   labels?: tf.Tensor;
   startPositions?: tf.Tensor;
   endPositions?: tf.Tensor;
+  /** Open IE head inputs and targets (see {@link TokenBatch}). */
+  predMask?: tf.Tensor;
+  predPosition?: tf.Tensor;
+  predLabels?: tf.Tensor;
+  argLabels?: tf.Tensor;
 }
 
 /** A model whose `forward` computes its own loss when given labels (MLM, classification, QA heads). */
@@ -36,6 +41,14 @@ export interface TokenBatch {
   /** [batch] answer start / end token positions (span QA). */
   startPositions?: number[];
   endPositions?: number[];
+  /**
+   * Open IE (Multi2OIE head, `@xlt/oie`): [batch][time] the row's predicate (1 on its tokens), its
+   * position ids (1 inside, 2 elsewhere, 0 padding), and the predicate and argument tags (-100 ignored).
+   */
+  predMask?: number[][];
+  predPosition?: number[][];
+  predLabels?: number[][];
+  argLabels?: number[][];
 }
 
 function int2d(rows: number[][], field: string): tf.Tensor2D {
@@ -70,20 +83,30 @@ export function batchTensors(batch: TokenBatch): ForwardInputs {
   }
   if (batch.startPositions !== undefined) out.startPositions = tf.tensor1d(batch.startPositions, 'int32');
   if (batch.endPositions !== undefined) out.endPositions = tf.tensor1d(batch.endPositions, 'int32');
+  for (const k of ['predMask', 'predPosition', 'predLabels', 'argLabels'] as const) {
+    const v = batch[k];
+    if (v !== undefined) out[k] = int2d(v, k);
+  }
   return out;
 }
 
 /**
- * The objective loss of MLM, sequence classification, token classification and span QA alike: the
- * batch (with `labels`, or `startPositions`/`endPositions`) goes to the model's own `forward`, whose
+ * The objective loss of MLM, sequence classification, token classification, span QA and Open IE
+ * alike: the batch (with `labels`, `startPositions`/`endPositions`, or `predLabels`/`argLabels`)
+ * goes to the model's own `forward`, whose
  * loss is returned. Extra losses (regularisers) are added with `extra`.
  */
 export function modelLoss(model: ForwardModel, extra: Array<LossFn<TokenBatch>> = []): LossFn<TokenBatch> {
   const fn: LossFn<TokenBatch> = (batch, ctx) => {
     const hasTargets =
-      batch.labels !== undefined || (batch.startPositions !== undefined && batch.endPositions !== undefined);
+      batch.labels !== undefined ||
+      (batch.startPositions !== undefined && batch.endPositions !== undefined) ||
+      (batch.predLabels !== undefined && batch.argLabels !== undefined);
     if (!hasTargets)
-      throw new XltConfigError('a training batch needs labels or start/end positions', { field: 'labels' });
+      throw new XltConfigError(
+        'a training batch needs labels, start/end positions, or predicate and argument labels',
+        { field: 'labels' },
+      );
     const out = model.forward(batchTensors(batch));
     if (out.loss === undefined || out.loss === null)
       throw new XltConfigError('the model returned no loss for a batch with labels', { field: 'loss' });

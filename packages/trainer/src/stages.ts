@@ -101,9 +101,9 @@ export async function runStages<B>(
   return out;
 }
 
-/** Task heads of Hugging Face models (also under PEFT's `base_model.model.` prefix). */
+/** Task heads of Hugging Face models and the Open IE head `oie.` (also under PEFT's `base_model.model.` prefix). */
 export const HEAD: Selector =
-  /^(?:base_model\.model\.)?(?:classifier|qa_outputs|lm_head|score|pooler_head)\./;
+  /^(?:base_model\.model\.)?(?:classifier|qa_outputs|lm_head|score|pooler_head|oie)\./;
 /** The word embedding matrix. */
 export const WORD_EMBEDDINGS: Selector = '**.embeddings.word_embeddings';
 /** X-Mod language modules (all languages). */

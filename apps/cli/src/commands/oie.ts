@@ -1,5 +1,6 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { sharedPath, writeFileAtomic } from '@xlt/core';
+import { sharedPath, writeFileAtomic, XltNotFoundError } from '@xlt/core';
 import { benchmarkMarkdown, runOieBenchmark } from '@xlt/oie';
 import { z } from 'zod';
 import type { Command } from '../cli/main.js';
@@ -11,6 +12,15 @@ const sizeSchema = z.strictObject({
   numHeads: z.number().int().positive().optional(),
   intermediateSize: z.number().int().positive().optional(),
   maxLength: z.number().int().positive().optional(),
+  /** Head sizes: position embedding, argument layers, their heads and feed-forward size. */
+  oie: z
+    .strictObject({
+      pos_emb_dim: z.number().int().positive().optional(),
+      n_arg_layers: z.number().int().positive().optional(),
+      n_arg_heads: z.number().int().positive().optional(),
+      d_feedforward: z.number().int().positive().optional(),
+    })
+    .optional(),
 });
 
 const stageSchema = z.strictObject({
@@ -32,6 +42,8 @@ const oieSchema = z.strictObject({
     .optional(),
   training: z
     .strictObject({
+      /** A pre-trained XLM-R-layout model folder (e.g. from `xlt pretrain`) whose encoder starts the model. */
+      encoder: z.string().optional(),
       size: sizeSchema.optional(),
       epochs: z.number().positive().optional(),
       steps: z.number().int().positive().optional(),
@@ -73,9 +85,11 @@ and BenchIE (en, de, zh). Writes results.md and results.json to the run director
 
 Options (or config keys):
   --data-root DIR        holds oie/ (default ../shared/data beside the repo)
-  --tokenizer FILE       an XLM-R-style tokenizer.json (default: the shared fixture tokenizer)
+  --tokenizer FILE       an XLM-R-style tokenizer.json (default: the shared fixture tokenizer); with
+                         training.encoder, the tokenizer that encoder was pre-trained with
   --train carb-dev|reoie-en --train-limit N --eval-limit N --sets '["carb","benchie-de"]'
-  training: { size: { hiddenSize: 64, numLayers: 2 }, epochs: 8, batchSize: 16, lr: 5e-3, seed: 0,
+  training: { encoder: runs/ner/pretrain-shared/model (a pre-trained encoder; default: random init),
+              size: { hiddenSize: 64, numLayers: 2, oie: { pos_emb_dim: 32 } }, epochs: 8, batchSize: 16, lr: 5e-3, seed: 0,
               stages: mt4crossie, lora: { r: 8, alpha: 16, languages: [en], mode: router } }
   extract: { predicateThreshold: 0.1, minArgs: 2 }
 
@@ -85,6 +99,12 @@ Examples:
   schema: oieSchema,
   async run(cfg, ctx) {
     const dataDir = requireFile(path.join(cfg.dataRoot, 'oie'), 'dataRoot');
+    const enc = cfg.training.encoder;
+    if (enc !== undefined && !existsSync(path.join(enc, 'config.json')))
+      throw new XltNotFoundError('training.encoder: no model folder (config.json) there', {
+        file: enc,
+        field: 'training.encoder',
+      });
     const result = await runOieBenchmark({
       dataDir,
       tokenizerFile: requireFile(cfg.tokenizer, 'tokenizer'),
