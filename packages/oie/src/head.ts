@@ -154,7 +154,7 @@ export interface OpenIEInputs extends XmodInputs {
   predMask?: IdsInput;
   /** [B, S] 1 inside the predicate, 2 elsewhere, 0 on padding (required). */
   predPosition?: IdsInput;
-  /** [B, S] predicate tag per token (P-B 0, P-I 1, O 2; -100 ignored). */
+  /** [B, S] predicate tag per token (index into `PREDICATE_TAGS`: O 0, P-B 1, P-I 2; -100 ignored). */
   predLabels?: LabelsInput;
   /** [B, S] argument tag per token (see `ARGUMENT_TAGS`; -100 ignored). */
   argLabels?: LabelsInput;

@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sharedPath, sharedSkipReason } from '@xlt/core';
+import { XmodForMaskedLM } from '@xlt/xmod';
 import { afterAll, describe, expect, it } from 'vitest';
 import { COMMANDS } from '../cli/commands.js';
 import { EXIT, runCli } from '../cli/main.js';
@@ -54,5 +55,62 @@ describe.skipIf(skip !== undefined)(`xlt oie (${skip ?? 'shared data found'})`, 
     expect(new Set(res.rows.map((r) => r.system)).size).toBeGreaterThanOrEqual(2);
     expect(existsSync(path.join(run, 'results.md'))).toBe(true);
     expect(out).toMatch(/\| benchmark \| lang \| system/);
+  });
+
+  it('examples/oie/pretrained.yaml: starts from a pre-trained encoder folder (training.encoder)', async () => {
+    const enc = path.join(dir, 'encoder');
+    const mlm = new XmodForMaskedLM({
+      model_type: 'xlm-roberta',
+      vocab_size: 2002, // the fixture tokenizer's
+      hidden_size: 32,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      intermediate_size: 64,
+    });
+    await mlm.savePretrained(enc);
+    mlm.dispose();
+    const common = [
+      'oie',
+      '--config',
+      path.join(repo, 'examples', 'oie', 'pretrained.yaml'),
+      '--data-root',
+      sharedPath('data'),
+      '--tokenizer',
+      sharedPath('fixtures', 'tokenizer', 'tokenizer.json'),
+      '--train-limit',
+      '20',
+      '--eval-limit',
+      '4',
+      '--sets',
+      '["carb"]',
+      '--set',
+      'training.steps=2',
+      '--set',
+      'training.size.oie.n_arg_heads=2',
+    ];
+    let out = '';
+    let err = '';
+    const io = { out: (s: string) => (out += s), err: (s: string) => (err += s) };
+    const run = path.join(dir, 'run-enc');
+    const code = await runCli(
+      [...common, '--set', `training.encoder=${enc}`, '--run-dir', run],
+      COMMANDS,
+      io,
+    );
+    expect(code, err + out).toBe(EXIT.ok);
+    const res = JSON.parse(readFileSync(path.join(run, 'results.json'), 'utf8')) as {
+      losses: number[];
+      config: { training: { encoder: string } };
+    };
+    expect(res.config.training.encoder).toBe(enc);
+    expect(res.losses.length).toBe(2);
+    err = '';
+    const bad = await runCli(
+      [...common, '--set', `training.encoder=${path.join(dir, 'nowhere')}`, '--run-dir', path.join(dir, 'x')],
+      COMMANDS,
+      io,
+    );
+    expect(bad).toBe(EXIT.usage);
+    expect(err).toMatch(/training\.encoder: no model folder/);
   });
 });
