@@ -273,6 +273,39 @@ describe('XmodForOpenIE (tfjs) against the ONNX open-ie graphs', () => {
     expect(maxDiff(t.b, o.b)).toBeLessThan(1e-4);
   });
 
+  it('an X-Mod Open IE model saved as a folder runs in OieModel with a language per row', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'xlt-oie-xmod-'));
+    try {
+      const model = new XmodForOpenIE(xmodTiny());
+      // language modules that differ, so that the language matters
+      for (const [n, v] of model.namedParameters())
+        if (n.includes('adapter_modules.de_DE'))
+          tf.tidy(() => v.assign(tf.add(v, tf.randomNormal(v.shape, 0, 0.3, 'float32', 5))));
+      await model.savePretrained(dir);
+      const served = await OieModel.fromPretrained(dir, {} as XltTokenizer, { threads: 1 });
+      const b = batch(8);
+      const inputs = {
+        inputIds: b.inputIds,
+        attentionMask: b.attentionMask,
+        predMask: b.predMask,
+        predPosition: b.predPosition as number[][],
+      };
+      const langIds = ['de_DE', 'en_XX', 'de_DE', 'de_DE'];
+      const want = model.forward({ ...inputs, langIds });
+      const got = await served.run({ ...inputs, langIds });
+      expect(maxDiff(got.arg, want.argLogits.dataSync())).toBeLessThan(1e-4);
+      const dflt = await served.run(inputs); // default language en_XX for every row
+      expect(maxDiff(dflt.arg, want.argLogits.dataSync())).toBeGreaterThan(1e-3);
+      const en = model.forward(inputs);
+      expect(maxDiff(dflt.arg, en.argLogits.dataSync())).toBeLessThan(1e-4);
+      tf.dispose([want.predLogits, want.argLogits, en.predLogits, en.argLogits]);
+      await served.release();
+      model.dispose();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("@xlt/trainer's mt4crossie preset runs on the Open IE model: its head counts as the task head", async () => {
     const model = new XmodForOpenIE(tiny());
     const plan = preset('mt4crossie');

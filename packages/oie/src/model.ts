@@ -558,6 +558,8 @@ export interface ExtractOptions {
    * tags only). Lower values give more, lower-confidence extractions (CaRB picks its best threshold).
    */
   predicateThreshold?: number;
+  /** X-Mod models: the language module every sentence runs through (default: the config's default language). */
+  language?: string;
 }
 
 const softmaxRow = (a: Float32Array, off: number, n: number): number[] => {
@@ -677,12 +679,23 @@ export class OieModel {
   }
 
   /** Runs the graph on a padded batch; returns the logits. */
-  async run(batch: Pick<OieBatch, 'inputIds' | 'attentionMask' | 'predMask' | 'predPosition'>): Promise<{
+  async run(
+    batch: Pick<OieBatch, 'inputIds' | 'attentionMask' | 'predMask' | 'predPosition'> & {
+      /** X-Mod models: one language (code or index) per row (default: the config's default language). */
+      langIds?: Array<number | string>;
+    },
+  ): Promise<{
     pred: Float32Array;
     arg: Float32Array;
     dims: [number, number];
   }> {
-    const out = await this.onnx.run(batch);
+    const out = await this.onnx.run({
+      inputIds: batch.inputIds,
+      attentionMask: batch.attentionMask,
+      predMask: batch.predMask,
+      predPosition: batch.predPosition,
+      ...(batch.langIds !== undefined ? { langIds: batch.langIds } : {}),
+    });
     const dims: [number, number] = [batch.inputIds.length, batch.inputIds[0]?.length ?? 0];
     return {
       pred: (out.pred_logits as { data: Float32Array }).data,
@@ -709,6 +722,9 @@ export async function extract(
 ): Promise<OieExtraction[]> {
   const bs = options.batchSize ?? 32;
   const out: OieExtraction[] = [];
+  const lang = options.language;
+  const withLang = <T extends { inputIds: number[][] }>(b: T): T & { langIds?: string[] } =>
+    lang === undefined ? b : { ...b, langIds: b.inputIds.map(() => lang) };
   for (let b0 = 0; b0 < sentences.length; b0 += bs) {
     const chunk = sentences.slice(b0, b0 + bs);
     const items = await Promise.all(
@@ -726,7 +742,7 @@ export async function extract(
       argLabels: [],
     }));
     if (base.length === 0) continue;
-    const step1 = await model.run(collateRows(base, model.tokenizer.padId));
+    const step1 = await model.run(withLang(collateRows(base, model.tokenizer.padId)));
     const S1 = step1.dims[1];
     // step 1: predicate tags per word
     const preds = items.map(({ words, enc }, b) => {
@@ -779,7 +795,7 @@ export async function extract(
     const argBegin = new Map<number, Array<(i: number, a: number) => number>>();
     for (let r0 = 0; r0 < rows.length; r0 += bs) {
       const part = rows.slice(r0, r0 + bs);
-      const res = await model.run(collateRows(part, model.tokenizer.padId));
+      const res = await model.run(withLang(collateRows(part, model.tokenizer.padId)));
       const S = res.dims[1];
       part.forEach((_, k) => {
         const { b } = jobs[r0 + k] as { b: number };
