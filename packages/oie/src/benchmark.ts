@@ -126,8 +126,16 @@ export async function runOieBenchmark(options: OieBenchmarkOptions): Promise<Oie
   log(`trained in ${trainSeconds.toFixed(0)} s on ${trained.rows} rows`);
   const rows: OieBenchmarkRow[] = [];
   const want = (k: string) => options.sets === undefined || options.sets.includes(k);
-  const systems = async (sentences: string[]): Promise<Array<[string, OieExtraction[]]>> => [
-    ['model', await extract(trained.model, sentences, options.extract)],
+  // X-Mod models: each test language through its own modules where it has them, else the default
+  const modelLangs = trained.config.languages ?? [];
+  const systems = async (sentences: string[], lang: string): Promise<Array<[string, OieExtraction[]]>> => [
+    [
+      'model',
+      await extract(trained.model, sentences, {
+        ...options.extract,
+        ...(modelLangs.includes(lang) ? { language: lang } : {}),
+      }),
+    ],
     ['baseline:verb-like', baselineExtract(sentences, 'verb-like')],
     ['baseline:second-word', baselineExtract(sentences, 'second-word')],
   ];
@@ -137,7 +145,7 @@ export async function runOieBenchmark(options: OieBenchmarkOptions): Promise<Oie
     gold: Map<string, Array<{ relation: string; args: string[] }>>,
   ) => {
     const sentences = [...gold.keys()];
-    for (const [system, preds] of await systems(sentences)) {
+    for (const [system, preds] of await systems(sentences, lang)) {
       const s = carbScore(gold, preds);
       rows.push({
         benchmark,
@@ -179,7 +187,7 @@ export async function runOieBenchmark(options: OieBenchmarkOptions): Promise<Oie
     );
     const sentences = gold.map((g) => g.sentence);
     const idOf = new Map(gold.map((g) => [g.sentence, g.sentId]));
-    for (const [system, preds] of await systems(sentences)) {
+    for (const [system, preds] of await systems(sentences, lang)) {
       const triples = preds.map((p) => ({
         sentenceId: idOf.get(p.sentence) as number,
         subject: p.args[0] ?? '',

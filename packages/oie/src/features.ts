@@ -1,3 +1,4 @@
+import { XltConfigError } from '@xlt/core';
 import type { XltTokenizer } from '@xlt/tokenizer';
 import { alignLabels } from '@xlt/tokenizer';
 import type { OieExample } from './convert.js';
@@ -37,6 +38,8 @@ export interface OieRow {
   predLabels: number[];
   /** Argument tag index of this predicate per word's first token; -100 elsewhere. */
   argLabels: number[];
+  /** The sentence's language code (X-Mod models pick their language modules by it). */
+  lang?: string;
 }
 
 /**
@@ -76,6 +79,7 @@ export async function examplesToRows(
         predPosition: predMask.map((m) => (m === 1 ? 1 : 2)),
         predLabels,
         argLabels,
+        lang: ex.lang,
       });
     }
   }
@@ -90,13 +94,40 @@ export interface OieBatch {
   predPosition: number[][];
   predLabels: number[][];
   argLabels: number[][];
+  /** X-Mod models: the language module of each row (an index into the config's `languages`). */
+  langIds?: number[];
 }
 
-/** Pads rows to the longest (pad id, mask 0, labels -100, position 0). */
-export function collateRows(rows: readonly OieRow[], padId = 1): OieBatch {
+/** Options of {@link collateRows} for X-Mod models. */
+export interface CollateLanguages {
+  /** The model's `languages`: each row's `lang` becomes its index here. */
+  languages: readonly string[];
+  /** The module for rows whose language has none (default: an error). */
+  fallback?: string;
+}
+
+/**
+ * Pads rows to the longest (pad id, mask 0, labels -100, position 0). With `languages` (X-Mod
+ * models), adds `langIds` from each row's `lang`.
+ */
+export function collateRows(rows: readonly OieRow[], padId = 1, languages?: CollateLanguages): OieBatch {
   const S = Math.max(...rows.map((r) => r.inputIds.length));
   const pad = (a: number[], v: number) => [...a, ...new Array<number>(S - a.length).fill(v)];
+  const langIds =
+    languages === undefined || languages.languages.length === 0
+      ? undefined
+      : rows.map((r, i) => {
+          let k = r.lang === undefined ? -1 : languages.languages.indexOf(r.lang);
+          if (k < 0 && languages.fallback !== undefined) k = languages.languages.indexOf(languages.fallback);
+          if (k < 0)
+            throw new XltConfigError(
+              `row ${i} has language ${JSON.stringify(r.lang)}, which has no module (the model has ${languages.languages.join(', ')})`,
+              { field: `rows[${i}].lang` },
+            );
+          return k;
+        });
   return {
+    ...(langIds !== undefined ? { langIds } : {}),
     inputIds: rows.map((r) => pad(r.inputIds, padId)),
     attentionMask: rows.map((r) => pad(new Array<number>(r.inputIds.length).fill(1), 0)),
     predMask: rows.map((r) => pad(r.predMask, 0)),

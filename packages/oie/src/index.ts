@@ -30,6 +30,7 @@ export {
   predicateSpans,
 } from './decode.js';
 export {
+  type CollateLanguages,
   collateRows,
   type EncodedWords,
   encodeWords,

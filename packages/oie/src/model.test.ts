@@ -8,7 +8,7 @@ import { XltTokenizer } from '@xlt/tokenizer';
 import { XmodForMaskedLM } from '@xlt/xmod';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { baselineExtract } from './baseline.js';
-import { fromCarb } from './convert.js';
+import { fromCarb, type OieExample } from './convert.js';
 import { extract, OieModel, trainOie } from './model.js';
 
 const skip = sharedSkipReason('fixtures') ?? sharedSkipReason('data/oie');
@@ -171,6 +171,72 @@ describe.skipIf(skip !== undefined)('training and extraction (fixture tokenizer)
       ).rejects.toThrow(/config.json/);
       mlm.dispose();
       bad.dispose();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('starts from a pre-trained X-Mod encoder: rows run through their language modules, which stay frozen', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'oie-xmod-'));
+    try {
+      const mlm = new XmodForMaskedLM({
+        model_type: 'xmod',
+        vocab_size: tok.vocabSize,
+        hidden_size: 32,
+        num_hidden_layers: 1,
+        num_attention_heads: 2,
+        intermediate_size: 64,
+        max_position_embeddings: 34,
+        languages: ['en', 'de'],
+        default_language: 'en',
+      });
+      await mlm.savePretrained(path.join(dir, 'mlm'));
+      const adapter = 'roberta.encoder.layer.0.output.adapter_modules.de.dense1.weight';
+      const dense = 'roberta.encoder.layer.0.attention.self.query.weight';
+      const before = {
+        adapter: mlm.getParameter(adapter).dataSync().slice(),
+        dense: mlm.getParameter(dense).dataSync().slice(),
+      };
+      const sents = [
+        {
+          sentence: 'The committee approved the new budget on Monday .',
+          rel: 'approved',
+          args: ['The committee', 'the new budget'],
+        },
+        {
+          sentence: 'Der Ausschuss genehmigte den Haushalt .',
+          rel: 'genehmigte',
+          args: ['Der Ausschuss', 'den Haushalt'],
+        },
+      ];
+      const examples = sents.map(
+        (x, i) =>
+          ({
+            ...(fromCarb([{ sentence: x.sentence, tuples: [{ relation: x.rel, args: x.args }] }])
+              .examples[0] as OieExample),
+            lang: i === 0 ? 'en' : 'de',
+          }) as OieExample,
+      );
+      const res = await trainOie({
+        tokenizer: tok,
+        examples,
+        encoder: path.join(dir, 'mlm'),
+        size: { oie: { pos_emb_dim: 16, n_arg_heads: 2 } },
+        stages: [{ name: 'finetune', trainable: 'xmod-finetune', steps: 40 }],
+        batchSize: 2,
+        lr: 1e-2,
+        threads: 1,
+      });
+      expect(res.config.architectures).toEqual(['XmodForOpenIE']);
+      expect(res.stages[0]!.lastLoss).toBeLessThan(res.stages[0]!.firstLoss);
+      // language modules (and embeddings) frozen, the shared encoder trained
+      expect(Array.from(res.weights.get(adapter).data)).toEqual(Array.from(before.adapter));
+      expect(Array.from(res.weights.get(dense).data)).not.toEqual(Array.from(before.dense));
+      // extraction through the German modules
+      const out = await extract(res.model, [sents[1]!.sentence], { language: 'de' });
+      expect(out[0]?.relation).toBe('genehmigte');
+      await res.model.release();
+      mlm.dispose();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

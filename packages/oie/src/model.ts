@@ -80,10 +80,6 @@ export class OieTrainStep {
     loraMixtures?: Map<string, LoraMixtureSpec>;
     threads?: number;
   }): Promise<OieTrainStep> {
-    if ((options.config.languages ?? []).length > 0)
-      throw new XltConfigError('OieTrainStep trains XLM-R-style encoders (no X-Mod languages)', {
-        field: 'languages',
-      });
     return new OieTrainStep(await CompiledTrainStep.create({ ...options, head: 'open-ie' }));
   }
 
@@ -192,7 +188,7 @@ export interface TrainOieOptions {
 export interface OieStage {
   name: string;
   /** Which parameters train. */
-  trainable: 'all' | 'embeddings+head' | 'all-but-embeddings' | 'lora+head';
+  trainable: 'all' | 'embeddings+head' | 'all-but-embeddings' | 'lora+head' | 'xmod-finetune';
   epochs?: number;
   steps?: number;
   lr?: number;
@@ -282,7 +278,12 @@ async function pretrainMlm(
       attentionMask.push([...new Array<number>(r.length).fill(1), ...new Array<number>(pad).fill(0)]);
     }
     const lr = linearWarmupDecay(opts.lr ?? 2e-3, t, Math.ceil(opts.steps * 0.1), opts.steps);
-    const { loss } = await step.run({ inputIds, attentionMask, labels }, lr);
+    const langs = config.languages ?? [];
+    const d = langs.length > 0 ? Math.max(0, langs.indexOf(config.default_language ?? '')) : -1;
+    const { loss } = await step.run(
+      { inputIds, attentionMask, labels, ...(d >= 0 ? { langIds: inputIds.map(() => d) } : {}) },
+      lr,
+    );
     losses.push(loss);
     onProgress?.({ stage: 'mlm', step: t + 1, total: opts.steps, loss });
   }
@@ -302,11 +303,6 @@ function pretrainedEncoder(
   const raw = readEncoderConfig(dir);
   const file = path.join(dir, 'model.safetensors');
   if (!existsSync(file)) throw new XltConfigError('no model.safetensors in the encoder folder', { file });
-  if ((raw.languages ?? []).length > 0 || raw.model_type === 'xmod')
-    throw new XltConfigError(
-      'trainOie starts from XLM-R-layout encoders; train an X-Mod encoder with XmodForOpenIE and @xlt/trainer fit',
-      { file: path.join(dir, 'config.json'), field: 'model_type' },
-    );
   if (raw.vocab_size !== options.tokenizer.vocabSize)
     throw new XltConfigError(
       `the encoder's vocab_size ${raw.vocab_size} differs from the tokenizer's ${options.tokenizer.vocabSize}`,
@@ -316,7 +312,7 @@ function pretrainedEncoder(
   const o = options.size?.oie ?? {};
   const config: EncoderConfig = {
     ...raw,
-    architectures: ['XLMRobertaForOpenIE'],
+    architectures: [raw.model_type === 'xmod' ? 'XmodForOpenIE' : 'XLMRobertaForOpenIE'],
     oie: {
       pos_emb_dim: o.pos_emb_dim ?? 32,
       n_arg_layers: o.n_arg_layers ?? 1,
@@ -380,6 +376,14 @@ export async function trainOie(options: TrainOieOptions): Promise<TrainOieResult
     mlmLosses = r.losses;
   }
   const { rows, truncated } = await examplesToRows(tokenizer, options.examples, maxLength);
+  // X-Mod encoders: each row through its language's modules (languages without one: the default)
+  const langSpec =
+    (config.languages ?? []).length > 0
+      ? {
+          languages: config.languages ?? [],
+          ...(config.default_language != null ? { fallback: config.default_language } : {}),
+        }
+      : undefined;
   if (rows.length === 0)
     throw new XltConfigError('no training rows: every tuple was skipped', { field: 'examples' });
   const bs = options.batchSize ?? 16;
@@ -424,7 +428,15 @@ export async function trainOie(options: TrainOieOptions): Promise<TrainOieResult
           ? names.filter((n) => isHead(n) || isWordEmb(n))
           : stage.trainable === 'all-but-embeddings'
             ? [...names.filter((n) => !isWordEmb(n)), ...loraNames]
-            : [...names.filter(isHead), ...loraNames];
+            : stage.trainable === 'xmod-finetune'
+              ? // X-Mod's fine-tuning: embeddings and language modules frozen (transformers' freeze_embeddings_and_language_adapters)
+                [
+                  ...names.filter(
+                    (n) => !/\.embeddings\.|\.adapter_modules\.|\.adapter_layer_norm\./.test(n),
+                  ),
+                  ...loraNames,
+                ]
+              : [...names.filter(isHead), ...loraNames];
     const step = await OieTrainStep.create({
       config,
       weights: base,
@@ -445,7 +457,7 @@ export async function trainOie(options: TrainOieOptions): Promise<TrainOieResult
     let queue: OieRow[][] = [];
     for (let t = 0; t < total; t++) {
       if (queue.length === 0) queue = epochBatches();
-      const batch = collateRows(queue.shift() as OieRow[], tokenizer.padId);
+      const batch = collateRows(queue.shift() as OieRow[], tokenizer.padId, langSpec);
       const { loss } = await step.run(
         batch,
         linearWarmupDecay(stage.lr ?? options.lr ?? 1e-3, t, warm, total),

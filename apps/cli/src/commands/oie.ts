@@ -25,7 +25,7 @@ const sizeSchema = z.strictObject({
 
 const stageSchema = z.strictObject({
   name: z.string(),
-  trainable: z.enum(['all', 'embeddings+head', 'all-but-embeddings', 'lora+head']),
+  trainable: z.enum(['all', 'embeddings+head', 'all-but-embeddings', 'lora+head', 'xmod-finetune']),
   epochs: z.number().positive().optional(),
   steps: z.number().int().positive().optional(),
   lr: z.number().positive().optional(),
