@@ -8,7 +8,8 @@ const HELP = `xlt-serve: serve an xlt / Hugging Face model folder over HTTP (onn
 
 Usage: xlt-serve --model DIR [--tokenizer PATH] [options]
 
-  --model DIR          folder with config.json + model.safetensors (any xlt/HF X-Mod or XLM-R head)
+  --model DIR          folder with config.json + model.safetensors or pytorch_model.bin (sharded or
+                       not; any xlt/HF X-Mod or XLM-R head)
   --tokenizer PATH     tokenizer.json or a folder holding one (default: the model folder)
   --modules DIR        language modules to add at start: DIR/<lang>.safetensors
   --host HOST          default 127.0.0.1

@@ -2,6 +2,7 @@ import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { SafetensorsReader, toFloat32, XltConfigError, XltNotFoundError, XltShapeError } from '@xlt/core';
 import {
+  checkpointWeights,
   type EncoderConfig,
   exportToOnnx,
   type HeadKind,
@@ -10,7 +11,6 @@ import {
   OnnxModel,
   type OnnxOutput,
   readEncoderConfig,
-  safetensorsWeights,
   type Weight,
   type WeightSource,
 } from '@xlt/onnx';
@@ -51,13 +51,16 @@ export class ServedModel {
     this.prefix = base.has('roberta.embeddings.word_embeddings.weight') ? 'roberta.' : '';
   }
 
-  /** Loads `dir` (config.json + model.safetensors) and every `<lang>.safetensors` in `modulesDir`. */
+  /**
+   * Loads `dir` (config.json + model.safetensors or pytorch_model.bin, sharded or not) and every
+   * `<lang>.safetensors` in `modulesDir`.
+   */
   static async load(
     dir: string,
     options: { modulesDir?: string; threads?: number } = {},
   ): Promise<ServedModel> {
     const config = readEncoderConfig(dir);
-    const base = safetensorsWeights(path.join(dir, 'model.safetensors'));
+    const base = checkpointWeights(dir);
     const onnx = await OnnxModel.load(
       exportToOnnx({ config, weights: base }).model,
       options.threads !== undefined ? { threads: options.threads } : {},

@@ -7,6 +7,15 @@ export {
   initBackend,
 } from './backend.js';
 export {
+  CHECKPOINT_FILES,
+  findCheckpoint,
+  legacyKeyName,
+  openCheckpoint,
+  openCheckpointFile,
+  ShardedCheckpointReader,
+  withLegacyKeyNames,
+} from './checkpoint.js';
+export {
   isXltError,
   XltConfigError,
   XltError,
@@ -19,6 +28,7 @@ export {
 } from './errors.js';
 export { writeFileAtomic } from './files.js';
 export { detectLanguage, iso3Of } from './lang.js';
+export type { TensorInfo, TensorReader } from './reader.js';
 export { hashString, Rng, type RngState } from './rng.js';
 export {
   bf16ToF32,
@@ -37,3 +47,4 @@ export {
   writeSafetensors,
 } from './safetensors.js';
 export { findRepoRoot, hasSharedDir, sharedDir, sharedPath, sharedSkipReason } from './shared.js';
+export { TorchCheckpointReader, type TorchTensorInfo } from './torch.js';

@@ -1,6 +1,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { XltError, XltFormatError, XltNotFoundError } from './errors.js';
 import { writeFileAtomic } from './files.js';
+import type { TensorReader } from './reader.js';
 
 /** Element types of the safetensors format. */
 export type SafetensorsDType =
@@ -66,11 +67,13 @@ export function dtypeSize(dtype: SafetensorsDType): number {
   return DTYPE_SIZE[dtype];
 }
 
-function isDType(d: unknown): d is SafetensorsDType {
+/** @internal */
+export function isDType(d: unknown): d is SafetensorsDType {
   return typeof d === 'string' && Object.hasOwn(DTYPE_SIZE, d);
 }
 
-function viewAs(dtype: SafetensorsDType, buf: ArrayBuffer): SafetensorsData {
+/** @internal A typed array of `dtype` over `buf` (whose length must be a multiple of the element size). */
+export function viewAs(dtype: SafetensorsDType, buf: ArrayBuffer): SafetensorsData {
   switch (dtype) {
     case 'F64':
       return new Float64Array(buf);
@@ -113,7 +116,7 @@ export interface SafetensorsEntry {
  * An open safetensors file whose tensors are read one at a time on demand, so a file larger than
  * the free heap can be loaded tensor by tensor. Close it with {@link SafetensorsReader.close}.
  */
-export class SafetensorsReader {
+export class SafetensorsReader implements TensorReader {
   readonly path: string;
   readonly metadata: Record<string, string>;
   private readonly entries: Map<string, SafetensorsEntry>;

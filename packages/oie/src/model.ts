@@ -1,7 +1,13 @@
-import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Rng, writeFileAtomic, XltConfigError } from '@xlt/core';
+import {
+  CHECKPOINT_FILES,
+  findCheckpoint,
+  openCheckpointFile,
+  Rng,
+  writeFileAtomic,
+  XltConfigError,
+} from '@xlt/core';
 import {
   type AdamWSettings,
   CompiledTrainStep,
@@ -12,7 +18,7 @@ import {
   OnnxModel,
   randomWeights,
   readEncoderConfig,
-  safetensorsWeights,
+  readerWeights,
   type TrainGraphSignature,
   type Weight,
   type WeightSource,
@@ -143,7 +149,7 @@ export interface TrainOieOptions {
   weights?: WeightSource;
   /**
    * A pre-trained encoder to start from: a Hugging Face model folder (`config.json` +
-   * `model.safetensors`, e.g. from `xlt pretrain`) of an XLM-R-layout model whose vocabulary is the
+   * `model.safetensors` or `pytorch_model.bin`, sharded or not, e.g. from `xlt pretrain`) of an XLM-R-layout model whose vocabulary is the
    * tokenizer's. Its encoder weights are used as they are; the Open IE head (sizes from `size.oie`)
    * is new. Overrides `config`, `weights` and the encoder sizes of `size`.
    */
@@ -301,8 +307,12 @@ function pretrainedEncoder(
   seed: number,
 ): { config: EncoderConfig; weights: WeightSource } {
   const raw = readEncoderConfig(dir);
-  const file = path.join(dir, 'model.safetensors');
-  if (!existsSync(file)) throw new XltConfigError('no model.safetensors in the encoder folder', { file });
+  const file = findCheckpoint(dir);
+  if (file === undefined)
+    throw new XltConfigError(
+      `no model weights in the encoder folder (looked for ${CHECKPOINT_FILES.join(', ')})`,
+      { file: dir },
+    );
   if (raw.vocab_size !== options.tokenizer.vocabSize)
     throw new XltConfigError(
       `the encoder's vocab_size ${raw.vocab_size} differs from the tokenizer's ${options.tokenizer.vocabSize}`,
@@ -320,7 +330,7 @@ function pretrainedEncoder(
       d_feedforward: o.d_feedforward ?? 4 * H,
     },
   };
-  const ckpt = safetensorsWeights(file);
+  const ckpt = readerWeights(openCheckpointFile(file));
   const prefixed = ckpt.has('roberta.embeddings.word_embeddings.weight');
   if (!prefixed && !ckpt.has('embeddings.word_embeddings.weight'))
     throw new XltConfigError('the checkpoint has no embeddings.word_embeddings.weight', { file });
@@ -652,8 +662,9 @@ export class OieModel {
   }
 
   /**
-   * Opens a Hugging Face-style model folder (`config.json` + `model.safetensors`) of an Open IE model,
-   * e.g. an `XmodForOpenIE` trained with `@xlt/trainer` and saved with `savePretrained`.
+   * Opens a Hugging Face-style model folder (`config.json` + `model.safetensors` or
+   * `pytorch_model.bin`, sharded or not) of an Open IE model, e.g. an `XmodForOpenIE` trained with
+   * `@xlt/trainer` and saved with `savePretrained`.
    */
   static async fromPretrained(
     dir: string,
@@ -661,14 +672,18 @@ export class OieModel {
     options: { maxLength?: number; threads?: number } = {},
   ): Promise<OieModel> {
     const config = readEncoderConfig(dir);
-    const file = path.join(dir, 'model.safetensors');
-    if (!existsSync(file)) throw new XltConfigError('no model.safetensors in the model folder', { file });
+    const file = findCheckpoint(dir);
+    if (file === undefined)
+      throw new XltConfigError(
+        `no model weights in the model folder (looked for ${CHECKPOINT_FILES.join(', ')})`,
+        { file: dir },
+      );
     if (!(config.architectures ?? []).some((a) => a.endsWith('ForOpenIE')))
       throw new XltConfigError(
         `not an Open IE model (architectures ${JSON.stringify(config.architectures ?? [])})`,
         { file: path.join(dir, 'config.json'), field: 'architectures' },
       );
-    const weights = safetensorsWeights(file);
+    const weights = readerWeights(openCheckpointFile(file));
     try {
       return await OieModel.fromWeights({ config, weights, tokenizer, ...options });
     } finally {

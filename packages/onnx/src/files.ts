@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { writeFileAtomic } from '@xlt/core';
 import { type ExportOptions, type ExportResult, exportToOnnx, type HeadKind } from './export.js';
-import { readEncoderConfig, safetensorsWeights } from './runner.js';
+import { checkpointWeights, readEncoderConfig } from './runner.js';
 
 /** Writes an export result: the model, and its external weight file beside it when there is one. */
 export function writeOnnxModel(file: string, result: ExportResult): void {
@@ -14,8 +14,9 @@ export function writeOnnxModel(file: string, result: ExportResult): void {
 const EXTERNAL_ABOVE_BYTES = 1_800_000_000;
 
 /**
- * Exports a Hugging Face model folder (`config.json` + `model.safetensors`) to `out` (an `.onnx`
- * path). Models whose weights exceed ~1.8 GB store initializers in `<out>.data`.
+ * Exports a Hugging Face model folder (`config.json` + `model.safetensors` or `pytorch_model.bin`,
+ * sharded or not) to `out` (an `.onnx` path). Models whose weights exceed ~1.8 GB store
+ * initializers in `<out>.data`.
  */
 export function exportModelDir(
   dir: string,
@@ -23,7 +24,7 @@ export function exportModelDir(
   options: Partial<Omit<ExportOptions, 'config' | 'weights'>> & { head?: HeadKind } = {},
 ): ExportResult {
   const config = readEncoderConfig(dir);
-  const weights = safetensorsWeights(path.join(dir, 'model.safetensors'));
+  const weights = checkpointWeights(dir);
   try {
     const params =
       config.vocab_size * config.hidden_size +

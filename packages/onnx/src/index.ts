@@ -20,11 +20,13 @@ export {
 } from './graph.js';
 export { randomWeights, weightShapes } from './random.js';
 export {
+  checkpointWeights,
   type OnnxInputs,
   OnnxModel,
   type OnnxModelOptions,
   type OnnxOutput,
   readEncoderConfig,
+  readerWeights,
   safetensorsWeights,
 } from './runner.js';
 export {

@@ -1,15 +1,22 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { SafetensorsReader, toFloat32, XltConfigError, XltFormatError, XltNotFoundError } from '@xlt/core';
+import {
+  openCheckpoint,
+  SafetensorsReader,
+  type TensorReader,
+  toFloat32,
+  XltConfigError,
+  XltFormatError,
+  XltNotFoundError,
+} from '@xlt/core';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import type { EncoderConfig, HeadKind, Weight, WeightSource } from './export.js';
 
 const { onnx } = onnxProto;
 
-/** Reads weights lazily from a `model.safetensors` (converting F16/BF16 to float32). */
-export function safetensorsWeights(file: string): WeightSource & { close(): void } {
-  const r = SafetensorsReader.open(file);
+/** Reads weights lazily from an open checkpoint reader (converting F16/BF16 and integers to float32). */
+export function readerWeights(r: TensorReader): WeightSource & { close(): void } {
   return {
     has: (n) => r.has(n),
     get: (n): Weight => {
@@ -18,6 +25,19 @@ export function safetensorsWeights(file: string): WeightSource & { close(): void
     },
     close: () => r.close(),
   };
+}
+
+/** Reads weights lazily from a `model.safetensors` file (converting F16/BF16 to float32). */
+export function safetensorsWeights(file: string): WeightSource & { close(): void } {
+  return readerWeights(SafetensorsReader.open(file));
+}
+
+/**
+ * Reads weights lazily from a Hugging Face model folder: `model.safetensors`, sharded safetensors,
+ * `pytorch_model.bin` or sharded `.bin`, whichever is there first (see `openCheckpoint` of @xlt/core).
+ */
+export function checkpointWeights(dir: string): WeightSource & { close(): void } {
+  return readerWeights(openCheckpoint(dir));
 }
 
 /** Reads and checks a Hugging Face `config.json`. */

@@ -5,9 +5,10 @@ import * as tf from '@tensorflow/tfjs-core';
 // loader (extensionless internal imports); the @tensorflow/tfjs bundle registers them on the same engine.
 import '@tensorflow/tfjs';
 import {
+  openCheckpoint,
   Rng,
-  SafetensorsReader,
   type SafetensorsTensor,
+  type TensorReader,
   toFloat32,
   writeFileAtomic,
   writeSafetensors,
@@ -533,7 +534,11 @@ export abstract class XmodPreTrainedModel extends Module {
     this.roberta = this.registerModule('roberta', new XmodModel(this.config));
   }
 
-  /** Loads `config.json` + `model.safetensors` from a directory, tensor by tensor. */
+  /**
+   * Loads `config.json` and the weights from a model folder, tensor by tensor: `model.safetensors`,
+   * `pytorch_model.bin` (`torch.save` format) or a sharded checkpoint of either (see `openCheckpoint`
+   * of @xlt/core).
+   */
   static async fromPretrained<M extends XmodPreTrainedModel>(
     this: Ctor<M>,
     dir: string,
@@ -552,8 +557,13 @@ export abstract class XmodPreTrainedModel extends Module {
     }
     const cfg = normalizeConfig({ ...raw, ...(options.config ?? {}) }, cfgFile);
     const model = new this(cfg);
-    const wfile = join(dir, 'model.safetensors');
-    const reader = SafetensorsReader.open(wfile);
+    let reader: TensorReader;
+    try {
+      reader = openCheckpoint(dir);
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
     try {
       model.loadFrom(reader, options.strictHead === true);
     } catch (e) {
@@ -565,8 +575,11 @@ export abstract class XmodPreTrainedModel extends Module {
     return model;
   }
 
-  /** Copies tensors from an open reader into the parameters (names must match exactly). */
-  loadFrom(reader: SafetensorsReader, strictHead = false): void {
+  /**
+   * Copies tensors from an open checkpoint (`SafetensorsReader`, `TorchCheckpointReader`, or any
+   * `TensorReader`) into the parameters (names must match exactly).
+   */
+  loadFrom(reader: TensorReader, strictHead = false): void {
     const file = reader.path;
     const params = new Map(this.namedParameters());
     const names = new Set(reader.names());

@@ -3,9 +3,9 @@ import path from 'node:path';
 import { annotate, type SourceExample } from '@xlt/augment';
 import { writeFileAtomic, XltConfigError } from '@xlt/core';
 import {
+  checkpointWeights,
   exportToOnnx,
   readEncoderConfig,
-  safetensorsWeights,
   withPeftAdapter,
   writeOnnxModel,
 } from '@xlt/onnx';
@@ -83,7 +83,8 @@ const exportSchema = z.strictObject({
 
 export const exportCommand: Command<typeof exportSchema> = {
   name: 'export',
-  summary: 'Export a model folder (config.json + model.safetensors) to ONNX for onnxruntime',
+  summary:
+    'Export a model folder (config.json + model.safetensors or pytorch_model.bin) to ONNX for onnxruntime',
   help: `Options:
   --model DIR     a Hugging Face or xlt model folder (X-Mod or XLM-R, any head)
   --out FILE      default: <run dir>/model.onnx
@@ -95,7 +96,7 @@ Example:
   schema: exportSchema,
   async run(cfg, ctx) {
     const config = readEncoderConfig(cfg.model);
-    const base = safetensorsWeights(path.join(cfg.model, 'model.safetensors'));
+    const base = checkpointWeights(cfg.model);
     try {
       const weights = cfg.lora !== undefined ? withPeftAdapter(base, cfg.lora) : base;
       const out = cfg.out ?? path.join(ctx.runDir, 'model.onnx');
@@ -239,7 +240,7 @@ export const serveCommand: Command<typeof serveSchema> = {
   name: 'serve',
   summary: 'Serve a model folder over HTTP on onnxruntime (classify / tag / QA / fill-mask)',
   help: `Options:
-  --model DIR        config.json + model.safetensors (any head); exported to ONNX at start
+  --model DIR        config.json + model.safetensors or pytorch_model.bin (any head); exported to ONNX at start
   --tokenizer PATH   tokenizer.json or its folder (default: the model folder)
   --modules DIR      language modules to add at start: DIR/<lang>.safetensors
   --host 127.0.0.1 --port 8080 --threads N --max-batch 16 --max-wait-ms 5 --timeout-ms 30000

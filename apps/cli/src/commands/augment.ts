@@ -3,7 +3,7 @@ import path from 'node:path';
 import { dictionaryCodeSwitch, onnxMaskedLm, selfAugment, type TokenExample } from '@xlt/augment';
 import { Rng, XltConfigError } from '@xlt/core';
 import { readMuseDictionary } from '@xlt/data';
-import { exportToOnnx, OnnxModel, readEncoderConfig, safetensorsWeights } from '@xlt/onnx';
+import { checkpointWeights, exportToOnnx, OnnxModel, readEncoderConfig } from '@xlt/onnx';
 import { z } from 'zod';
 import type { Command } from '../cli/main.js';
 import { dataPath, defaultDataRoot, moduleFor, requireFile } from '../tasks/common.js';
@@ -92,7 +92,9 @@ Example:
 };
 
 const selfSchema = z.strictObject({
-  model: z.string().describe('model folder with a masked-LM head (config.json + model.safetensors)'),
+  model: z
+    .string()
+    .describe('model folder with a masked-LM head (config.json + model.safetensors or pytorch_model.bin)'),
   tokenizer: z.string().optional(),
   input: z.string().describe('text (one sentence a line) or PAN-X/CoNLL .tsv, relative to dataRoot'),
   dataRoot: z.string().default(defaultDataRoot()),
@@ -132,7 +134,7 @@ Example:
   async run(cfg, ctx) {
     const tok = await loadTokenizer(cfg.tokenizer, cfg.model);
     const config = readEncoderConfig(cfg.model);
-    const weights = safetensorsWeights(path.join(cfg.model, 'model.safetensors'));
+    const weights = checkpointWeights(cfg.model);
     let onnx: OnnxModel;
     try {
       onnx = await OnnxModel.load(exportToOnnx({ config, weights, head: 'masked-lm' }).model, {

@@ -1,9 +1,16 @@
 import path from 'node:path';
 import { dictionaryCodeSwitch, onnxMaskedLm, selfAugment } from '@xlt/augment';
-import { Rng, writeFileAtomic, XltConfigError } from '@xlt/core';
+import {
+  CHECKPOINT_FILES,
+  findCheckpoint,
+  Rng,
+  writeFileAtomic,
+  XltConfigError,
+  XltNotFoundError,
+} from '@xlt/core';
 import { readMuseDictionary } from '@xlt/data';
 import { mixtureLayers, setRoutingContext } from '@xlt/lora';
-import { exportToOnnx, OnnxModel, readEncoderConfig, safetensorsWeights } from '@xlt/onnx';
+import { checkpointWeights, exportToOnnx, OnnxModel, readEncoderConfig } from '@xlt/onnx';
 import type { XltTokenizer } from '@xlt/tokenizer';
 import {
   epochBatches,
@@ -170,7 +177,12 @@ async function selfAugmentedCopies(
 ): Promise<Feature[]> {
   const salt = cfg.salt as NonNullable<FinetuneConfig['salt']>;
   const dir = salt.mlm ?? cfg.model;
-  const weights = safetensorsWeights(requireFile(path.join(dir, 'model.safetensors'), 'salt.mlm'));
+  if (findCheckpoint(dir) === undefined)
+    throw new XltNotFoundError(
+      `salt.mlm: no model weights in ${dir} (looked for ${CHECKPOINT_FILES.join(', ')})`,
+      { file: dir, field: 'salt.mlm' },
+    );
+  const weights = checkpointWeights(dir);
   let mlm: OnnxModel;
   try {
     const config = readEncoderConfig(dir);
