@@ -126,11 +126,12 @@ describe('openCheckpoint', () => {
     });
   });
 
-  it('renames legacy .gamma/.beta names on read (as transformers does), unless the new name exists', async () => {
+  it('renames legacy LayerNorm.gamma/.beta names on read (as transformers does), unless the new name exists', async () => {
     expect(legacyKeyName('bert.embeddings.LayerNorm.gamma')).toBe('bert.embeddings.LayerNorm.weight');
     expect(legacyKeyName('x.LayerNorm.beta')).toBe('x.LayerNorm.bias');
     expect(legacyKeyName('x.gamma_1')).toBe('x.gamma_1');
     expect(legacyKeyName('x.betas.weight')).toBe('x.betas.weight');
+    expect(legacyKeyName('mixer.gamma')).toBe('mixer.gamma'); // only LayerNorm parameters
     use(openCheckpoint(folder({ 'pytorch_model.bin': fixture('legacy.bin') })), (r) => {
       expect(r.names()).toEqual([
         'encoder.LayerNorm.weight',
@@ -141,12 +142,18 @@ describe('openCheckpoint', () => {
     });
     const dir = folder({});
     await writeSafetensors(path.join(dir, 'model.safetensors'), {
-      'n.gamma': f32([1]),
-      'n.weight': f32([2]),
-      'm.beta': f32([3]),
+      'n.LayerNorm.gamma': f32([1]),
+      'n.LayerNorm.weight': f32([2]),
+      'm.LayerNorm.beta': f32([3]),
+      'k.beta': f32([4]),
     });
     use(openCheckpoint(dir), (r) => {
-      expect(values(r)).toEqual({ 'n.gamma': [1], 'n.weight': [2], 'm.bias': [3] });
+      expect(values(r)).toEqual({
+        'n.LayerNorm.gamma': [1],
+        'n.LayerNorm.weight': [2],
+        'm.LayerNorm.bias': [3],
+        'k.beta': [4],
+      });
     });
   });
 

@@ -56,13 +56,13 @@ function openSingle(file: string): TensorReader {
 }
 
 /**
- * The name transformers loads a legacy (TF-era) tensor name as: a final `.gamma` becomes `.weight`
- * and a final `.beta` becomes `.bias` (LayerNorm parameters), as its `_fix_key` does; other names
- * are unchanged.
+ * The name transformers loads a legacy (TF-era) tensor name as: a final `LayerNorm.gamma` becomes
+ * `LayerNorm.weight` and `LayerNorm.beta` becomes `LayerNorm.bias`, as its
+ * `_fix_state_dict_key_on_load` does; other names are unchanged.
  */
 export function legacyKeyName(name: string): string {
-  if (name.endsWith('.gamma')) return `${name.slice(0, -'.gamma'.length)}.weight`;
-  if (name.endsWith('.beta')) return `${name.slice(0, -'.beta'.length)}.bias`;
+  if (name.endsWith('LayerNorm.gamma')) return `${name.slice(0, -'.gamma'.length)}.weight`;
+  if (name.endsWith('LayerNorm.beta')) return `${name.slice(0, -'.beta'.length)}.bias`;
   return name;
 }
 

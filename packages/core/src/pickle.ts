@@ -196,7 +196,7 @@ export function unpickle(data: Uint8Array, hooks: UnpickleHooks): PyValue {
   };
   const append = (list: PyValue, items: PyValue[]): void => {
     if (!Array.isArray(list)) throw fail(`${OPCODE_NAMES[op]} on a value that is not a list`);
-    list.push(...items);
+    for (const it of items) list.push(it);
   };
 
   while (true) {
@@ -253,6 +253,8 @@ export function unpickle(data: Uint8Array, hooks: UnpickleHooks): PyValue {
       case 0x8b: {
         const n = view.getInt32(need(4), true);
         if (n < 0) throw fail('LONG4 with a negative length');
+        // state dicts hold small integers: a huge one is refused, not decoded (quadratic in BigInt)
+        if (n > 16) throw fail(`LONG4 of ${n} bytes (a state dict has integers of at most 16)`);
         stack.push(decodeLong(bytes(n)));
         break;
       }

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { XltError, XltFormatError, XltNotFoundError } from './errors.js';
+import { unpickle } from './pickle.js';
 import { toFloat32 } from './safetensors.js';
 import { TorchCheckpointReader } from './torch.js';
 
@@ -191,6 +192,24 @@ describe('TorchCheckpointReader', () => {
     expect(openError(cut).message).toContain('no zip end-of-central-directory record');
     const missing = openError(path.join(tmp, 'nope.bin'));
     expect(missing).toBeInstanceOf(XltNotFoundError);
+  });
+
+  it('says so when the file is a Git LFS pointer instead of the checkpoint', () => {
+    const lfs = path.join(tmp, 'lfs.bin');
+    writeFileSync(lfs, 'version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 3411233645\n');
+    expect(openError(lfs).message).toContain('Git LFS pointer');
+  });
+
+  it('refuses huge LONG4 integers instead of decoding them (a hostile pickle cannot stall it)', () => {
+    const n = 50_000_000;
+    const data = new Uint8Array([0x80, 0x02, 0x8b, n & 255, (n >> 8) & 255, (n >> 16) & 255, n >>> 24]);
+    const fail = (m: string) => new XltFormatError(m);
+    const no = () => {
+      throw new Error('not reached');
+    };
+    expect(() =>
+      unpickle(data, { findGlobal: no, reduce: no, newObj: no, build: no, persistentLoad: no, error: fail }),
+    ).toThrow(/LONG4 of 50000000 bytes/);
   });
 
   it('refuses a tensor that reaches past its storage, naming the tensor', () => {

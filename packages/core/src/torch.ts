@@ -5,6 +5,9 @@ import type { TensorInfo, TensorReader } from './reader.js';
 import { dtypeSize, type SafetensorsDType, type SafetensorsTensor, viewAs } from './safetensors.js';
 import { readAt, readInto, readZipDirectory, type ZipEntry, zipEntryDataOffset } from './zip.js';
 
+/** The largest tensor `get` can return (one ArrayBuffer). */
+const MAX_TENSOR_BYTES = 2 ** 32;
+
 /** PyTorch storage classes (`torch.FloatStorage`, ...) and the dtype of their elements. */
 const STORAGE_DTYPES: Record<string, SafetensorsDType> = {
   FloatStorage: 'F32',
@@ -143,10 +146,13 @@ export class TorchCheckpointReader implements TensorReader {
       const size = fstatSync(fd).size;
       const magic = readAt(fd, path, 0, Math.min(size, 4), 'the file signature');
       if (magic.length < 4 || magic.readUInt32LE(0) !== 0x04034b50) {
+        const head = readAt(fd, path, 0, Math.min(size, 40), 'the file start').toString('latin1');
         throw new XltFormatError(
-          magic[0] === 0x80
-            ? "a bare pickle (torch.save's legacy format before PyTorch 1.6) is not supported: expected torch.save's zip format; re-save it with a newer PyTorch or convert it to safetensors"
-            : "not a zip archive: expected torch.save's zip format (PyTorch >= 1.6)",
+          head.startsWith('version https://git-lfs')
+            ? 'a Git LFS pointer, not the checkpoint: fetch the file (git lfs pull) or download it again'
+            : magic[0] === 0x80
+              ? "a bare pickle (torch.save's legacy format before PyTorch 1.6) is not supported: expected torch.save's zip format; re-save it with a newer PyTorch or convert it to safetensors"
+              : "not a zip archive: expected torch.save's zip format (PyTorch >= 1.6)",
           { file: path },
         );
       }
@@ -211,8 +217,19 @@ export class TorchCheckpointReader implements TensorReader {
             `storage '${ref.key}' is read as ${s.dtype} by one tensor and as ${ref.dtype} by this one`,
             { file: path, tensor: name },
           );
+        } else if (s.numel !== ref.numel) {
+          throw new XltFormatError(
+            `storage '${ref.key}' is declared with ${s.numel} elements by one tensor and ${ref.numel} by this one`,
+            { file: path, tensor: name },
+          );
         }
         const numel = t.shape.reduce((a, d) => a * d, 1);
+        const bytes = numel * dtypeSize(ref.dtype);
+        if (!Number.isSafeInteger(bytes) || bytes > MAX_TENSOR_BYTES)
+          throw new XltFormatError(
+            `tensor [${t.shape.join(', ')}] of ${ref.dtype} needs ${bytes} bytes, more than one buffer holds (${MAX_TENSOR_BYTES})`,
+            { file: path, tensor: name },
+          );
         if (numel > 0) {
           const last = t.shape.reduce((a, d, i) => a + (d - 1) * (t.stride[i] as number), t.offset);
           if (last >= ref.numel)
