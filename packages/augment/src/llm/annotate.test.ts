@@ -142,7 +142,7 @@ describe('LLM annotation against a local OpenAI-compatible server', () => {
     const client = new ChatClient({
       baseUrl: fake.url,
       model: 'fake',
-      timeoutMs: 300,
+      timeoutMs: 2500, // long enough that only the hung request times out, even on a loaded machine
       backoffMs: 5,
       maxRetries: 3,
       pricePer1kPrompt: 0.5,
