@@ -48,3 +48,4 @@ export {
 } from './safetensors.js';
 export { findRepoRoot, hasSharedDir, sharedDir, sharedPath, sharedSkipReason } from './shared.js';
 export { TorchCheckpointReader, type TorchTensorInfo } from './torch.js';
+export { tensorBytes, writeTorchCheckpoint } from './torch-write.js';

@@ -5,8 +5,9 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { XltError, XltFormatError, XltNotFoundError } from './errors.js';
 import { unpickle } from './pickle.js';
-import { toFloat32 } from './safetensors.js';
+import { type SafetensorsTensor, toFloat32 } from './safetensors.js';
 import { TorchCheckpointReader } from './torch.js';
+import { tensorBytes, writeTorchCheckpoint } from './torch-write.js';
 
 /** Written by test-fixtures/make_torch_fixtures.py (torch.save's layout and pickle, without torch). */
 const fixture = (name: string) => fileURLToPath(new URL(`../test-fixtures/${name}`, import.meta.url));
@@ -234,5 +235,28 @@ describe('TorchCheckpointReader', () => {
     r.close();
     expect(() => r.get('f32')).toThrow(/closed/);
     r.close();
+  });
+});
+
+describe('writeTorchCheckpoint', () => {
+  it('writes what TorchCheckpointReader reads back byte for byte, tied tensors sharing one storage', () => {
+    const file = path.join(tmp, 'written.bin');
+    const emb: SafetensorsTensor = { dtype: 'F32', shape: [3, 2], data: Float32Array.of(1, 2, 3, 4, 5, 6) };
+    const tensors = new Map<string, SafetensorsTensor>([
+      ['emb.weight', emb],
+      ['ids', { dtype: 'I64', shape: [3], data: BigInt64Array.of(0n, 1n, 2n) }],
+      ['decoder.weight', emb],
+    ]);
+    writeTorchCheckpoint(file, tensors, { ties: { 'decoder.weight': 'emb.weight' } });
+    withReader(file, (r) => {
+      expect(r.names()).toEqual(['emb.weight', 'ids', 'decoder.weight']);
+      expect(r.info('decoder.weight').storage).toBe(r.info('emb.weight').storage);
+      for (const [name, t] of tensors) {
+        const got = r.get(name);
+        expect(got.dtype).toBe(t.dtype);
+        expect(got.shape).toEqual(t.shape);
+        expect(Buffer.from(tensorBytes(got)).equals(Buffer.from(tensorBytes(t)))).toBe(true);
+      }
+    });
   });
 });

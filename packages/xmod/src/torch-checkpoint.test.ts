@@ -1,11 +1,17 @@
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { initBackend, readSafetensors, type SafetensorsTensor, TorchCheckpointReader } from '@xlt/core';
+import {
+  initBackend,
+  readSafetensors,
+  type SafetensorsTensor,
+  TorchCheckpointReader,
+  tensorBytes,
+  writeTorchCheckpoint,
+} from '@xlt/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { XmodForMaskedLM, XmodForSequenceClassification } from './index.js';
 import { tinyConfig } from './test-config.js';
-import { tensorBytes, writeTorchCheckpoint } from './test-torch.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'xmod-torch-'));
 

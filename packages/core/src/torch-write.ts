@@ -1,10 +1,11 @@
-import { writeFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
-import { dtypeSize, type SafetensorsDType, type SafetensorsTensor } from '@xlt/core';
+import { writeFileAtomic } from './files.js';
+import { dtypeSize, type SafetensorsDType, type SafetensorsTensor } from './safetensors.js';
 
 /**
- * Test helper (not exported by the package): writes tensors as `torch.save(state_dict, file)` does,
- * so loaders can be tested on `pytorch_model.bin` folders without PyTorch. The layout is torch's: a
+ * Writes tensors as `torch.save(state_dict, file)` does (a `pytorch_model.bin`), without PyTorch:
+ * for tests and benchmarks of the loaders, and for tools that only read PyTorch files (xlt's own
+ * model folders are safetensors). The layout is torch's: a
  * zip of stored entries `<prefix>/data.pkl`, `<prefix>/byteorder`, `<prefix>/data/<key>`,
  * `<prefix>/version`, each entry's data aligned to 64 bytes by padding in its local header's extra
  * field; the pickle (protocol 2) is an OrderedDict with `_metadata` (set by BUILD) whose values are
@@ -76,7 +77,7 @@ export function writeTorchCheckpoint(
       .map(([k, d]): [string, Uint8Array] => [`data/${k}`, d]),
     ['version', Buffer.from('3\n')],
   ];
-  writeFileSync(file, zipStored(records.map(([n, d]) => [`${prefix}/${n}`, d])));
+  writeFileAtomic(file, zipStored(records.map(([n, d]) => [`${prefix}/${n}`, d])));
 }
 
 const STORAGE_CLASS: Record<SafetensorsDType, string> = {
