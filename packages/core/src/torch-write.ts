@@ -1,6 +1,7 @@
 import { basename, extname } from 'node:path';
 import { writeFileAtomic } from './files.js';
 import { dtypeSize, type SafetensorsDType, type SafetensorsTensor } from './safetensors.js';
+import { CENTRAL_SIG, EOCD_SIG, LOCAL_SIG } from './zip.js';
 
 /**
  * Writes tensors as `torch.save(state_dict, file)` does (a `pytorch_model.bin`), without PyTorch:
@@ -164,7 +165,7 @@ function zipStored(entries: Array<[string, Uint8Array]>): Buffer {
     const base = offset + 30 + nameBuf.length + 4;
     const pad = (64 - (base % 64)) % 64;
     const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
+    local.writeUInt32LE(LOCAL_SIG, 0);
     local.writeUInt16LE(20, 4);
     local.writeUInt32LE(crc, 14);
     local.writeUInt32LE(data.length, 18);
@@ -176,7 +177,7 @@ function zipStored(entries: Array<[string, Uint8Array]>): Buffer {
     extra.writeUInt16LE(pad, 2);
     out.push(local, nameBuf, extra, Buffer.from(data.buffer, data.byteOffset, data.byteLength));
     const c = Buffer.alloc(46);
-    c.writeUInt32LE(0x02014b50, 0);
+    c.writeUInt32LE(CENTRAL_SIG, 0);
     c.writeUInt16LE(20, 4);
     c.writeUInt16LE(20, 6);
     c.writeUInt32LE(crc, 16);
@@ -189,7 +190,7 @@ function zipStored(entries: Array<[string, Uint8Array]>): Buffer {
   }
   const cd = Buffer.concat(central);
   const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt32LE(EOCD_SIG, 0);
   end.writeUInt16LE(entries.length, 8);
   end.writeUInt16LE(entries.length, 10);
   end.writeUInt32LE(cd.length, 12);

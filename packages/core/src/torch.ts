@@ -3,7 +3,7 @@ import { XltError, XltFormatError, XltNotFoundError } from './errors.js';
 import { PyDict, PyGlobal, PyTuple, type PyValue, unpickle } from './pickle.js';
 import type { TensorInfo, TensorReader } from './reader.js';
 import { dtypeSize, type SafetensorsDType, type SafetensorsTensor, viewAs } from './safetensors.js';
-import { readAt, readInto, readZipDirectory, type ZipEntry, zipEntryDataOffset } from './zip.js';
+import { LOCAL_SIG, readAt, readInto, readZipDirectory, type ZipEntry, zipEntryDataOffset } from './zip.js';
 
 /** The largest tensor `get` can return (one ArrayBuffer). */
 const MAX_TENSOR_BYTES = 2 ** 32;
@@ -144,13 +144,12 @@ export class TorchCheckpointReader implements TensorReader {
     }
     try {
       const size = fstatSync(fd).size;
-      const magic = readAt(fd, path, 0, Math.min(size, 4), 'the file signature');
-      if (magic.length < 4 || magic.readUInt32LE(0) !== 0x04034b50) {
-        const head = readAt(fd, path, 0, Math.min(size, 40), 'the file start').toString('latin1');
+      const head = readAt(fd, path, 0, Math.min(size, 40), 'the file start');
+      if (head.length < 4 || head.readUInt32LE(0) !== LOCAL_SIG) {
         throw new XltFormatError(
-          head.startsWith('version https://git-lfs')
+          head.toString('latin1').startsWith('version https://git-lfs')
             ? 'a Git LFS pointer, not the checkpoint: fetch the file (git lfs pull) or download it again'
-            : magic[0] === 0x80
+            : head[0] === 0x80
               ? "a bare pickle (torch.save's legacy format before PyTorch 1.6) is not supported: expected torch.save's zip format; re-save it with a newer PyTorch or convert it to safetensors"
               : "not a zip archive: expected torch.save's zip format (PyTorch >= 1.6)",
           { file: path },

@@ -12,11 +12,11 @@ export interface ZipEntry {
   localHeaderOffset: number;
 }
 
-const EOCD_SIG = 0x06054b50;
+export const EOCD_SIG = 0x06054b50;
 const ZIP64_LOCATOR_SIG = 0x07064b50;
 const ZIP64_EOCD_SIG = 0x06064b50;
-const CENTRAL_SIG = 0x02014b50;
-const LOCAL_SIG = 0x04034b50;
+export const CENTRAL_SIG = 0x02014b50;
+export const LOCAL_SIG = 0x04034b50;
 const EOCD_SIZE = 22;
 const ZIP64_LOCATOR_SIZE = 20;
 const ZIP64_EOCD_SIZE = 56;

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Rng, XltConfigError, XltShapeError } from '@xlt/core';
 import {
   crossEntropy,
+  Embedding,
   type IdsInput,
   type LabelsInput,
   LayerNorm,
@@ -118,7 +119,7 @@ class ArgModule extends Module {
 /** The `oie.*` tensors: predicate tagger, position embedding, argument extractor, argument tagger. */
 class OieHead extends Module {
   pred_classifier: LinearLike;
-  position_emb: Module & { weight: tf.Variable };
+  position_emb: Embedding;
   arg_module: ArgModule;
   arg_classifier: LinearLike;
   constructor(cfg: XmodConfig, seed: number) {
@@ -130,21 +131,13 @@ class OieHead extends Module {
       'pred_classifier',
       new Linear(cfg.hidden_size, 3, { std, rng }),
     );
-    this.position_emb = this.registerModule('position_emb', new PositionEmbedding(s.pos_emb_dim, std, rng));
+    this.position_emb = this.registerModule('position_emb', new Embedding(3, s.pos_emb_dim, { std, rng }));
     const layers = Array.from(
       { length: s.n_arg_layers },
       () => new ArgLayer(s.d, s.n_arg_heads, s.d_feedforward, cfg.layer_norm_eps, std, rng),
     );
     this.arg_module = this.registerModule('arg_module', new ArgModule(layers));
     this.arg_classifier = this.registerModule('arg_classifier', new Linear(s.d, 9, { std, rng }));
-  }
-}
-
-class PositionEmbedding extends Module {
-  weight: tf.Variable;
-  constructor(dim: number, std: number, rng: Rng) {
-    super();
-    this.weight = this.registerParameter('weight', normalInit([3, dim], std, rng));
   }
 }
 
@@ -226,8 +219,7 @@ export class XmodForOpenIE extends XmodPreTrainedModel {
         const cnt = tf.maximum(tf.sum(m3, 1, true), 1);
         const mean = tf.div(tf.sum(tf.mul(x, m3), 1, true), cnt);
         const feat = tf.broadcastTo(mean, [b, t, h]);
-        const P = this.oie.position_emb.weight.shape[1] as number;
-        const posEmb = tf.reshape(tf.gather(this.oie.position_emb.weight, tf.reshape(pos, [-1])), [b, t, P]);
+        const posEmb = this.oie.position_emb.apply(pos);
         const argIn = tf.concat([x, feat, posEmb], -1);
         const keyMask = tf.reshape(tf.mul(tf.sub(1, pm), -3.4028234663852886e38), [b, 1, 1, t]);
         let hid = argIn;

@@ -1,16 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import {
-  CHECKPOINT_FILES,
-  findCheckpoint,
-  openCheckpointFile,
-  Rng,
-  writeFileAtomic,
-  XltConfigError,
-} from '@xlt/core';
+import { Rng, writeFileAtomic, XltConfigError } from '@xlt/core';
 import {
   type AdamWSettings,
   CompiledTrainStep,
+  checkpointWeights,
   type EncoderConfig,
   exportToOnnx,
   type LoraMixtureSpec,
@@ -18,7 +12,6 @@ import {
   OnnxModel,
   randomWeights,
   readEncoderConfig,
-  readerWeights,
   type TrainGraphSignature,
   type Weight,
   type WeightSource,
@@ -254,6 +247,9 @@ async function pretrainMlm(
   const p = opts.maskProb ?? 0.15;
   const losses: number[] = [];
   const special = new Set([0, 1, 2, tokenizer.padId]);
+  // X-Mod encoders pre-train through the default language's modules
+  const langs = config.languages ?? [];
+  const d = langs.length > 0 ? Math.max(0, langs.indexOf(config.default_language ?? '')) : -1;
   for (let t = 0; t < opts.steps; t++) {
     const rows = Array.from({ length: bs }, () => encs[rng.int(encs.length)] as number[]);
     const S = Math.max(...rows.map((r) => r.length));
@@ -284,8 +280,6 @@ async function pretrainMlm(
       attentionMask.push([...new Array<number>(r.length).fill(1), ...new Array<number>(pad).fill(0)]);
     }
     const lr = linearWarmupDecay(opts.lr ?? 2e-3, t, Math.ceil(opts.steps * 0.1), opts.steps);
-    const langs = config.languages ?? [];
-    const d = langs.length > 0 ? Math.max(0, langs.indexOf(config.default_language ?? '')) : -1;
     const { loss } = await step.run(
       { inputIds, attentionMask, labels, ...(d >= 0 ? { langIds: inputIds.map(() => d) } : {}) },
       lr,
@@ -307,12 +301,6 @@ function pretrainedEncoder(
   seed: number,
 ): { config: EncoderConfig; weights: WeightSource } {
   const raw = readEncoderConfig(dir);
-  const file = findCheckpoint(dir);
-  if (file === undefined)
-    throw new XltConfigError(
-      `no model weights in the encoder folder (looked for ${CHECKPOINT_FILES.join(', ')})`,
-      { file: dir },
-    );
   if (raw.vocab_size !== options.tokenizer.vocabSize)
     throw new XltConfigError(
       `the encoder's vocab_size ${raw.vocab_size} differs from the tokenizer's ${options.tokenizer.vocabSize}`,
@@ -330,10 +318,10 @@ function pretrainedEncoder(
       d_feedforward: o.d_feedforward ?? 4 * H,
     },
   };
-  const ckpt = readerWeights(openCheckpointFile(file));
+  const ckpt = checkpointWeights(dir);
   const prefixed = ckpt.has('roberta.embeddings.word_embeddings.weight');
   if (!prefixed && !ckpt.has('embeddings.word_embeddings.weight'))
-    throw new XltConfigError('the checkpoint has no embeddings.word_embeddings.weight', { file });
+    throw new XltConfigError('the checkpoint has no embeddings.word_embeddings.weight', { file: dir });
   const fresh = randomWeights(config, 'open-ie', seed, 0.02, 'hf');
   // encoder tensors by their `roberta.` name from the checkpoint (bare base-model names too); head new
   const fromCkpt = (n: string) => (prefixed ? n : n.replace(/^roberta\./, ''));
@@ -346,7 +334,7 @@ function pretrainedEncoder(
     if (!n.startsWith('roberta.')) continue;
     if (!ckpt.has(fromCkpt(n)))
       throw new XltConfigError(`the checkpoint lacks encoder tensor ${fromCkpt(n)}`, {
-        file,
+        file: dir,
         tensor: fromCkpt(n),
       });
   }
@@ -672,18 +660,12 @@ export class OieModel {
     options: { maxLength?: number; threads?: number } = {},
   ): Promise<OieModel> {
     const config = readEncoderConfig(dir);
-    const file = findCheckpoint(dir);
-    if (file === undefined)
-      throw new XltConfigError(
-        `no model weights in the model folder (looked for ${CHECKPOINT_FILES.join(', ')})`,
-        { file: dir },
-      );
     if (!(config.architectures ?? []).some((a) => a.endsWith('ForOpenIE')))
       throw new XltConfigError(
         `not an Open IE model (architectures ${JSON.stringify(config.architectures ?? [])})`,
         { file: path.join(dir, 'config.json'), field: 'architectures' },
       );
-    const weights = readerWeights(openCheckpointFile(file));
+    const weights = checkpointWeights(dir);
     try {
       return await OieModel.fromWeights({ config, weights, tokenizer, ...options });
     } finally {

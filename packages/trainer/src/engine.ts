@@ -10,7 +10,7 @@ import {
   type TrainBatch,
   weightShapes,
 } from '@xlt/onnx';
-import { HEAD_LOSS, type TokenBatch } from './objectives.js';
+import { HEAD_LOSS, OPEN_IE_FIELDS, type TokenBatch } from './objectives.js';
 import type { AdamWParamState } from './optim.js';
 import { defaultNoDecay, type ParameterSource, trainableParameters } from './params.js';
 import { LrScheduler } from './schedule.js';
@@ -325,7 +325,7 @@ export class OnnxTrainer<B extends TokenBatch = TokenBatch> implements TrainEngi
     if (b.labels !== undefined) batch.labels = b.labels;
     if (b.startPositions !== undefined) batch.startPositions = b.startPositions;
     if (b.endPositions !== undefined) batch.endPositions = b.endPositions;
-    for (const k of ['predMask', 'predPosition', 'predLabels', 'argLabels'] as const) {
+    for (const k of OPEN_IE_FIELDS) {
       const v = b[k];
       if (v !== undefined) batch[k] = v;
     }

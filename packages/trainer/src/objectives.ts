@@ -67,6 +67,9 @@ function int2d(rows: number[][], field: string): tf.Tensor2D {
   return tf.tensor2d(data, [b, t], 'int32');
 }
 
+/** The Open IE fields of a {@link TokenBatch} ([batch][time] each), passed on as they are. */
+export const OPEN_IE_FIELDS = ['predMask', 'predPosition', 'predLabels', 'argLabels'] as const;
+
 /** Converts a {@link TokenBatch} to the tensors `forward` takes (call inside a tidy / loss function). */
 export function batchTensors(batch: TokenBatch): ForwardInputs {
   const out: ForwardInputs = {
@@ -83,7 +86,7 @@ export function batchTensors(batch: TokenBatch): ForwardInputs {
   }
   if (batch.startPositions !== undefined) out.startPositions = tf.tensor1d(batch.startPositions, 'int32');
   if (batch.endPositions !== undefined) out.endPositions = tf.tensor1d(batch.endPositions, 'int32');
-  for (const k of ['predMask', 'predPosition', 'predLabels', 'argLabels'] as const) {
+  for (const k of OPEN_IE_FIELDS) {
     const v = batch[k];
     if (v !== undefined) out[k] = int2d(v, k);
   }
