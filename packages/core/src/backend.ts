@@ -115,6 +115,9 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
     else result = await tryCpu();
     if (result.ok) {
       await tf.ready();
+      // xlt chose this backend on purpose: no third-party "install our node backend" notices
+      // (tfjs prints its warnings only outside PROD); XLT_TFJS_WARNINGS=1 keeps them
+      if (process.env.XLT_TFJS_WARNINGS !== '1') tf.env().set('PROD', true);
       const report: BackendReport = { name, unavailable, mode: forced !== undefined ? 'forced' : 'auto' };
       if (result.provider !== undefined) report.provider = result.provider;
       lastReport = report;

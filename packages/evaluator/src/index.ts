@@ -21,6 +21,12 @@ export {
 } from './carb.js';
 export { accuracy, macroF1, tokenAccuracy } from './classification.js';
 export {
+  type PairedBootstrapOptions,
+  type PairedDifference,
+  type PairedReport,
+  pairedBootstrap,
+} from './paired.js';
+export {
   heatmapSvg,
   type LanguageRow,
   type ReportOptions,

@@ -69,6 +69,8 @@ export function sessionOptions(options: OnnxModelOptions): ort.InferenceSession.
       'cpu',
     ]) as ort.InferenceSession.ExecutionProviderConfig[],
     graphOptimizationLevel: 'all',
+    // errors only: onnxruntime's optimiser notices (e.g. removed unused initializers) are not the user's concern
+    logSeverityLevel: 3,
   };
   if (options.threads !== undefined) so.intraOpNumThreads = options.threads;
   return so;
@@ -150,6 +152,7 @@ export class OnnxModel {
         'cpu',
       ]) as ort.InferenceSession.ExecutionProviderConfig[],
       graphOptimizationLevel: 'all',
+      logSeverityLevel: 3,
     };
     if (options.threads !== undefined) so.intraOpNumThreads = options.threads;
     let session: ort.InferenceSession;

@@ -1067,7 +1067,15 @@ class TrainBuilder {
     if (head === 'masked-lm') {
       const labels = g.input('labels', 'int64', ['batch', 'sequence']);
       batch.push(labels);
-      let h = this.gelu(this.linear(x, 'lm_head.dense', H, H));
+      // the head runs on the labelled positions only (~15%): the same loss and gradients as the
+      // dense head (unlabelled positions contribute nothing), at a fraction of the decoder's cost
+      const flatLabels = g.node('Reshape', [labels, g.constInt64([-1])]);
+      const labelled = g.node('Reshape', [
+        g.node('NonZero', [g.node('Not', [g.node('Equal', [flatLabels, g.constInt64(-100)])])]),
+        g.constInt64([-1]),
+      ]);
+      const xm = this.rows(x, labelled, H);
+      let h = this.gelu(this.linear(xm, 'lm_head.dense', H, H));
       h = this.layerNorm(h, 'lm_head.layer_norm');
       const decName =
         this.w.has('lm_head.decoder.weight') && !this.trainable.has(`${p}embeddings.word_embeddings.weight`)
@@ -1084,7 +1092,7 @@ class TrainBuilder {
       });
       loss = this.crossEntropy(
         logits,
-        g.node('Reshape', [labels, g.constInt64([-1])]),
+        g.node('Gather', [flatLabels, labelled], { axis: 0 }),
         g.constInt64(cfg.vocab_size),
       );
     } else if (head === 'token-classification') {

@@ -26,6 +26,35 @@ describe('epochBatches', () => {
     expect(epochBatches(xs, 4, (items) => items, { dropLast: true }).batchesPerEpoch).toBe(2);
     expect(() => epochBatches([], 4, (items) => items)).toThrow(/no examples/);
   });
+
+  it('length buckets: every example once per epoch, batches of similar lengths (less padding), resumable', () => {
+    const rng = new Rng(7);
+    const xs = Array.from({ length: 400 }, (_, i) => ({ i, len: 1 + rng.int(60) }));
+    const padding = (batches: Array<typeof xs>) =>
+      batches.reduce(
+        (a, b) => a + b.length * Math.max(...b.map((x) => x.len)) - b.reduce((s, x) => s + x.len, 0),
+        0,
+      );
+    const opts = { seed: 1, lengthOf: (x: { len: number }) => x.len, bucketWindow: 10 };
+    const bucketed = epochBatches(xs, 8, (items) => items, opts);
+    const plain = epochBatches(xs, 8, (items) => items, { seed: 1 });
+    const draw = (d: typeof bucketed, e: number) =>
+      Array.from({ length: 50 }, (_, k) => d.data({ index: e * 50 + k, rng: new Rng(k) }));
+    const epoch0 = draw(bucketed, 0);
+    expect(
+      epoch0
+        .flat()
+        .map((x) => x.i)
+        .sort((a, b) => a - b),
+    ).toEqual(xs.map((x) => x.i));
+    expect(padding(epoch0)).toBeLessThan(padding(draw(plain, 0)) / 4);
+    // batch order is shuffled (not sorted by length across the epoch) and differs between epochs
+    const maxLens = epoch0.map((b) => Math.max(...b.map((x) => x.len)));
+    expect(maxLens).not.toEqual([...maxLens].sort((a, b) => a - b));
+    expect(draw(bucketed, 1)).not.toEqual(epoch0);
+    const again = epochBatches(xs, 8, (items) => items, opts);
+    expect(again.data({ index: 57, rng: new Rng(0) })).toEqual(bucketed.data({ index: 57, rng: new Rng(0) }));
+  });
 });
 
 describe('evaluateLoss', () => {

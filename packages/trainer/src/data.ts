@@ -20,7 +20,19 @@ export function epochBatches<E, B>(
   examples: readonly E[],
   batchSize: number,
   collate: (items: E[], rng: Rng) => B,
-  options: { seed?: number; shuffle?: boolean; dropLast?: boolean } = {},
+  options: {
+    seed?: number;
+    shuffle?: boolean;
+    dropLast?: boolean;
+    /**
+     * Length-bucketed batches: the shuffled examples are cut into windows of `bucketWindow` batches,
+     * each window sorted by `lengthOf`, cut into batches, and the epoch's batches shuffled. Batches
+     * then hold examples of similar length, so padding to a batch's longest wastes little.
+     */
+    lengthOf?: (example: E) => number;
+    /** Batches per sorting window (default 50). */
+    bucketWindow?: number;
+  } = {},
 ): EpochBatches<B> {
   if (!Number.isInteger(batchSize) || batchSize < 1)
     throw new XltConfigError(`batchSize must be a positive integer, got ${batchSize}`, {
@@ -39,16 +51,28 @@ export function epochBatches<E, B>(
     );
   const root = new Rng(options.seed ?? 0);
   let cachedEpoch = -1;
-  let order: number[] = [];
+  let batches: number[][] = [];
+  const lengthOf = options.lengthOf;
   const data: BatchFn<B> = ({ index, rng }) => {
     const epoch = Math.floor(index / batchesPerEpoch);
     if (epoch !== cachedEpoch) {
-      order = examples.map((_, i) => i);
-      if (options.shuffle !== false) root.fork(`epoch${epoch}`).shuffle(order);
+      const order = examples.map((_, i) => i);
+      const epochRng = root.fork(`epoch${epoch}`);
+      if (options.shuffle !== false) epochRng.shuffle(order);
+      if (lengthOf !== undefined) {
+        const window = batchSize * (options.bucketWindow ?? 50);
+        for (let w = 0; w < order.length; w += window) {
+          const part = order.slice(w, w + window);
+          part.sort((a, b) => lengthOf(examples[a] as E) - lengthOf(examples[b] as E));
+          order.splice(w, part.length, ...part);
+        }
+      }
+      batches = [];
+      for (let b = 0; b < batchesPerEpoch; b++) batches.push(order.slice(b * batchSize, (b + 1) * batchSize));
+      if (lengthOf !== undefined && options.shuffle !== false) epochRng.fork('batches').shuffle(batches);
       cachedEpoch = epoch;
     }
-    const start = (index % batchesPerEpoch) * batchSize;
-    const items = order.slice(start, start + batchSize).map((i) => examples[i] as E);
+    const items = (batches[index % batchesPerEpoch] as number[]).map((i) => examples[i] as E);
     return collate(items, rng);
   };
   return { data, batchesPerEpoch };

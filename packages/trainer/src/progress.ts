@@ -16,6 +16,8 @@ export interface ProgressInfo extends StepResult {
   etaSeconds: number;
   /** Stage name, when running stages. */
   stage?: string;
+  /** Share of padding among the token slots so far (0..1), when slots are counted. */
+  paddingShare?: number;
 }
 
 function fmtTime(s: number): string {
@@ -27,7 +29,7 @@ function fmtTime(s: number): string {
   return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(sec).padStart(2, '0')}s`;
 }
 
-/** The one-line text for a step: `step 12/100 loss 3.2101 lr 1.00e-4 gnorm 0.812 1234 tok/s eta 1m05s`. */
+/** The one-line text for a step: `step 12/100 loss 3.2101 lr 1.00e-4 gnorm 0.812 1234 tok/s pad 3% eta 1m05s`. */
 export function formatProgress(p: ProgressInfo): string {
   const parts = [
     `${p.stage !== undefined ? `[${p.stage}] ` : ''}step ${p.step}/${p.totalSteps}`,
@@ -36,6 +38,7 @@ export function formatProgress(p: ProgressInfo): string {
     `gnorm ${p.gradNorm.toFixed(3)}`,
   ];
   if (Number.isFinite(p.tokensPerSecond)) parts.push(`${Math.round(p.tokensPerSecond)} tok/s`);
+  if (p.paddingShare !== undefined) parts.push(`pad ${(100 * p.paddingShare).toFixed(0)}%`);
   parts.push(`eta ${fmtTime(p.etaSeconds)}`);
   return parts.join(' ');
 }

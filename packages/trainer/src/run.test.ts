@@ -100,5 +100,7 @@ describe('fit', () => {
     expect(out[0]).toContain('step 1/2 loss 1.5000 lr 1.00e-4 gnorm 0.500 100 tok/s eta 1m05s');
     expect(out[out.length - 1]).toBe('\n');
     expect(formatProgress({ ...info, tokensPerSecond: Number.NaN })).not.toContain('tok/s');
+    expect(formatProgress({ ...info, paddingShare: 0.254 })).toContain('100 tok/s pad 25% eta');
+    expect(formatProgress(info)).not.toContain('pad');
   });
 });

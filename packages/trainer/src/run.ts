@@ -71,6 +71,8 @@ export interface FitOptions<B> extends TrainerOptions {
   resume?: boolean;
   /** Number of tokens in a batch (for tokens/s). */
   tokens?: (batch: B) => number;
+  /** Number of token slots in a batch, padding included: progress lines then show the padding share. */
+  slots?: (batch: B) => number;
   /**
    * Progress display: a sink (on a TTY one updating line, else plain lines every 10 steps), `'auto'`
    * for process.stderr, or false / left out for none.
@@ -169,6 +171,7 @@ export async function fit<B>(
         data: _d,
         evaluate: _e,
         tokens: _t,
+        slots: _s,
         progress: _p,
         callbacks: _c,
         extraLosses: _x,
@@ -222,6 +225,7 @@ export async function fit<B>(
     const t0 = performance.now();
     const startStep = trainer.step;
     let tokens = 0;
+    let slots = 0;
     while (trainer.step < options.totalSteps) {
       const batches: B[] = [];
       for (let micro = 0; micro < accum; micro++) {
@@ -230,6 +234,7 @@ export async function fit<B>(
       }
       let stepTokens = 0;
       if (options.tokens !== undefined) for (const b of batches) stepTokens += options.tokens(b);
+      if (options.slots !== undefined) for (const b of batches) slots += options.slots(b);
       let result: StepResult;
       try {
         result = await trainer.trainStep(batches);
@@ -249,6 +254,7 @@ export async function fit<B>(
         tokensPerSecond: options.tokens !== undefined ? tokens / Math.max(elapsed, 1e-9) : Number.NaN,
         etaSeconds: (elapsed / done) * (options.totalSteps - result.step),
       };
+      if (options.slots !== undefined && slots > 0) info.paddingShare = 1 - tokens / slots;
       if (options.stage !== undefined) info.stage = options.stage;
       printer?.update(info);
       options.callbacks?.onStep?.({ ...result, tokens: stepTokens });

@@ -14,10 +14,12 @@ import { trainUnigram } from '@xlt/tokenizer';
 import { z } from 'zod';
 import { addLanguageCommand } from '../commands/add-language.js';
 import { augmentDictCommand, augmentSelfCommand } from '../commands/augment.js';
+import { corpusBuildCommand } from '../commands/corpus.js';
 import { evaluateCommand } from '../commands/evaluate.js';
 import { finetuneCommand } from '../commands/finetune.js';
 import { oieCommand } from '../commands/oie.js';
 import { pretrainCommand } from '../commands/pretrain.js';
+import { recipeNerCommand, recipePosCommand } from '../commands/recipe.js';
 import { demoReport } from '../demo/report.js';
 import { runDemo } from '../demo/run.js';
 import type { Command } from './main.js';
@@ -281,6 +283,9 @@ Example:
 
 export const COMMANDS: Command[] = [
   demoCommand,
+  recipeNerCommand,
+  recipePosCommand,
+  corpusBuildCommand,
   tokenizerTrainCommand,
   pretrainCommand,
   addLanguageCommand,

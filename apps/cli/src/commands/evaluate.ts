@@ -60,7 +60,8 @@ export const evaluateCommand: Command<typeof evaluateSchema> = {
   help: `Runs the model on each language's dev/test file and writes report.md, report.csv, report.json and
 report.svg (per-language score with a bootstrap 95% CI, the source language marked, the target
 average and the transfer gap; @xlt/evaluator) to the run directory (or --out BASE), plus
-predictions-free per-language numbers in results.json. Metrics: entity F1 (ner, seqeval default
+predictions-free per-language numbers in results.json and per-example sufficient statistics in
+stats.json (for paired bootstrap comparisons of two models). Metrics: entity F1 (ner, seqeval default
 mode), UPOS token accuracy (pos), accuracy (xnli, pawsx), all x 100. X-Mod models run each language
 with its own module (a language without one falls back to the default language, with a note).
 
@@ -168,6 +169,11 @@ Examples:
       resamples: cfg.resamples,
       seed: cfg.seed,
     });
+    // per-example sufficient statistics, for paired comparisons of two models (xlt recipe, experiments)
+    writeFileAtomic(
+      path.join(ctx.runDir, 'stats.json'),
+      `${JSON.stringify({ task, source, languages: Object.fromEntries(stats) })}\n`,
+    );
     const base = path.resolve(cfg.out ?? path.join(ctx.runDir, 'report'));
     const written = writeReport(report, base);
     writeFileAtomic(

@@ -25,6 +25,7 @@ import {
 import type { XmodPreTrainedModel } from '@xlt/xmod';
 import { z } from 'zod';
 import type { Command } from '../cli/main.js';
+import { BestWeights } from '../tasks/best-weights.js';
 import {
   dataPath,
   langFiles,
@@ -58,7 +59,7 @@ import {
   taskLabels,
   taskScore,
 } from '../tasks/tasks.js';
-import { batchTokens, trainFields, trainStage } from '../tasks/train.js';
+import { batchSlots, batchTokens, trainFields, trainStage } from '../tasks/train.js';
 
 const stageSchema = z.strictObject({
   steps: z.number().int().positive().optional(),
@@ -79,6 +80,12 @@ const finetuneSchema = z
     labels: z.array(z.string()).min(2).optional(),
     dev: z.string().optional(),
     maxDevExamples: z.number().int().positive().default(2000),
+    /** Score the source dev set every N steps (needs dev); the best-scoring weights are kept. */
+    evalEvery: z.number().int().positive().optional(),
+    /** Stop after this many dev evaluations without improvement. */
+    earlyStoppingPatience: z.number().int().positive().optional(),
+    /** Length-bucketed batches (examples of similar length together; less padding). */
+    lengthBucketing: z.boolean().default(true),
     stages: z.array(stageSchema).max(3).optional(),
     lora: z
       .strictObject({
@@ -279,6 +286,9 @@ Options (or config keys):
   default ../shared/data beside the repo) --max-train-examples N --labels '["O","B-PER",...]'
   --steps 500 | --epochs E   --batch-size 32 --lr 5e-5 --warmup-ratio 0.06 --weight-decay 0.01
   --max-length 128 --dropout P (override the model's) --seed 0 --dev FILE (source dev set, scored after training) --out DIR
+  --eval-every N (score the source dev set every N steps and keep the best weights; needs --dev)
+  --early-stopping-patience K (stop after K evaluations without improvement)
+  --length-bucketing true|false (default true: batches of similar lengths, padded to their longest)
   --checkpoint-every N --resume --backend auto|cpu|wasm|tensorflow
   --engine auto|tfjs|onnxruntime   (auto: the compiled onnxruntime step when the model and loss allow
                                     it, else tfjs; the run log names the engine and why) --threads N
@@ -335,11 +345,41 @@ Examples:
           : collateFeatures([...items.map((x) => x.f), ...items.map((x) => x.a as Feature)], pad),
       {
         seed: cfg.seed,
+        ...(cfg.lengthBucketing ? { lengthOf: (x: { f: Feature }) => x.f.inputIds.length } : {}),
       },
     );
     const steps =
       cfg.epochs !== undefined ? Math.ceil((cfg.epochs * batchesPerEpoch) / cfg.gradAccumulation) : cfg.steps;
     const plans = stagePlans(cfg, model, ctx.log);
+    const devExamples =
+      cfg.dev !== undefined
+        ? await readExamples(
+            cfg.task,
+            requireFile(dataPath(cfg.dataRoot, cfg.dev), 'dev'),
+            cfg.maxDevExamples,
+          )
+        : undefined;
+    if (cfg.evalEvery !== undefined && devExamples === undefined)
+      throw new XltConfigError('evalEvery needs a source dev set (dev)', { field: 'evalEvery' });
+    let expertRef: { value: number | undefined } = { value: undefined };
+    const scoreDev = async (): Promise<number> => {
+      const runner = await logitsRunner(model, spec.kind, {
+        engine: cfg.engine,
+        ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
+      });
+      try {
+        const preds = await predict(model, tok, cfg.task, devExamples as TaskExample[], labels, {
+          runner,
+          maxLength,
+          batchSize: 64,
+          ...(module !== undefined ? { langId: module } : {}),
+          ...(expertRef.value !== undefined ? { expert: expertRef.value } : {}),
+        });
+        return taskScore(cfg.task, scoredExamples(devExamples as TaskExample[], preds));
+      } finally {
+        await runner.release();
+      }
+    };
     let mixture: MixtureSpec | undefined;
     const baseLoss = modelLoss(model as unknown as ForwardModel);
     let expert: number | undefined;
@@ -375,20 +415,49 @@ Examples:
         );
       }
       const st = cfg.stages?.[i];
+      expertRef = { value: expert };
+      const best = cfg.evalEvery !== undefined ? new BestWeights(model) : undefined;
       const summary = await trainStage(model, expert !== undefined ? routedLoss : baseLoss, data, cfg, {
         trainable: plan.trainable,
         runDir: path.join(ctx.runDir, plans.length > 1 ? `${i + 1}-${plan.name}` : 'train'),
         stage: plan.name,
         log: ctx.log,
         tokens: batchTokens,
+        slots: batchSlots,
+        ...(best !== undefined
+          ? {
+              evaluation: {
+                evalEvery: cfg.evalEvery,
+                evaluate: async () => ({ dev: await scoreDev() }),
+                bestMetric: 'dev',
+                greaterIsBetter: true,
+                ...(cfg.earlyStoppingPatience !== undefined
+                  ? { earlyStoppingPatience: cfg.earlyStoppingPatience }
+                  : {}),
+                callbacks: {
+                  onEval: (_s: number, _m: unknown, improved: boolean) => improved && best.keep(),
+                },
+              },
+            }
+          : {}),
         steps: st?.steps ?? steps,
         lr: st?.lr ?? cfg.lr,
         ...(selfSalt && cfg.salt !== undefined
           ? { salt: { augWeight: cfg.salt.augWeight, klWeight: cfg.salt.klWeight } }
           : {}),
       });
+      if (best !== undefined && summary.best !== undefined) {
+        best.restore();
+        ctx.log(
+          `[${plan.name}] kept the weights of step ${summary.best.step} (dev ${spec.metric} ${(summary.best.metrics.dev ?? Number.NaN).toFixed(2)})${summary.stoppedEarly ? '; stopped early' : ''}`,
+        );
+      }
+      best?.dispose();
       results.push({
         stage: plan.name,
+        ...(summary.best !== undefined
+          ? { bestStep: summary.best.step, bestDev: summary.best.metrics.dev }
+          : {}),
         steps: summary.steps,
         firstLoss: summary.losses[0],
         finalLoss: summary.finalLoss,
@@ -397,25 +466,9 @@ Examples:
       });
     }
     let devScore: number | undefined;
-    if (cfg.dev !== undefined) {
-      const devExamples = await readExamples(
-        cfg.task,
-        requireFile(dataPath(cfg.dataRoot, cfg.dev), 'dev'),
-        cfg.maxDevExamples,
-      );
-      const runner = await logitsRunner(model, spec.kind, {
-        engine: cfg.engine,
-        ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
-      });
-      const preds = await predict(model, tok, cfg.task, devExamples, labels, {
-        runner,
-        maxLength,
-        batchSize: cfg.batchSize,
-        ...(module !== undefined ? { langId: module } : {}),
-        ...(expert !== undefined ? { expert } : {}),
-      });
-      await runner.release();
-      devScore = taskScore(cfg.task, scoredExamples(devExamples, preds));
+    if (devExamples !== undefined) {
+      expertRef = { value: expert };
+      devScore = await scoreDev();
       ctx.log(
         `dev (${cfg.language}) ${spec.metric}: ${devScore.toFixed(2)} on ${devExamples.length} examples`,
       );

@@ -1,19 +1,68 @@
 import path from 'node:path';
 import { writeFileAtomic, XltConfigError } from '@xlt/core';
+import type { XltTokenizer } from '@xlt/tokenizer';
 import { modelLoss, preset } from '@xlt/trainer';
 import { XmodForMaskedLM } from '@xlt/xmod';
 import { z } from 'zod';
 import type { Command } from '../cli/main.js';
 import { langFiles, SIZES, seededInit, setupBackend } from '../tasks/common.js';
+import { heldOutMlmLoss } from '../tasks/mlm-eval.js';
 import { loadTokenizer } from '../tasks/model.js';
 import {
+  batchSlots,
   batchTokens,
   loadMlmCorpus,
+  loadPackedMlmCorpus,
   mlmBatches,
   mlmOptions,
   trainFields,
   trainStage,
 } from '../tasks/train.js';
+
+/**
+ * A new, seeded, randomly initialised masked-LM model of a named size (tiny h64 L2, small h256 L4,
+ * base h768 L12; hidden size and layers can be overridden) over `tok`'s vocabulary: XLM-R layout
+ * (`shared`) or X-Mod with one module per language.
+ */
+export function newMaskedLm(
+  tok: XltTokenizer,
+  o: {
+    init: keyof typeof SIZES;
+    architecture: 'xmod' | 'shared';
+    languages: readonly string[];
+    maxLength: number;
+    dropout: number;
+    seed: number;
+    hiddenSize?: number;
+    layers?: number;
+  },
+): XmodForMaskedLM {
+  const size: Record<keyof (typeof SIZES)['tiny'], number> = { ...SIZES[o.init] };
+  if (o.hiddenSize !== undefined) size.hidden_size = o.hiddenSize;
+  if (o.layers !== undefined) size.num_hidden_layers = o.layers;
+  const heads = size.hidden_size % size.num_attention_heads === 0 ? size.num_attention_heads : 1;
+  const xmod = o.architecture === 'xmod';
+  const langs = o.languages;
+  const model = new XmodForMaskedLM({
+    model_type: xmod ? 'xmod' : 'xlm-roberta',
+    vocab_size: tok.vocabSize,
+    ...size,
+    num_attention_heads: heads,
+    intermediate_size: o.hiddenSize !== undefined ? 4 * o.hiddenSize : size.intermediate_size,
+    max_position_embeddings: Math.max(size.max_position_embeddings, o.maxLength + 2),
+    hidden_dropout_prob: o.dropout,
+    attention_probs_dropout_prob: o.dropout,
+    pad_token_id: tok.tokenToId('<pad>') ?? 1,
+    bos_token_id: tok.tokenToId('<s>') ?? 0,
+    eos_token_id: tok.tokenToId('</s>') ?? 2,
+    initializer_range: 0.02,
+    ...(xmod
+      ? { languages: [...langs], default_language: langs.includes('en') ? 'en' : (langs[0] as string) }
+      : {}),
+  });
+  seededInit(model, 'all', o.seed);
+  return model;
+}
 
 const pretrainSchema = z
   .strictObject({
@@ -22,6 +71,8 @@ const pretrainSchema = z
     tokenizer: z.string().optional(),
     architecture: z.enum(['xmod', 'shared']).default('xmod'),
     text: langFiles,
+    heldOut: langFiles.optional().describe('held-out text per language: masked-LM loss after training'),
+    packing: z.boolean().default(true),
     maxSentencesPerLanguage: z.number().int().positive().default(100_000),
     alpha: z.number().min(0).max(1).default(0.3),
     maskProbability: z.number().positive().max(1).default(0.15),
@@ -61,6 +112,9 @@ Options (or config keys):
   --text LANG=PATH          repeatable; or a config map  text: { en: panx/train-en.tsv, de: [a.txt, b.txt] }
                             one sentence a line, or PAN-X/CoNLL .tsv (first column, tags dropped)
   --data-root DIR           data paths are relative to it (default ../shared/data beside the repo)
+  --held-out LANG=PATH      repeatable: held-out text; masked-LM loss per language after training
+  --packing true|false     pack sentences into full blocks of --max-length tokens (default on:
+                            no padding; </s> after every sentence, one language per block)
   --max-sentences-per-language 100000 --alpha 0.3 --mask-probability 0.15
   --steps 1000 --batch-size 16 --grad-accumulation 1 --lr 5e-4 --warmup-ratio 0.06 --weight-decay 0.01
   --max-length 128 --dropout 0.1 --seed 0 --checkpoint-every N --resume --backend auto|cpu|wasm|tensorflow
@@ -93,29 +147,17 @@ Examples:
         }
       }
     } else {
-      const size: Record<keyof (typeof SIZES)['tiny'], number> = { ...SIZES[cfg.init as keyof typeof SIZES] };
-      if (cfg.hiddenSize !== undefined) size.hidden_size = cfg.hiddenSize;
-      if (cfg.layers !== undefined) size.num_hidden_layers = cfg.layers;
-      const heads = size.hidden_size % size.num_attention_heads === 0 ? size.num_attention_heads : 1;
-      const xmod = cfg.architecture === 'xmod';
-      model = new XmodForMaskedLM({
-        model_type: xmod ? 'xmod' : 'xlm-roberta',
-        vocab_size: tok.vocabSize,
-        ...size,
-        num_attention_heads: heads,
-        intermediate_size: cfg.hiddenSize !== undefined ? 4 * cfg.hiddenSize : size.intermediate_size,
-        max_position_embeddings: Math.max(size.max_position_embeddings, cfg.maxLength + 2),
-        hidden_dropout_prob: cfg.dropout,
-        attention_probs_dropout_prob: cfg.dropout,
-        pad_token_id: tok.tokenToId('<pad>') ?? 1,
-        bos_token_id: tok.tokenToId('<s>') ?? 0,
-        eos_token_id: tok.tokenToId('</s>') ?? 2,
-        initializer_range: 0.02,
-        ...(xmod
-          ? { languages: [...langs], default_language: langs.includes('en') ? 'en' : (langs[0] as string) }
-          : {}),
+      model = newMaskedLm(tok, {
+        init: cfg.init as keyof typeof SIZES,
+        architecture: cfg.architecture,
+        languages: langs,
+        maxLength: cfg.maxLength,
+        dropout: cfg.dropout,
+        seed: cfg.seed,
+        ...(cfg.hiddenSize !== undefined ? { hiddenSize: cfg.hiddenSize } : {}),
+        ...(cfg.layers !== undefined ? { layers: cfg.layers } : {}),
       });
-      seededInit(model, 'all', cfg.seed);
+      const xmod = cfg.architecture === 'xmod';
       ctx.log(
         `new ${xmod ? 'X-Mod' : 'XLM-R (shared)'} model: hidden ${model.config.hidden_size}, ${model.config.num_hidden_layers} layers, vocabulary ${tok.vocabSize}${xmod ? `, modules ${langs.join(' ')}` : ''}`,
       );
@@ -124,12 +166,19 @@ Examples:
       cfg.maxLength,
       model.config.max_position_embeddings - model.config.pad_token_id - 1,
     );
-    const corpus = await loadMlmCorpus(tok, cfg.text, {
-      dataRoot: cfg.dataRoot,
-      maxSentences: cfg.maxSentencesPerLanguage,
-      maxLength,
-      log: ctx.log,
-    });
+    const corpus = cfg.packing
+      ? await loadPackedMlmCorpus(tok, cfg.text, {
+          dataRoot: cfg.dataRoot,
+          maxSentences: cfg.maxSentencesPerLanguage,
+          blockSize: maxLength,
+          log: ctx.log,
+        })
+      : await loadMlmCorpus(tok, cfg.text, {
+          dataRoot: cfg.dataRoot,
+          maxSentences: cfg.maxSentencesPerLanguage,
+          maxLength,
+          log: ctx.log,
+        });
     const isXmod = model.config.model_type === 'xmod';
     const langIndex = (lang: string) => {
       if (!isXmod) return undefined;
@@ -156,14 +205,34 @@ Examples:
       stage: 'pretrain',
       log: ctx.log,
       tokens: batchTokens,
+      slots: batchSlots,
     });
+    let heldOut: Awaited<ReturnType<typeof heldOutMlmLoss>> | undefined;
+    if (cfg.heldOut !== undefined) {
+      const blocks = await loadPackedMlmCorpus(tok, cfg.heldOut, {
+        dataRoot: cfg.dataRoot,
+        maxSentences: cfg.maxSentencesPerLanguage,
+        blockSize: maxLength,
+        log: () => {},
+      });
+      heldOut = await heldOutMlmLoss(model, blocks, {
+        mask: mlmOptions(tok, model.config.vocab_size, cfg.maskProbability),
+        seed: 1234,
+        ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
+      });
+      ctx.log(
+        `held-out masked-LM loss: ${Object.entries(heldOut)
+          .map(([l, r]) => `${l} ${r.loss.toFixed(3)}`)
+          .join(', ')}`,
+      );
+    }
     const out = path.resolve(cfg.out ?? path.join(ctx.runDir, 'model'));
     model.eval();
     await model.savePretrained(out);
     await tok.save(path.join(out, 'tokenizer.json'));
     writeFileAtomic(
       path.join(ctx.runDir, 'results.json'),
-      `${JSON.stringify({ model: out, finalLoss: summary.finalLoss, steps: summary.steps, seconds: summary.seconds, sampling: probs }, null, 2)}\n`,
+      `${JSON.stringify({ model: out, finalLoss: summary.finalLoss, steps: summary.steps, seconds: summary.seconds, sampling: probs, packing: cfg.packing, ...(heldOut !== undefined ? { heldOut } : {}) }, null, 2)}\n`,
     );
     ctx.log(`model written to ${out}`);
     model.dispose();

@@ -26,6 +26,8 @@ export interface DemoRunOptions {
   threads?: number;
   /** X-Mod fine-tuning: freeze embeddings and language modules (default, as X-Mod does) or train everything. */
   xmodFinetune?: 'freeze' | 'full';
+  /** Share of the artificial languages' words equal to the source language's (see `DemoOptions.cognateRatio`). */
+  cognateRatio?: number;
   /** Size of the Unigram vocabulary trained on the raw text (default 400). */
   vocabSize?: number;
   /** Peak learning rates (default 1e-3 for both). */
@@ -74,7 +76,11 @@ export async function runDemo(options: DemoRunOptions = {}): Promise<DemoResult>
   const seed = options.seed ?? 0;
   const threads = options.threads ?? 2;
   const B = options.batchSize ?? 32;
-  const bm = buildDemoBenchmark({ seed, numLanguages: options.numLanguages ?? 4 });
+  const bm = buildDemoBenchmark({
+    seed,
+    numLanguages: options.numLanguages ?? 4,
+    ...(options.cognateRatio !== undefined ? { cognateRatio: options.cognateRatio } : {}),
+  });
   const langs = bm.languages.map((l) => l.code);
   // a Unigram vocabulary trained on every language's raw text, language-balanced
   const trained = await trainUnigram({

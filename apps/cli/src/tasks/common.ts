@@ -67,7 +67,8 @@ export function requireFile(file: string, field: string): string {
 export async function setupBackend(backend: z.infer<typeof backendSchema>, log: (l: string) => void) {
   const name = await initBackend({
     ...(backend !== 'auto' ? { backend: backend as BackendName } : {}),
-    log: (m) => log(`[backend] ${m}`),
+    // one short line; why other backends were not used only with XLT_VERBOSE=1
+    log: (m) => log(`[backend] ${process.env.XLT_VERBOSE === '1' ? m : m.replace(/; not used: .*$/s, '')}`),
   });
   return name;
 }

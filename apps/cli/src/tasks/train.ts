@@ -65,6 +65,13 @@ export async function trainStage<B>(
     stage: string;
     log: (l: string) => void;
     tokens?: (b: B) => number;
+    /** Token slots of a batch (padding included): progress lines show the padding share. */
+    slots?: (b: B) => number;
+    /** Evaluation, best-model keeping and early stopping (see `FitOptions`). */
+    evaluation?: Pick<
+      FitOptions<B>,
+      'evaluate' | 'evalEvery' | 'bestMetric' | 'greaterIsBetter' | 'earlyStoppingPatience' | 'callbacks'
+    >;
     steps?: number;
     lr?: number;
     /** SALT objective on the compiled step (batches: originals then augmented copies). */
@@ -97,6 +104,8 @@ export async function trainStage<B>(
       : {}),
     ...(s.checkpointEvery !== undefined ? { checkpointEvery: s.checkpointEvery } : {}),
     ...(o.tokens !== undefined ? { tokens: o.tokens } : {}),
+    ...(o.slots !== undefined ? { slots: o.slots } : {}),
+    ...o.evaluation,
   };
   const summary = await fit(model, loss, opts);
   o.log(`[${o.stage}] engine ${summary.engine}: ${summary.engineReason}`);
@@ -151,6 +160,58 @@ export async function loadMlmCorpus(
     out.set(lang, ids);
     o.log(
       `${lang}: ${ids.length} sentences, ${nTok} tokens from ${list.map((x) => path.basename(x)).join(', ')}${NO_SPACE_LANGUAGES.has(lang) ? ' (no-space script)' : ''}`,
+    );
+  }
+  return out;
+}
+
+/**
+ * Packed MLM blocks per language (RoBERTa's FULL-SENTENCES packing): each language's sentences are
+ * tokenised whole, joined into one stream with `</s>` after every sentence (the document boundary),
+ * and cut into blocks of exactly `blockSize` tokens (`<s>` + stream + `</s>`). Every row of a batch
+ * is then full: no padding. A block holds one language only (X-Mod routes rows by language); the
+ * last partial block of a language is dropped unless it is the only one.
+ */
+export async function loadPackedMlmCorpus(
+  tok: XltTokenizer,
+  files: Record<string, string | string[]>,
+  o: { dataRoot?: string | undefined; maxSentences: number; blockSize: number; log: (l: string) => void },
+): Promise<Map<string, number[][]>> {
+  const bos = tok.tokenToId('<s>');
+  const eos = tok.tokenToId('</s>');
+  if (bos === undefined || eos === undefined)
+    throw new XltConfigError('packing needs <s> and </s> in the tokenizer', { field: 'tokenizer' });
+  if (o.blockSize < 8) throw new XltConfigError('blockSize must be at least 8', { field: 'maxLength' });
+  const inner = o.blockSize - 2;
+  const out = new Map<string, number[][]>();
+  for (const [lang, f] of Object.entries(files)) {
+    const list = Array.isArray(f) ? f : [f];
+    const sentences: string[] = [];
+    for (const file of list) {
+      const full = requireFile(dataPath(o.dataRoot, file), `text.${lang}`);
+      sentences.push(...(await readText(full, lang, o.maxSentences - sentences.length)));
+    }
+    const stream: number[] = [];
+    for (let i = 0; i < sentences.length; i += 512) {
+      const enc = await tok.encodeBatch(sentences.slice(i, i + 512), { addSpecialTokens: false });
+      for (const e of enc) {
+        if (e.ids.length === 0) continue;
+        for (const id of e.ids) stream.push(id);
+        stream.push(eos);
+      }
+    }
+    if (stream.length === 0)
+      throw new XltConfigError(`no usable text for '${lang}'`, {
+        field: `text.${lang}`,
+        file: list.join(', '),
+      });
+    const blocks: number[][] = [];
+    for (let s = 0; s + inner <= stream.length; s += inner)
+      blocks.push([bos, ...stream.slice(s, s + inner), eos]);
+    if (blocks.length === 0) blocks.push([bos, ...stream, eos]);
+    out.set(lang, blocks);
+    o.log(
+      `${lang}: ${sentences.length} sentences, ${stream.length} tokens packed into ${blocks.length} blocks of ${o.blockSize} from ${list.map((x) => path.basename(x)).join(', ')}`,
     );
   }
   return out;
@@ -239,6 +300,11 @@ export function batchTokens(b: TokenBatch): number {
   let n = 0;
   for (const r of b.attentionMask) for (const v of r) n += v;
   return n;
+}
+
+/** Number of token slots in a batch, padding included (for the padding share). */
+export function batchSlots(b: TokenBatch): number {
+  return b.inputIds.length * (b.inputIds[0]?.length ?? 0);
 }
 
 /** Special-token ids of an XLM-R-layout tokenizer and the MLM collator options. */

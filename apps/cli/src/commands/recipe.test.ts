@@ -1,0 +1,138 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { sharedSkipReason } from '@xlt/core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { EXIT } from '../cli/main.js';
+import { cli } from '../test-cli.js';
+
+const skipNer = sharedSkipReason('data', 'panx');
+const skipPos = sharedSkipReason('data', 'ud');
+if (skipNer !== undefined) console.warn(`recipe ner test ${skipNer}`);
+const dir = mkdtempSync(path.join(tmpdir(), 'xlt-recipe-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+// a tiny configuration: the whole pipeline in well under a minute
+const tiny = [
+  '--vocab-size',
+  '1000',
+  '--hidden-size',
+  '32',
+  '--layers',
+  '1',
+  '--pretrain-steps',
+  '4',
+  '--pretrain-batch-size',
+  '4',
+  '--block-size',
+  '32',
+  '--finetune-epochs',
+  '1',
+  '--max-train-examples',
+  '64',
+  '--max-sentences-per-language',
+  '300',
+  '--max-eval-examples',
+  '30',
+  '--max-dev-examples',
+  '30',
+  '--resamples',
+  '50',
+  '--threads',
+  '1',
+];
+
+const readJson = (f: string) => JSON.parse(readFileSync(f, 'utf8'));
+
+describe.skipIf(skipNer !== undefined)('xlt recipe ner', () => {
+  const run = path.join(dir, 'ner');
+  it('runs corpus, tokenizer, shared + X-Mod pre-training, fine-tuning with dev selection and evaluation into one run directory', async () => {
+    const r = await cli(
+      'recipe',
+      'ner',
+      '--languages',
+      '["en","de","fr"]',
+      '--baseline',
+      'true',
+      ...tiny,
+      '--run-dir',
+      run,
+    );
+    if (r.code !== EXIT.ok) console.error(r.out, r.err);
+    expect(r.code).toBe(EXIT.ok);
+    // the corpus never holds the files reports evaluate on
+    const manifest = readJson(path.join(run, 'corpus', 'manifest.json'));
+    expect(manifest.languages.en.excluded).toContain('panx/dev-en.tsv');
+    expect(manifest.languages.en.sources.map((s: { file: string }) => s.file)).not.toContain(
+      'panx/dev-en.tsv',
+    );
+    // pre-training packs full blocks: no padding, and held-out masked-LM loss per language
+    const pt = readJson(path.join(run, 'pretrain-xmod', 'results.json'));
+    expect(pt.packing).toBe(true);
+    expect(Object.keys(pt.heldOut).sort()).toEqual(['de', 'en', 'fr']);
+    expect(pt.heldOut.en.loss).toBeGreaterThan(0);
+    expect(r.out).toMatch(/\[pretrain\] step 4\/4 .* pad 0%/);
+    // fine-tuning scores the source dev set and keeps the best weights
+    expect(r.out).toMatch(/kept the weights of step \d+ \(dev entity F1/);
+    // the selected models are Hugging Face folders with their tokenizer, reports beside them
+    for (const m of ['shared', 'xmod']) {
+      expect(existsSync(path.join(run, 'model', m, 'config.json'))).toBe(true);
+      expect(existsSync(path.join(run, 'model', m, 'tokenizer.json'))).toBe(true);
+      expect(existsSync(path.join(run, 'model', `${m}.dev.report.md`))).toBe(true);
+    }
+    expect(readJson(path.join(run, 'model', 'xmod', 'config.json')).model_type).toBe('xmod');
+    const results = readJson(path.join(run, 'results.json'));
+    expect(Object.keys(results.results)).toEqual(
+      expect.arrayContaining([
+        'dev:shared',
+        'dev:xmod',
+        'dev:random',
+        'dev:xmod-minus-shared',
+        'dev:shared-minus-random',
+      ]),
+    );
+    const diff = results.results['dev:xmod-minus-shared'].targetAverage;
+    expect(diff.ciLow).toBeLessThanOrEqual(diff.diff);
+    expect(diff.ciHigh).toBeGreaterThanOrEqual(diff.diff);
+    expect(readFileSync(path.join(run, 'results.md'), 'utf8')).toMatch(
+      /\| shared \| [\d.]+ \([\d.]+–[\d.]+\)/,
+    );
+  }, 240_000);
+
+  it('resumes: a second run skips every finished step and writes the same results', async () => {
+    const before = readFileSync(path.join(run, 'results.md'), 'utf8').split('Wall time')[0];
+    const r = await cli(
+      'recipe',
+      'ner',
+      '--languages',
+      '["en","de","fr"]',
+      '--baseline',
+      'true',
+      ...tiny,
+      '--run-dir',
+      run,
+    );
+    expect(r.code).toBe(EXIT.ok);
+    expect(r.out.match(/done before, skipped/g)?.length).toBe(11);
+    expect(readFileSync(path.join(run, 'results.md'), 'utf8').split('Wall time')[0]).toBe(before);
+  }, 120_000);
+
+  it('names a language that is not in the recipe', async () => {
+    const r = await cli('recipe', 'ner', '--languages', '["en","xx"]', '--run-dir', path.join(dir, 'bad'));
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.err).toMatch(/languages: xx not in the ner recipe/);
+  });
+});
+
+describe.skipIf(skipPos !== undefined || skipNer !== undefined)('xlt recipe pos', () => {
+  it('evaluates UPOS on the GSD dev sets and the PUD sets', async () => {
+    const run = path.join(dir, 'pos');
+    const r = await cli('recipe', 'pos', '--languages', '["en","de"]', ...tiny, '--run-dir', run);
+    if (r.code !== EXIT.ok) console.error(r.out, r.err);
+    expect(r.code).toBe(EXIT.ok);
+    const results = readJson(path.join(run, 'results.json'));
+    expect(results.results['dev:shared'].rows.map((x: { lang: string }) => x.lang)).toEqual(['en', 'de']);
+    expect(results.results['pud:xmod'].rows.length).toBe(2);
+    expect(readFileSync(path.join(run, 'results.md'), 'utf8')).toMatch(/pos pud \(test\)/);
+  }, 240_000);
+});

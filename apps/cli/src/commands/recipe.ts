@@ -1,0 +1,421 @@
+import { cpSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { writeFileAtomic, XltConfigError } from '@xlt/core';
+import { pairedBootstrap } from '@xlt/evaluator';
+import { trainUnigram } from '@xlt/tokenizer';
+import { z } from 'zod';
+import { validateConfig } from '../cli/config.js';
+import type { Command, CommandContext } from '../cli/main.js';
+import { dataPath, defaultDataRoot } from '../tasks/common.js';
+import { buildCorpus, type CorpusManifest } from '../tasks/corpus.js';
+import { loadTokenizer } from '../tasks/model.js';
+import { RECIPES, type Recipe, type RecipeSettings } from '../tasks/recipes.js';
+import { readExamples, statsScore, type TaskName } from '../tasks/tasks.js';
+import { evaluateCommand } from './evaluate.js';
+import { finetuneCommand } from './finetune.js';
+import { newMaskedLm, pretrainCommand } from './pretrain.js';
+
+const recipeSchema = z.strictObject({
+  quick: z.boolean().default(false),
+  /** A subset of the recipe's languages (the source is always kept). */
+  languages: z.array(z.string()).min(1).optional(),
+  seed: z.number().int().nonnegative().default(0),
+  dataRoot: z.string().optional(),
+  threads: z.number().int().positive().optional(),
+  engine: z.enum(['auto', 'tfjs', 'onnxruntime']).default('auto'),
+  // overrides of the variant's settings (tests use tiny ones)
+  vocabSize: z.number().int().min(50).optional(),
+  hiddenSize: z.number().int().positive().optional(),
+  layers: z.number().int().positive().optional(),
+  pretrainSteps: z.number().int().positive().optional(),
+  pretrainBatchSize: z.number().int().positive().optional(),
+  blockSize: z.number().int().min(16).optional(),
+  finetuneEpochs: z.number().positive().optional(),
+  finetuneLr: z.number().positive().optional(),
+  maxTrainExamples: z.number().int().positive().optional(),
+  maxSentencesPerLanguage: z.number().int().positive().optional(),
+  maxEvalExamples: z.number().int().positive().optional(),
+  maxDevExamples: z.number().int().positive().optional(),
+  baseline: z.boolean().optional(),
+  resamples: z.number().int().min(10).default(1000),
+});
+
+type RecipeConfig = z.infer<typeof recipeSchema>;
+
+/** The variant's settings with the command line's overrides applied. */
+export function recipeSettings(recipe: Recipe, cfg: RecipeConfig): RecipeSettings {
+  const base = cfg.quick ? recipe.quick : recipe.full;
+  return {
+    ...base,
+    vocabSize: cfg.vocabSize ?? base.vocabSize,
+    hiddenSize: cfg.hiddenSize ?? base.hiddenSize,
+    layers: cfg.layers ?? base.layers,
+    pretrain: {
+      ...base.pretrain,
+      steps: cfg.pretrainSteps ?? base.pretrain.steps,
+      batchSize: cfg.pretrainBatchSize ?? base.pretrain.batchSize,
+      maxLength: cfg.blockSize ?? base.pretrain.maxLength,
+    },
+    finetune: {
+      ...base.finetune,
+      epochs: cfg.finetuneEpochs ?? base.finetune.epochs,
+      lr: cfg.finetuneLr ?? base.finetune.lr,
+      maxDevExamples: cfg.maxDevExamples ?? base.finetune.maxDevExamples,
+    },
+    baseline: cfg.baseline ?? base.baseline,
+    ...(cfg.maxEvalExamples !== undefined ? { maxEvalExamples: cfg.maxEvalExamples } : {}),
+  };
+}
+
+/** A step of the pipeline: done when `<run dir>/<name>/done.json` exists (so a rerun skips it). */
+async function step(
+  ctx: CommandContext,
+  name: string,
+  index: { i: number; n: number },
+  work: (dir: string, log: (l: string) => void) => Promise<unknown>,
+): Promise<void> {
+  index.i++;
+  const dir = path.join(ctx.runDir, name);
+  const marker = path.join(dir, 'done.json');
+  if (existsSync(marker)) {
+    ctx.log(`== ${index.i}/${index.n} ${name}: done before, skipped`);
+    return;
+  }
+  ctx.log(`== ${index.i}/${index.n} ${name}`);
+  const t0 = performance.now();
+  const result = await work(dir, (l) => ctx.log(`  ${l}`));
+  const seconds = (performance.now() - t0) / 1000;
+  writeFileAtomic(marker, `${JSON.stringify({ seconds, result: result ?? null }, null, 2)}\n`);
+  ctx.log(`== ${name} finished in ${(seconds / 60).toFixed(1)} min`);
+}
+
+async function runCommand<S extends z.ZodType>(
+  cmd: Command<S>,
+  config: Record<string, unknown>,
+  dir: string,
+  log: (l: string) => void,
+): Promise<void> {
+  const cfg = validateConfig(cmd.schema, config, `recipe step ${cmd.name}`);
+  writeFileAtomic(path.join(dir, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
+  await cmd.run(cfg, { runDir: dir, log });
+}
+
+function readJson<T>(file: string): T {
+  return JSON.parse(readFileSync(file, 'utf8')) as T;
+}
+
+type Stats = Record<string, Array<[number, number, number]>>;
+
+/** Runs one task's recipe (see the command's help). */
+async function runRecipe(all: Recipe, cfg: RecipeConfig, ctx: CommandContext): Promise<void> {
+  const recipe = cfg.languages === undefined ? all : subset(all, cfg.languages);
+  const s = recipeSettings(recipe, cfg);
+  const dataRoot = path.resolve(cfg.dataRoot ?? defaultDataRoot());
+  const common = {
+    seed: cfg.seed,
+    engine: cfg.engine,
+    dataRoot,
+    ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
+  };
+  const models = ['shared', 'xmod', ...(s.baseline ? ['random'] : [])];
+  const index = { i: 0, n: 2 + 2 + (s.baseline ? 1 : 0) + models.length * (1 + recipe.evals.length) + 1 };
+  const t0 = performance.now();
+  ctx.log(
+    `recipe ${recipe.task}${cfg.quick ? ' (quick)' : ''}: ${recipe.languages.join(' ')}; source ${recipe.source}; model h${s.hiddenSize} L${s.layers}, vocabulary ${s.vocabSize}; pre-training ${s.pretrain.steps} steps of ${s.pretrain.batchSize} x ${s.pretrain.maxLength} tokens; fine-tuning ${s.finetune.epochs} epochs; seed ${cfg.seed}`,
+  );
+  const corpusDir = path.join(ctx.runDir, 'corpus');
+  await step(ctx, 'corpus', index, async (dir, log) => {
+    const m = await buildCorpus({ dataRoot, languages: recipe.languages, out: dir, seed: cfg.seed, log });
+    return { units: Object.fromEntries(Object.entries(m.languages).map(([l, x]) => [l, x.trainUnits])) };
+  });
+  const manifest = readJson<CorpusManifest>(path.join(corpusDir, 'manifest.json'));
+  const text = Object.fromEntries(
+    recipe.languages.map((l) => [l, path.join(corpusDir, manifest.languages[l]?.train ?? `${l}.txt`)]),
+  );
+  const heldOut = Object.fromEntries(
+    recipe.languages.map((l) => [
+      l,
+      path.join(corpusDir, manifest.languages[l]?.heldOut ?? `${l}.heldout.txt`),
+    ]),
+  );
+  const tokFile = path.join(ctx.runDir, 'tokenizer', 'tokenizer.json');
+  await step(ctx, 'tokenizer', index, async (_dir, log) => {
+    const r = await trainUnigram({
+      files: text,
+      vocabSize: s.vocabSize,
+      alpha: 0.3,
+      seed: cfg.seed,
+      ...(cfg.maxSentencesPerLanguage !== undefined
+        ? { maxSentencesPerLanguage: cfg.maxSentencesPerLanguage }
+        : {}),
+      onProgress: (p) => {
+        if (p.stage !== 'em') log(`tokenizer: ${p.message}`);
+      },
+      output: tokFile,
+    });
+    log(`vocabulary of ${r.tokenizer.vocabSize} pieces in ${(r.elapsedMs / 1000).toFixed(1)} s`);
+    return { vocabSize: r.tokenizer.vocabSize };
+  });
+  for (const arch of ['shared', 'xmod'] as const) {
+    await step(ctx, `pretrain-${arch}`, index, (dir, log) =>
+      runCommand(
+        pretrainCommand,
+        {
+          init: 'small',
+          hiddenSize: s.hiddenSize,
+          layers: s.layers,
+          architecture: arch,
+          tokenizer: tokFile,
+          text,
+          heldOut,
+          packing: true,
+          ...(cfg.maxSentencesPerLanguage !== undefined
+            ? { maxSentencesPerLanguage: cfg.maxSentencesPerLanguage }
+            : {}),
+          steps: s.pretrain.steps,
+          batchSize: s.pretrain.batchSize,
+          maxLength: s.pretrain.maxLength,
+          lr: s.pretrain.lr,
+          warmupRatio: s.pretrain.warmupRatio,
+          checkpointEvery: Math.max(50, Math.round(s.pretrain.steps / 10)),
+          resume: true,
+          ...common,
+        },
+        dir,
+        log,
+      ),
+    );
+  }
+  if (s.baseline) {
+    await step(ctx, 'init-random', index, async (dir) => {
+      const tok = await loadTokenizer(tokFile, undefined);
+      const m = newMaskedLm(tok, {
+        init: 'small',
+        architecture: 'shared',
+        languages: recipe.languages,
+        maxLength: s.pretrain.maxLength,
+        dropout: 0.1,
+        seed: cfg.seed,
+        hiddenSize: s.hiddenSize,
+        layers: s.layers,
+      });
+      await m.savePretrained(path.join(dir, 'model'));
+      await tok.save(path.join(dir, 'model', 'tokenizer.json'));
+      m.dispose();
+    });
+  }
+  const from: Record<string, string> = {
+    shared: path.join(ctx.runDir, 'pretrain-shared', 'model'),
+    xmod: path.join(ctx.runDir, 'pretrain-xmod', 'model'),
+    random: path.join(ctx.runDir, 'init-random', 'model'),
+  };
+  const trainFile = dataPath(dataRoot, recipe.train);
+  const sentences = cfg.maxTrainExamples ?? (await countExamples(recipe.task, trainFile));
+  const stepsPerEpoch = Math.ceil(sentences / s.finetune.batchSize);
+  for (const m of models) {
+    await step(ctx, `finetune-${m}`, index, (dir, log) =>
+      runCommand(
+        finetuneCommand,
+        {
+          task: recipe.task,
+          model: from[m],
+          train: recipe.train,
+          dev: recipe.dev,
+          maxDevExamples: s.finetune.maxDevExamples,
+          language: recipe.source,
+          preset: m === 'xmod' ? 'xmod-finetune' : 'full',
+          epochs: s.finetune.epochs,
+          batchSize: s.finetune.batchSize,
+          maxLength: s.finetune.maxLength,
+          lr: s.finetune.lr,
+          warmupRatio: s.finetune.warmupRatio,
+          evalEvery: Math.max(1, Math.floor(stepsPerEpoch / s.finetune.evalsPerEpoch)),
+          earlyStoppingPatience: s.finetune.earlyStoppingPatience,
+          ...(cfg.maxTrainExamples !== undefined ? { maxTrainExamples: cfg.maxTrainExamples } : {}),
+          ...common,
+        },
+        dir,
+        log,
+      ),
+    );
+    for (const ev of recipe.evals) {
+      await step(ctx, `eval-${ev.name}-${m}`, index, (dir, log) =>
+        runCommand(
+          evaluateCommand,
+          {
+            model: path.join(ctx.runDir, `finetune-${m}`, 'model'),
+            task: recipe.task,
+            eval: ev.files,
+            source: recipe.source,
+            batchSize: 64,
+            resamples: cfg.resamples,
+            ...(s.maxEvalExamples !== undefined ? { maxExamplesPerLanguage: s.maxEvalExamples } : {}),
+            ...common,
+          },
+          dir,
+          log,
+        ),
+      );
+    }
+  }
+  index.i++;
+  ctx.log(`== ${index.i}/${index.n} results`);
+  const summary = summarise(recipe, ctx.runDir, models, cfg, s, (performance.now() - t0) / 1000);
+  for (const l of summary.split('\n')) ctx.log(l);
+}
+
+/** The recipe restricted to some of its languages (the source always stays). */
+function subset(r: Recipe, languages: readonly string[]): Recipe {
+  const unknown = languages.filter((l) => !r.languages.includes(l));
+  if (unknown.length > 0)
+    throw new XltConfigError(
+      `languages: ${unknown.join(', ')} not in the ${r.task} recipe (${r.languages.join(' ')})`,
+      {
+        field: 'languages',
+      },
+    );
+  const keep = (l: string) => l === r.source || languages.includes(l);
+  return {
+    ...r,
+    languages: r.languages.filter(keep),
+    evals: r.evals.map((e) => ({
+      ...e,
+      files: Object.fromEntries(Object.entries(e.files).filter(([l]) => keep(l))),
+    })),
+  };
+}
+
+async function countExamples(task: TaskName, file: string): Promise<number> {
+  return (await readExamples(task, file)).length;
+}
+
+/** Copies the selected models to DIR/model/<name> with their reports, writes results.json and results.md. */
+function summarise(
+  recipe: Recipe,
+  runDir: string,
+  models: string[],
+  cfg: RecipeConfig,
+  s: RecipeSettings,
+  seconds: number,
+): string {
+  const outDir = path.join(runDir, 'model');
+  const lines: string[] = [];
+  const results: Record<string, unknown> = {};
+  const minutes = (name: string) => {
+    const f = path.join(runDir, name, 'done.json');
+    return existsSync(f) ? readJson<{ seconds: number }>(f).seconds / 60 : Number.NaN;
+  };
+  for (const m of ['shared', 'xmod']) {
+    const dst = path.join(outDir, m);
+    rmSync(dst, { recursive: true, force: true });
+    cpSync(path.join(runDir, `finetune-${m}`, 'model'), dst, { recursive: true });
+  }
+  for (const ev of recipe.evals) {
+    const score = (items: readonly [number, number, number][]) => statsScore(recipe.task, items);
+    const langs = Object.keys(ev.files);
+    const targets = langs.filter((l) => l !== recipe.source);
+    lines.push(
+      `### ${recipe.task} ${ev.name} (${ev.split}), ${recipe.task === 'ner' ? 'entity F1' : 'UPOS accuracy'}, 95% bootstrap CIs`,
+      '',
+      `| model | ${langs.map((l) => (l === recipe.source ? `${l} (src)` : l)).join(' | ')} | target avg |`,
+      `|---|${langs.map(() => '---:').join('|')}|---:|`,
+    );
+    const stats: Record<string, Stats> = {};
+    for (const m of models) {
+      const dir = path.join(runDir, `eval-${ev.name}-${m}`);
+      const res = readJson<{ targetAverage: number; report: { json: string } }>(
+        path.join(dir, 'results.json'),
+      );
+      const rep = readJson<{ rows: Array<{ lang: string; score: number; ciLow: number; ciHigh: number }> }>(
+        res.report.json,
+      );
+      stats[m] = readJson<{ languages: Stats }>(path.join(dir, 'stats.json')).languages;
+      const cell = (l: string) => {
+        const r = rep.rows.find((x) => x.lang === l);
+        return r === undefined ? '–' : `${r.score.toFixed(1)} (${r.ciLow.toFixed(1)}–${r.ciHigh.toFixed(1)})`;
+      };
+      lines.push(`| ${m} | ${langs.map(cell).join(' | ')} | ${res.targetAverage.toFixed(1)} |`);
+      results[`${ev.name}:${m}`] = { targetAverage: res.targetAverage, rows: rep.rows };
+      if (m !== 'random') {
+        for (const ext of ['md', 'json', 'svg', 'csv']) {
+          const src = path.join(path.dirname(res.report.json), `report.${ext}`);
+          if (existsSync(src)) cpSync(src, path.join(outDir, `${m}.${ev.name}.report.${ext}`));
+        }
+      }
+    }
+    const pairs: Array<[string, string]> = [['shared', 'xmod']];
+    if (models.includes('random')) pairs.push(['random', 'shared'], ['random', 'xmod']);
+    lines.push('', `Paired bootstrap (${cfg.resamples} resamples) of the target average, B − A:`, '');
+    for (const [a, b] of pairs) {
+      const p = pairedBootstrap(stats[a] as Stats, stats[b] as Stats, {
+        source: recipe.source,
+        score,
+        resamples: cfg.resamples,
+        seed: cfg.seed,
+      });
+      results[`${ev.name}:${b}-minus-${a}`] = p;
+      lines.push(
+        `- ${b} − ${a}: ${p.targetAverage.diff.toFixed(2)} (95% CI ${p.targetAverage.ciLow.toFixed(2)} to ${p.targetAverage.ciHigh.toFixed(2)}) over ${targets.length} targets; source ${(p.languages[recipe.source]?.diff ?? Number.NaN).toFixed(2)}`,
+      );
+    }
+    lines.push('');
+  }
+  const wall = [
+    'corpus',
+    'tokenizer',
+    'pretrain-shared',
+    'pretrain-xmod',
+    ...(models.includes('random') ? ['init-random'] : []),
+  ]
+    .concat(models.flatMap((m) => [`finetune-${m}`, ...recipe.evals.map((e) => `eval-${e.name}-${m}`)]))
+    .map((n) => `${n} ${minutes(n).toFixed(1)}`)
+    .join(', ');
+  lines.push(
+    `Settings: ${JSON.stringify(s)}; seed ${cfg.seed}.`,
+    `Wall time of this invocation ${(seconds / 60).toFixed(1)} min; per step (min, first run): ${wall}.`,
+  );
+  const md = lines.join('\n');
+  writeFileAtomic(path.join(runDir, 'results.md'), `${md}\n`);
+  writeFileAtomic(
+    path.join(runDir, 'results.json'),
+    `${JSON.stringify({ task: recipe.task, quick: cfg.quick, seed: cfg.seed, settings: s, results }, null, 2)}\n`,
+  );
+  return md;
+}
+
+function recipeCommand(task: 'ner' | 'pos'): Command<typeof recipeSchema> {
+  const r = RECIPES[task];
+  return {
+    name: `recipe ${task}`,
+    summary: `The whole ${task.toUpperCase()} pipeline: corpus, tokenizer, shared + X-Mod pre-training, fine-tuning, evaluation`,
+    help: `Runs every step into the run directory, each in its own folder; a step that finished is skipped
+when the command runs again (pre-training resumes from its newest checkpoint):
+  corpus/            raw text of ${r.languages.join(' ')} from the data root (never the files reports evaluate on)
+  tokenizer/         Unigram vocabulary trained on the corpus
+  pretrain-shared/   masked LM, XLM-R layout; pretrain-xmod/: X-Mod with a module per language
+                     (packed full blocks, no padding; held-out masked-LM loss per language in results.json)
+  init-random/       (full recipe) the same model without pre-training, fine-tuned identically as a baseline
+  finetune-*/        ${r.source} ${r.train}; the source dev set ${r.dev} is scored during training and the
+                     best weights are kept (model selection on source-language dev only)
+  eval-*/            per-language reports: ${r.evals.map((e) => `${e.name} (${e.split})`).join(', ')}
+  model/shared, model/xmod   the selected models (Hugging Face folders with tokenizer.json), reports beside them
+  results.md, results.json   the table with 95% bootstrap CIs and paired-bootstrap differences
+
+Options:
+  --languages '["en","de"]'  a subset of the recipe's languages (the source always stays)
+  --quick              the quick variant (smaller budget; about 45 minutes on 2 cores)
+  --seed 0 --data-root DIR --threads N --engine auto|tfjs|onnxruntime --resamples 1000
+  Overrides: --vocab-size --hidden-size --layers --pretrain-steps --pretrain-batch-size --block-size
+  --finetune-epochs --finetune-lr --max-train-examples --max-sentences-per-language --max-eval-examples
+  --max-dev-examples --baseline true|false
+
+Examples:
+  xlt recipe ${task} --quick --run-dir runs/${task}-quick
+  xlt recipe ${task} --run-dir runs/${task}`,
+    schema: recipeSchema,
+    run: (cfg, ctx) => runRecipe(r, cfg, ctx),
+  };
+}
+
+export const recipeNerCommand = recipeCommand('ner');
+export const recipePosCommand = recipeCommand('pos');

@@ -1,0 +1,123 @@
+/**
+ * The recipes of `xlt recipe`: what data each task trains and evaluates on, and the sizes and
+ * hyper-parameters of the quick and full variants (chosen on source-language dev data only).
+ */
+
+/** One evaluation of a recipe: a name (`dev`, `pud`) and language → file. */
+export interface RecipeEval {
+  name: string;
+  /** `dev` or `test`, as the report names it. */
+  split: 'dev' | 'test';
+  files: Record<string, string>;
+}
+
+/** Sizes and hyper-parameters of one recipe variant. */
+export interface RecipeSettings {
+  vocabSize: number;
+  hiddenSize: number;
+  layers: number;
+  pretrain: { steps: number; batchSize: number; maxLength: number; lr: number; warmupRatio: number };
+  finetune: {
+    epochs: number;
+    batchSize: number;
+    maxLength: number;
+    lr: number;
+    warmupRatio: number;
+    /** Dev evaluations per epoch (best weights kept). */
+    evalsPerEpoch: number;
+    earlyStoppingPatience: number;
+    maxDevExamples: number;
+  };
+  /** Also fine-tune a randomly initialised model of the same size (the no-pre-training baseline). */
+  baseline: boolean;
+  /** Cap on evaluation examples per language (undefined: all). */
+  maxEvalExamples?: number;
+}
+
+/** A task's recipe. */
+export interface Recipe {
+  task: 'ner' | 'pos';
+  /** Pre-training languages (the source first). */
+  languages: string[];
+  source: string;
+  train: string;
+  dev: string;
+  evals: RecipeEval[];
+  full: RecipeSettings;
+  quick: RecipeSettings;
+}
+
+const NER_LANGS = ['en', 'de', 'es', 'fr', 'ru', 'zh', 'ar', 'hi', 'tr'];
+const POS_LANGS = ['en', 'de', 'fr', 'es', 'ru', 'zh', 'ja'];
+
+const FULL: RecipeSettings = {
+  vocabSize: 16000,
+  hiddenSize: 256,
+  layers: 4,
+  pretrain: { steps: 6000, batchSize: 16, maxLength: 128, lr: 1e-3, warmupRatio: 0.05 },
+  finetune: {
+    epochs: 6,
+    batchSize: 32,
+    maxLength: 128,
+    lr: 1e-4,
+    warmupRatio: 0.1,
+    evalsPerEpoch: 1,
+    earlyStoppingPatience: 2,
+    maxDevExamples: 2000,
+  },
+  baseline: true,
+};
+
+const QUICK: RecipeSettings = {
+  ...FULL,
+  pretrain: { ...FULL.pretrain, steps: 1000 },
+  finetune: { ...FULL.finetune, epochs: 3, earlyStoppingPatience: 1 },
+  baseline: false,
+};
+
+export const RECIPES: Record<'ner' | 'pos', Recipe> = {
+  ner: {
+    task: 'ner',
+    languages: NER_LANGS,
+    source: 'en',
+    train: 'panx/train-en.tsv',
+    dev: 'panx/dev-en.tsv',
+    evals: [
+      {
+        name: 'dev',
+        split: 'dev',
+        files: Object.fromEntries(NER_LANGS.map((l) => [l, `panx/dev-${l}.tsv`])),
+      },
+    ],
+    full: FULL,
+    quick: QUICK,
+  },
+  pos: {
+    task: 'pos',
+    languages: POS_LANGS,
+    source: 'en',
+    train: 'ud/en_ewt-ud-train.conllu',
+    dev: 'ud/en_ewt-ud-dev.conllu',
+    evals: [
+      {
+        name: 'dev',
+        split: 'dev',
+        files: {
+          en: 'ud/en_ewt-ud-dev.conllu',
+          ...Object.fromEntries(
+            POS_LANGS.filter((l) => l !== 'en').map((l) => [l, `ud/${l}_gsd-ud-dev.conllu`]),
+          ),
+        },
+      },
+      {
+        name: 'pud',
+        split: 'test',
+        files: Object.fromEntries(
+          POS_LANGS.filter((l) => l !== 'ja').map((l) => [l, `ud/${l}_pud-ud-test.conllu`]),
+        ),
+      },
+    ],
+    full: FULL,
+    quick: QUICK,
+  },
+};
