@@ -11,7 +11,9 @@ Usage: xlt-serve --model DIR [--tokenizer PATH] [options]
   --model DIR          folder with config.json + model.safetensors or pytorch_model.bin (sharded or
                        not; any xlt/HF X-Mod or XLM-R head)
   --tokenizer PATH     tokenizer.json or a folder holding one (default: the model folder)
-  --modules DIR        language modules to add at start: DIR/<lang>.safetensors
+  --modules DIR        language modules to add at start: DIR/<lang>.safetensors; POST /admin/languages
+                       {"code"} adds DIR/<code>.safetensors later (only from this folder)
+  --max-module-bytes N largest module file the admin route loads (default 268435456)
   --host HOST          default 127.0.0.1
   --port N             default 8080
   --threads N          onnxruntime intra-op threads (default: all cores)
@@ -28,34 +30,48 @@ Example:
   curl -s localhost:8080/v1/tag -H 'content-type: application/json' -d '{"text":"Anna lebt in Berlin","lang":"de_DE"}'
 `;
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      model: { type: 'string' },
-      tokenizer: { type: 'string' },
-      modules: { type: 'string' },
-      host: { type: 'string', default: '127.0.0.1' },
-      port: { type: 'string', default: '8080' },
-      threads: { type: 'string' },
-      'max-batch': { type: 'string', default: '16' },
-      'max-wait-ms': { type: 'string', default: '5' },
-      'timeout-ms': { type: 'string', default: '30000' },
-      'max-text': { type: 'string', default: '20000' },
-      'max-body': { type: 'string', default: '1048576' },
-      'max-items': { type: 'string', default: '64' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help || values.model === undefined) {
-    process.stdout.write(HELP);
-    process.exit(values.help ? 0 : 2);
+/** A usage error: the message and the hint to run --help, exit status 2 (as `xlt` does). */
+function usage(message: string): never {
+  process.stderr.write(`xlt-serve: ${message}\nRun xlt-serve --help for the options.\n`);
+  process.exit(2);
+}
+
+function parseCli() {
+  try {
+    return parseArgs({ options: OPTIONS, allowPositionals: false });
+  } catch (e) {
+    return usage((e as Error).message);
   }
+}
+
+const OPTIONS = {
+  model: { type: 'string' },
+  tokenizer: { type: 'string' },
+  modules: { type: 'string' },
+  host: { type: 'string', default: '127.0.0.1' },
+  port: { type: 'string', default: '8080' },
+  threads: { type: 'string' },
+  'max-batch': { type: 'string', default: '16' },
+  'max-wait-ms': { type: 'string', default: '5' },
+  'timeout-ms': { type: 'string', default: '30000' },
+  'max-text': { type: 'string', default: '20000' },
+  'max-body': { type: 'string', default: '1048576' },
+  'max-items': { type: 'string', default: '64' },
+  'max-module-bytes': { type: 'string', default: String(256 * 2 ** 20) },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+async function main(): Promise<void> {
+  const { values } = parseCli();
+  if (values.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  if (values.model === undefined) usage('--model DIR is required');
   const int = (name: string, v: string | undefined): number => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) {
-      process.stderr.write(`--${name} must be a non-negative integer, got '${v}'\n`);
-      process.exit(2);
-    }
+    if (v === undefined || v.trim() === '' || !Number.isInteger(n) || n < 0)
+      usage(`--${name} must be a non-negative integer, got '${v}'`);
     return n;
   };
   const model = await ServedModel.load(values.model, {
@@ -74,6 +90,8 @@ async function main(): Promise<void> {
       bodyBytes: int('max-body', values['max-body']),
       batchItems: int('max-items', values['max-items']),
     },
+    ...(values.modules !== undefined ? { modulesDir: values.modules } : {}),
+    maxModuleBytes: int('max-module-bytes', values['max-module-bytes']),
     ...(process.env.XLT_ADMIN_TOKEN ? { adminToken: process.env.XLT_ADMIN_TOKEN } : {}),
   });
   const address = await server.app.listen({ host: values.host, port: int('port', values.port) });

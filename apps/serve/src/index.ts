@@ -1,8 +1,9 @@
 export { type BatcherOptions, DynamicBatcher } from './batcher.js';
+export { type ErrorBody, HttpError, type ServeErrorCode } from './errors.js';
 export { type LoadResult, loadTest } from './load.js';
 export { ServeMetrics } from './metrics.js';
 export { ServedModel } from './model.js';
-export { createServer, HttpError, type ServeLimits, type ServeOptions, type XltServer } from './server.js';
+export { createServer, type ServeLimits, type ServeOptions, type XltServer } from './server.js';
 export type {
   ClassifyResult,
   Encoded,

@@ -1,7 +1,14 @@
-import { detectLanguage, isXltError, XltConfigError, XltError, XltNotFoundError } from '@xlt/core';
+import { detectLanguage } from '@xlt/core';
 import type { OnnxOutput } from '@xlt/onnx';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
+import { LANGUAGE_CODE_PATTERN, registerAdmin } from './admin.js';
 import { DynamicBatcher } from './batcher.js';
+import { errorBody, HttpError, sendError } from './errors.js';
 import { ServeMetrics } from './metrics.js';
 import type { ServedModel } from './model.js';
 import { PAGE_HTML } from './page.js';
@@ -36,6 +43,10 @@ export interface ServeOptions {
   limits?: Partial<ServeLimits>;
   /** Bearer token for `/admin/*`; admin endpoints are off without one. */
   adminToken?: string;
+  /** Folder of `<code>.safetensors` language modules that `POST /admin/languages` may load (by code). */
+  modulesDir?: string;
+  /** Largest language module file the admin route loads (bytes). Default 256 MiB. */
+  maxModuleBytes?: number;
   /** A request still waiting for the model after this long gets a 503. Default 30,000 ms. */
   requestTimeoutMs?: number;
   /** Fastify's logger (default off). */
@@ -51,15 +62,6 @@ interface RowOut {
   row: number;
 }
 
-/** An HTTP error with a status code and a message that says what was wrong. */
-export class HttpError extends XltError {
-  readonly status: number;
-  constructor(status: number, message: string, field?: string) {
-    super('CONFIG', message, field !== undefined ? { field } : {});
-    this.status = status;
-  }
-}
-
 const TASK_ROUTE = {
   'sequence-classification': '/v1/classify',
   'token-classification': '/v1/tag',
@@ -69,12 +71,13 @@ const TASK_ROUTE = {
   'open-ie': '(none: run extraction through @xlt/oie)',
 } as const;
 
+const langSchema = { type: 'string', pattern: LANGUAGE_CODE_PATTERN } as const;
 const textSchema = {
   type: 'object',
   properties: {
     text: { type: 'string' },
     texts: { type: 'array', items: { type: 'string' } },
-    lang: { type: 'string' },
+    lang: langSchema,
     topK: { type: 'integer', minimum: 1, maximum: 50 },
   },
   additionalProperties: false,
@@ -82,7 +85,7 @@ const textSchema = {
 const qaSchema = {
   type: 'object',
   required: ['question', 'context'],
-  properties: { question: { type: 'string' }, context: { type: 'string' }, lang: { type: 'string' } },
+  properties: { question: { type: 'string' }, context: { type: 'string' }, lang: langSchema },
   additionalProperties: false,
 } as const;
 
@@ -137,45 +140,16 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
     logger: options.logger ?? false,
     bodyLimit: limits.bodyBytes,
     forceCloseConnections: 'idle',
+    // the schemas are the contract: no coercion ("1" stays a string, a string is not an array), unknown
+    // fields are errors rather than silently dropped, no defaults filled in
+    ajv: {
+      customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false },
+    },
   });
 
-  app.setErrorHandler(
-    (err: Error & { statusCode?: number; code?: string; validation?: unknown }, _req, reply) => {
-      let status = 500;
-      let code = 'INTERNAL';
-      let message = err.message;
-      if (err instanceof HttpError) {
-        status = err.status;
-        code = 'BAD_REQUEST';
-      } else if (isXltError(err)) {
-        status =
-          err.code === 'STATE'
-            ? 503
-            : ['NOT_FOUND', 'CONFIG', 'SHAPE', 'FORMAT'].includes(err.code)
-              ? 400
-              : 500;
-        code = err.code;
-      } else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-        status = 413;
-        code = 'BODY_TOO_LARGE';
-        message = `request body exceeds the limit of ${limits.bodyBytes} bytes`;
-      } else if (
-        err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ||
-        err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' ||
-        err instanceof SyntaxError
-      ) {
-        status = 400;
-        code = 'INVALID_JSON';
-        message = `request body is not valid JSON: ${err.message}`;
-      } else if (err.validation !== undefined) {
-        status = 400;
-        code = 'INVALID_REQUEST';
-      } else if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
-        status = err.statusCode;
-        code = err.code ?? 'BAD_REQUEST';
-      }
-      void reply.status(status).send({ error: { code, message } });
-    },
+  app.setErrorHandler((err: FastifyError, req, reply) => sendError(err, reply, req.log, limits.bodyBytes));
+  app.setNotFoundHandler((req, reply) =>
+    reply.status(404).send(errorBody('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`)),
   );
 
   app.addHook('onResponse', async (req, reply) => {
@@ -188,26 +162,27 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
   app.addHook('onRequest', async (_req, reply) => {
     if (shuttingDown) {
       reply.header('connection', 'close');
-      await reply
-        .status(503)
-        .send({ error: { code: 'SHUTTING_DOWN', message: 'the server is shutting down' } });
+      await reply.status(503).send(errorBody('SHUTTING_DOWN', 'the server is shutting down'));
     }
   });
 
   const checkText = (t: string, field: string) => {
-    if (t.length === 0) throw new HttpError(400, `'${field}' is empty`, field);
+    if (t.length === 0) throw new HttpError(400, 'INVALID_REQUEST', `'${field}' is empty`, { field });
     if (t.length > limits.textChars)
       throw new HttpError(
         413,
+        'LIMIT_EXCEEDED',
         `'${field}' has ${t.length} characters; the limit is ${limits.textChars}`,
-        field,
+        { field },
       );
   };
 
   const resolveLang = async (lang: string | undefined, text: string): Promise<number | undefined> => {
     if (model.languages.length === 0) {
       if (lang !== undefined)
-        throw new HttpError(400, `this model has no language modules; omit 'lang'`, 'lang');
+        throw new HttpError(400, 'UNKNOWN_LANGUAGE', `this model has no language modules; omit 'lang'`, {
+          field: 'lang',
+        });
       return undefined;
     }
     const code = lang ?? (await detectLanguage(text, model.languages)) ?? model.defaultLanguage;
@@ -215,8 +190,9 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
     if (idx < 0)
       throw new HttpError(
         400,
+        'UNKNOWN_LANGUAGE',
         `unknown language '${lang}'; this model has ${model.languages.join(', ')}`,
-        'lang',
+        { field: 'lang' },
       );
     return idx;
   };
@@ -225,7 +201,12 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new HttpError(503, `timed out after ${timeoutMs} ms waiting for the model`)),
+        () =>
+          reject(
+            new HttpError(503, 'TIMEOUT', `timed out after ${timeoutMs} ms waiting for the model`, {
+              retryAfterS: 1,
+            }),
+          ),
         timeoutMs,
       );
     });
@@ -238,19 +219,29 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
 
   const requireHead = (head: keyof typeof TASK_ROUTE) => {
     if (model.head !== head) {
-      throw new HttpError(400, `this model is a ${model.head} model: use ${TASK_ROUTE[model.head]}`);
+      throw new HttpError(
+        400,
+        'WRONG_TASK',
+        `this model is a ${model.head} model: use ${TASK_ROUTE[model.head]}`,
+      );
     }
   };
 
   type TextBody = { text?: string; texts?: string[]; lang?: string; topK?: number };
   const textsOf = (body: TextBody): string[] => {
     const texts = body.texts ?? (body.text !== undefined ? [body.text] : []);
-    if (texts.length === 0) throw new HttpError(400, "give 'text' or a non-empty 'texts'", 'text');
+    if (body.text !== undefined && body.texts !== undefined)
+      throw new HttpError(400, 'INVALID_REQUEST', "give either 'text' or 'texts', not both", {
+        field: 'texts',
+      });
+    if (texts.length === 0)
+      throw new HttpError(400, 'INVALID_REQUEST', "give 'text' or a non-empty 'texts'", { field: 'text' });
     if (texts.length > limits.batchItems)
       throw new HttpError(
         413,
+        'LIMIT_EXCEEDED',
         `'texts' has ${texts.length} items; the limit is ${limits.batchItems}`,
-        'texts',
+        { field: 'texts' },
       );
     for (const [i, t] of texts.entries()) checkText(t, body.texts ? `texts[${i}]` : 'text');
     return texts;
@@ -326,8 +317,9 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
       if (!it.enc.ids.includes(tokenizer.maskTokenId)) {
         throw new HttpError(
           400,
+          'INVALID_REQUEST',
           `text ${i} has no ${tokenizer.idToToken(tokenizer.maskTokenId)} token to fill`,
-          'text',
+          { field: req.body.texts ? `texts[${i}]` : 'text' },
         );
       }
     });
@@ -373,34 +365,11 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
   });
   app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').send(PAGE_HTML));
 
-  app.post(
-    '/admin/languages',
-    {
-      schema: {
-        body: {
-          type: 'object',
-          required: ['code', 'path'],
-          properties: { code: { type: 'string' }, path: { type: 'string' } },
-          additionalProperties: false,
-        },
-      },
-    },
-    async (req: FastifyRequest<{ Body: { code: string; path: string } }>, reply) => {
-      if (options.adminToken === undefined)
-        throw new HttpError(404, 'admin endpoints are disabled (no admin token configured)');
-      const auth = req.headers.authorization;
-      if (auth === undefined) throw new HttpError(401, 'missing Authorization: Bearer <token>');
-      if (auth !== `Bearer ${options.adminToken}`) throw new HttpError(403, 'invalid admin token');
-      try {
-        await model.addLanguage(req.body.code, req.body.path);
-      } catch (e) {
-        if (e instanceof XltNotFoundError || e instanceof XltConfigError || isXltError(e))
-          throw new HttpError(400, (e as Error).message, 'path');
-        throw e;
-      }
-      return reply.status(201).send({ languages: model.languages });
-    },
-  );
+  registerAdmin(app, model, {
+    adminToken: options.adminToken,
+    modulesDir: options.modulesDir,
+    maxModuleBytes: options.maxModuleBytes ?? 256 * 2 ** 20,
+  });
 
   await app.ready();
   ready = true;
