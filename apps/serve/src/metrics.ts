@@ -8,8 +8,18 @@ export class ServeMetrics {
   readonly batchSize: Histogram;
   readonly batchDuration: Histogram;
   readonly queueLength: Gauge;
+  readonly admitted: Gauge;
+  readonly queueCapacity: Gauge;
+  readonly shed: Gauge;
 
-  constructor(queueLength: () => number) {
+  /**
+   * `queueLength`: examples waiting for a batch; `admission`: the queue bound's load, capacity and
+   * shed count.
+   */
+  constructor(
+    queueLength: () => number,
+    admission: { load: number; capacity: number; shed: number } = { load: 0, capacity: 0, shed: 0 },
+  ) {
     this.requestDuration = new Histogram({
       name: 'xlt_request_duration_seconds',
       help: 'Request latency by route and status code',
@@ -41,6 +51,30 @@ export class ServeMetrics {
       registers: [this.registry],
       collect() {
         this.set(queueLength());
+      },
+    });
+    this.admitted = new Gauge({
+      name: 'xlt_admitted_examples',
+      help: 'Examples admitted and not yet answered (bounded by xlt_queue_capacity)',
+      registers: [this.registry],
+      collect() {
+        this.set(admission.load);
+      },
+    });
+    this.queueCapacity = new Gauge({
+      name: 'xlt_queue_capacity',
+      help: 'Most examples admitted at once; beyond it requests get 503 OVERLOADED',
+      registers: [this.registry],
+      collect() {
+        this.set(admission.capacity);
+      },
+    });
+    this.shed = new Gauge({
+      name: 'xlt_shed_requests',
+      help: 'Requests answered 503 OVERLOADED because the queue was full',
+      registers: [this.registry],
+      collect() {
+        this.set(admission.shed);
       },
     });
   }

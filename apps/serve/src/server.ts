@@ -7,51 +7,22 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 import { LANGUAGE_CODE_PATTERN, registerAdmin } from './admin.js';
+import { Admission } from './admission.js';
 import { DynamicBatcher } from './batcher.js';
 import { errorBody, HttpError, sendError } from './errors.js';
+import { boundedHttpServer } from './http-server.js';
 import { ServeMetrics } from './metrics.js';
 import type { ServedModel } from './model.js';
-import { PAGE_HTML } from './page.js';
 import {
-  classifyRow,
-  type Encoded,
-  fillRow,
-  padBatch,
-  qaRow,
-  type ServeTokenizer,
-  tagRow,
-  truncate,
-} from './tasks.js';
-
-/** Limits on what a request may ask for; each breach is a 4xx that says which limit. */
-export interface ServeLimits {
-  /** Largest request body in bytes (413 above). Default 1 MiB. */
-  bodyBytes: number;
-  /** Longest text (or context) in UTF-16 code units (413 above). Default 20,000. */
-  textChars: number;
-  /** Most texts in one request (413 above). Default 64. */
-  batchItems: number;
-}
-
-export interface ServeOptions {
-  model: ServedModel;
-  tokenizer: ServeTokenizer;
-  /** Most examples per model call. Default 16. */
-  maxBatchSize?: number;
-  /** How long a request waits for others to batch with (ms). Default 5. */
-  maxWaitMs?: number;
-  limits?: Partial<ServeLimits>;
-  /** Bearer token for `/admin/*`; admin endpoints are off without one. */
-  adminToken?: string;
-  /** Folder of `<code>.safetensors` language modules that `POST /admin/languages` may load (by code). */
-  modulesDir?: string;
-  /** Largest language module file the admin route loads (bytes). Default 256 MiB. */
-  maxModuleBytes?: number;
-  /** A request still waiting for the model after this long gets a 503. Default 30,000 ms. */
-  requestTimeoutMs?: number;
-  /** Fastify's logger (default off). */
-  logger?: boolean;
-}
+  DEFAULT_LIMITS,
+  DEFAULT_MAX_MODULE_BYTES,
+  DEFAULT_TIMEOUTS,
+  type ServeLimits,
+  type ServeOptions,
+  type ServeTimeouts,
+} from './options.js';
+import { PAGE_HTML } from './page.js';
+import { classifyRow, type Encoded, fillRow, padBatch, qaRow, tagRow, truncate } from './tasks.js';
 
 interface Item {
   enc: Encoded;
@@ -61,6 +32,8 @@ interface RowOut {
   out: Record<string, OnnxOutput>;
   row: number;
 }
+
+const INFERENCE_ROUTES = new Set(['/v1/classify', '/v1/tag', '/v1/qa', '/v1/fill']);
 
 const TASK_ROUTE = {
   'sequence-classification': '/v1/classify',
@@ -95,8 +68,14 @@ export interface XltServer {
   metrics: ServeMetrics;
   /** Examples waiting for a batch. */
   queueLength(): number;
-  /** Stops accepting requests, answers every accepted one, then releases the model. */
-  shutdown(): Promise<void>;
+  /** Examples admitted and not yet answered (bounded by `limits.queueItems`). */
+  admittedExamples(): number;
+  /**
+   * Stops accepting requests and answers every accepted one, within `timeouts.shutdownMs`; then
+   * closes whatever connections are left and releases the model. Resolves `forced: true` when the
+   * deadline was reached.
+   */
+  shutdown(): Promise<{ forced: boolean }>;
 }
 
 /**
@@ -106,10 +85,13 @@ export interface XltServer {
  */
 export async function createServer(options: ServeOptions): Promise<XltServer> {
   const { model, tokenizer } = options;
-  const limits: ServeLimits = { bodyBytes: 1 << 20, textChars: 20_000, batchItems: 64, ...options.limits };
-  const timeoutMs = options.requestTimeoutMs ?? 30_000;
+  const limits: ServeLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const timeouts: ServeTimeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+  const timeoutMs = timeouts.modelWaitMs;
+  const admission = new Admission(limits.queueItems);
   let ready = false;
   let shuttingDown = false;
+  let shutdownDone: Promise<{ forced: boolean }> | undefined;
 
   const batcher = new DynamicBatcher<Item, RowOut>(
     async (items) => {
@@ -134,12 +116,26 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
       },
     },
   );
-  const metrics = new ServeMetrics(() => batcher.queueLength);
+  const metrics = new ServeMetrics(() => batcher.queueLength, admission);
 
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: limits.bodyBytes,
     forceCloseConnections: 'idle',
+    // every wait a client can make the server do is bounded; a full queue sheds before routing
+    serverFactory: (handler) =>
+      boundedHttpServer(
+        timeouts,
+        (req) => {
+          if (shuttingDown || req.method !== 'POST' || !admission.full) return undefined;
+          const route = (req.url ?? '').split('?')[0] as string;
+          if (!INFERENCE_ROUTES.has(route)) return undefined;
+          const e = admission.overloaded();
+          metrics.requests.inc({ route, status: '503' });
+          return { retryAfterS: admission.retryAfterS, message: e.detail };
+        },
+        handler,
+      ),
     // the schemas are the contract: no coercion ("1" stays a string, a string is not an array), unknown
     // fields are errors rather than silently dropped, no defaults filled in
     ajv: {
@@ -265,30 +261,36 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
     { schema: { body: textSchema } },
     async (req: FastifyRequest<{ Body: TextBody }>) => {
       requireHead('sequence-classification');
-      const items = await encodeAll(textsOf(req.body), req.body.lang);
-      const outs = await Promise.all(items.map((i) => submit({ enc: i.enc, lang: i.lang })));
-      const results = outs.map((o, k) => ({
-        ...classifyRow(o.out.logits as OnnxOutput, o.row, model.id2label),
-        truncated: items[k]?.truncated ?? false,
-        lang: langCode(items[k]?.lang),
-      }));
-      return req.body.texts ? { results } : results[0];
+      const texts = textsOf(req.body);
+      return admission.run(texts.length, async () => {
+        const items = await encodeAll(texts, req.body.lang);
+        const outs = await Promise.all(items.map((i) => submit({ enc: i.enc, lang: i.lang })));
+        const results = outs.map((o, k) => ({
+          ...classifyRow(o.out.logits as OnnxOutput, o.row, model.id2label),
+          truncated: items[k]?.truncated ?? false,
+          lang: langCode(items[k]?.lang),
+        }));
+        return req.body.texts ? { results } : results[0];
+      });
     },
   );
 
   app.post('/v1/tag', { schema: { body: textSchema } }, async (req: FastifyRequest<{ Body: TextBody }>) => {
     requireHead('token-classification');
-    const items = await encodeAll(textsOf(req.body), req.body.lang);
-    const outs = await Promise.all(items.map((i) => submit({ enc: i.enc, lang: i.lang })));
-    const results = outs.map((o, k) => {
-      const it = items[k] as (typeof items)[number];
-      return {
-        words: tagRow(o.out.logits as OnnxOutput, o.row, it.enc, it.text, model.id2label),
-        truncated: it.truncated,
-        lang: langCode(it.lang),
-      };
+    const texts = textsOf(req.body);
+    return admission.run(texts.length, async () => {
+      const items = await encodeAll(texts, req.body.lang);
+      const outs = await Promise.all(items.map((i) => submit({ enc: i.enc, lang: i.lang })));
+      const results = outs.map((o, k) => {
+        const it = items[k] as (typeof items)[number];
+        return {
+          words: tagRow(o.out.logits as OnnxOutput, o.row, it.enc, it.text, model.id2label),
+          truncated: it.truncated,
+          lang: langCode(it.lang),
+        };
+      });
+      return req.body.texts ? { results } : results[0];
     });
-    return req.body.texts ? { results } : results[0];
   });
 
   app.post(
@@ -299,46 +301,50 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
       const { question, context, lang } = req.body;
       checkText(question, 'question');
       checkText(context, 'context');
-      const enc = truncate(await tokenizer.encode(question, context), model.maxLength);
-      const l = await resolveLang(lang, context);
-      const o = await submit({ enc, lang: l });
-      return {
-        ...qaRow(o.out.start_logits as OnnxOutput, o.out.end_logits as OnnxOutput, o.row, enc, context),
-        lang: langCode(l),
-      };
+      return admission.run(1, async () => {
+        const enc = truncate(await tokenizer.encode(question, context), model.maxLength);
+        const l = await resolveLang(lang, context);
+        const o = await submit({ enc, lang: l });
+        return {
+          ...qaRow(o.out.start_logits as OnnxOutput, o.out.end_logits as OnnxOutput, o.row, enc, context),
+          lang: langCode(l),
+        };
+      });
     },
   );
 
   app.post('/v1/fill', { schema: { body: textSchema } }, async (req: FastifyRequest<{ Body: TextBody }>) => {
     requireHead('masked-lm');
     const texts = textsOf(req.body);
-    const items = await encodeAll(texts, req.body.lang);
-    items.forEach((it, i) => {
-      if (!it.enc.ids.includes(tokenizer.maskTokenId)) {
-        throw new HttpError(
-          400,
-          'INVALID_REQUEST',
-          `text ${i} has no ${tokenizer.idToToken(tokenizer.maskTokenId)} token to fill`,
-          { field: req.body.texts ? `texts[${i}]` : 'text' },
-        );
-      }
+    return admission.run(texts.length, async () => {
+      const items = await encodeAll(texts, req.body.lang);
+      items.forEach((it, i) => {
+        if (!it.enc.ids.includes(tokenizer.maskTokenId)) {
+          throw new HttpError(
+            400,
+            'INVALID_REQUEST',
+            `text ${i} has no ${tokenizer.idToToken(tokenizer.maskTokenId)} token to fill`,
+            { field: req.body.texts ? `texts[${i}]` : 'text' },
+          );
+        }
+      });
+      const outs = await Promise.all(items.map((i) => submit({ enc: i.enc, lang: i.lang })));
+      const results = outs.map((o, k) => {
+        const it = items[k] as (typeof items)[number];
+        return {
+          masks: fillRow(
+            o.out.logits as OnnxOutput,
+            o.row,
+            it.enc,
+            tokenizer.maskTokenId,
+            req.body.topK ?? 5,
+            tokenizer,
+          ),
+          lang: langCode(it.lang),
+        };
+      });
+      return req.body.texts ? { results } : results[0];
     });
-    const outs = await Promise.all(items.map((i) => submit({ enc: i.enc, lang: i.lang })));
-    const results = outs.map((o, k) => {
-      const it = items[k] as (typeof items)[number];
-      return {
-        masks: fillRow(
-          o.out.logits as OnnxOutput,
-          o.row,
-          it.enc,
-          tokenizer.maskTokenId,
-          req.body.topK ?? 5,
-          tokenizer,
-        ),
-        lang: langCode(it.lang),
-      };
-    });
-    return req.body.texts ? { results } : results[0];
   });
 
   const langCode = (i: number | undefined) => (i === undefined ? null : (model.languages[i] ?? null));
@@ -351,6 +357,7 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
     maskToken: tokenizer.idToToken(tokenizer.maskTokenId) ?? '<mask>',
     route: TASK_ROUTE[model.head],
     limits,
+    timeouts,
   }));
 
   app.get('/healthz', async () => ({ status: 'ok' }));
@@ -368,7 +375,7 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
   registerAdmin(app, model, {
     adminToken: options.adminToken,
     modulesDir: options.modulesDir,
-    maxModuleBytes: options.maxModuleBytes ?? 256 * 2 ** 20,
+    maxModuleBytes: options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES,
   });
 
   await app.ready();
@@ -378,14 +385,36 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
     app,
     metrics,
     queueLength: () => batcher.queueLength,
-    async shutdown() {
-      if (shuttingDown) return;
-      shuttingDown = true;
-      // stop listening; run what is queued now rather than after the batching wait; answer in-flight requests
-      const closing = app.close();
-      await batcher.drain();
-      await closing;
-      await model.close();
+    admittedExamples: () => admission.load,
+    shutdown() {
+      if (shutdownDone === undefined) {
+        shuttingDown = true;
+        shutdownDone = drainWithin(app, batcher, model, timeouts.shutdownMs);
+      }
+      return shutdownDone;
     },
   };
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+/**
+ * Stops listening, runs what is queued at once and answers every accepted request; past `deadlineMs`
+ * closes every connection still open (slow or stuck clients) and gives the model run 1 s more. Then
+ * releases the model. Never waits longer than `deadlineMs` + about 2 s.
+ */
+async function drainWithin(
+  app: FastifyInstance,
+  batcher: DynamicBatcher<Item, RowOut>,
+  model: ServedModel,
+  deadlineMs: number,
+): Promise<{ forced: boolean }> {
+  const graceful = Promise.all([app.close(), batcher.drain()]).then(() => true);
+  let forced = !(await Promise.race([graceful, sleep(deadlineMs).then(() => false)]));
+  if (forced) {
+    app.server.closeAllConnections();
+    await Promise.race([graceful, sleep(1000)]);
+  }
+  await Promise.race([model.close(), sleep(1000).then(() => (forced = true))]);
+  return { forced };
 }
