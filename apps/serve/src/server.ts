@@ -9,6 +9,7 @@ import Fastify, {
 import { LANGUAGE_CODE_PATTERN, registerAdmin } from './admin.js';
 import { Admission } from './admission.js';
 import { DynamicBatcher } from './batcher.js';
+import { encodeBounded } from './bounded-encode.js';
 import { errorBody, HttpError, sendError } from './errors.js';
 import { boundedHttpServer } from './http-server.js';
 import { ServeMetrics } from './metrics.js';
@@ -22,7 +23,7 @@ import {
   type ServeTimeouts,
 } from './options.js';
 import { PAGE_HTML } from './page.js';
-import { classifyRow, type Encoded, fillRow, padBatch, qaRow, tagRow, truncate } from './tasks.js';
+import { classifyRow, type Encoded, fillRow, padBatch, qaRow, tagRow } from './tasks.js';
 
 interface Item {
   enc: Encoded;
@@ -246,13 +247,9 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
   const encodeAll = async (texts: string[], lang: string | undefined) =>
     Promise.all(
       texts.map(async (t) => {
-        const full = await tokenizer.encode(t);
-        return {
-          text: t,
-          enc: truncate(full, model.maxLength),
-          truncated: full.ids.length > model.maxLength,
-          lang: await resolveLang(lang, t),
-        };
+        // only as much of the text is tokenized as the model can take
+        const { enc, truncated } = await encodeBounded(tokenizer, t, model.maxLength);
+        return { text: t, enc, truncated, lang: await resolveLang(lang, t) };
       }),
     );
 
@@ -302,7 +299,7 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
       checkText(question, 'question');
       checkText(context, 'context');
       return admission.run(1, async () => {
-        const enc = truncate(await tokenizer.encode(question, context), model.maxLength);
+        const { enc } = await encodeBounded(tokenizer, context, model.maxLength, question);
         const l = await resolveLang(lang, context);
         const o = await submit({ enc, lang: l });
         return {
