@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { annotate, type SourceExample } from '@xlt/augment';
-import { writeFileAtomic, XltConfigError } from '@xlt/core';
+import { annotate } from '@xlt/augment';
+import { writeFileAtomic, XltError } from '@xlt/core';
 import {
   checkpointWeights,
   exportToOnnx,
@@ -18,6 +17,7 @@ import { evaluateCommand } from '../commands/evaluate.js';
 import { finetuneCommand } from '../commands/finetune.js';
 import { oieCommand } from '../commands/oie.js';
 import { pretrainCommand } from '../commands/pretrain.js';
+import { readSourceExamples } from '../commands/source-examples.js';
 import { demoReport } from '../demo/report.js';
 import { runDemo } from '../demo/run.js';
 import type { Command } from './main.js';
@@ -148,16 +148,7 @@ Example:
   xlt augment llm --config llm.yaml`,
   schema: llmSchema,
   async run(cfg, ctx) {
-    const examples: SourceExample[] = readFileSync(cfg.input, 'utf8')
-      .split('\n')
-      .filter((l) => l.trim() !== '')
-      .map((l, i) => {
-        try {
-          return JSON.parse(l) as SourceExample;
-        } catch {
-          throw new XltConfigError('line is not JSON', { file: cfg.input, line: i + 1 });
-        }
-      });
+    const examples = readSourceExamples(cfg.input);
     const key = process.env[cfg.endpoint.apiKeyEnv];
     const { apiKeyEnv: _unused, ...endpoint } = cfg.endpoint;
     const report = await annotate(examples, {
@@ -174,6 +165,13 @@ Example:
     ctx.log(
       `kept ${report.kept} (yield ${(100 * report.yieldRate).toFixed(1)}%), resumed ${report.resumed}; rejected ${JSON.stringify(report.rejected)}; cost $${report.counters.costUsd.toFixed(4)}`,
     );
+    // a run in which no request got through did nothing: say so with a failing exit status
+    const attempted = report.total - report.resumed;
+    if (attempted > 0 && report.rejected.request_failed === attempted)
+      throw new XltError(
+        'IO',
+        `every one of the ${attempted} requests to ${cfg.endpoint.baseUrl} failed (see ${path.join(ctx.runDir, 'report.json')}); nothing was kept, and a rerun resumes`,
+      );
   },
 };
 
