@@ -8,7 +8,6 @@ import {
   withPeftAdapter,
   writeOnnxModel,
 } from '@xlt/onnx';
-import { createServer, loadTokenizer, ServedModel } from '@xlt/serve';
 import { trainUnigram } from '@xlt/tokenizer';
 import { z } from 'zod';
 import { addLanguageCommand } from '../commands/add-language.js';
@@ -17,6 +16,7 @@ import { evaluateCommand } from '../commands/evaluate.js';
 import { finetuneCommand } from '../commands/finetune.js';
 import { oieCommand } from '../commands/oie.js';
 import { pretrainCommand } from '../commands/pretrain.js';
+import { serveCommand } from '../commands/serve.js';
 import { readSourceExamples } from '../commands/source-examples.js';
 import { demoReport } from '../demo/report.js';
 import { runDemo } from '../demo/run.js';
@@ -218,62 +218,6 @@ Example:
     ctx.log(
       `vocabulary of ${r.tokenizer.vocabSize} (alphabet ${r.alphabetSize}) in ${(r.elapsedMs / 1000).toFixed(1)} s, written to ${out}`,
     );
-  },
-};
-
-const serveSchema = z.strictObject({
-  model: z.string(),
-  tokenizer: z.string().optional(),
-  modules: z.string().optional(),
-  host: z.string().default('127.0.0.1'),
-  port: z.number().int().min(0).max(65535).default(8080),
-  threads: z.number().int().positive().optional(),
-  maxBatch: z.number().int().positive().default(16),
-  maxWaitMs: z.number().int().nonnegative().default(5),
-  timeoutMs: z.number().int().positive().default(30_000),
-  adminTokenEnv: z.string().default('XLT_ADMIN_TOKEN'),
-});
-
-export const serveCommand: Command<typeof serveSchema> = {
-  name: 'serve',
-  summary: 'Serve a model folder over HTTP on onnxruntime (classify / tag / QA / fill-mask)',
-  help: `Options:
-  --model DIR        config.json + model.safetensors or pytorch_model.bin (any head); exported to ONNX at start
-  --tokenizer PATH   tokenizer.json or its folder (default: the model folder)
-  --modules DIR      language modules to add at start: DIR/<lang>.safetensors
-  --host 127.0.0.1 --port 8080 --threads N --max-batch 16 --max-wait-ms 5 --timeout-ms 30000
-  The admin token (POST /admin/languages) is read from $XLT_ADMIN_TOKEN.
-
-Example:
-  xlt serve --model runs/finetune/model --port 8080`,
-  schema: serveSchema,
-  runDir: false,
-  async run(cfg, ctx) {
-    const model = await ServedModel.load(cfg.model, {
-      ...(cfg.modules !== undefined ? { modulesDir: cfg.modules } : {}),
-      ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
-    });
-    const token = process.env[cfg.adminTokenEnv];
-    const server = await createServer({
-      model,
-      tokenizer: await loadTokenizer(cfg.tokenizer ?? cfg.model),
-      maxBatchSize: cfg.maxBatch,
-      maxWaitMs: cfg.maxWaitMs,
-      requestTimeoutMs: cfg.timeoutMs,
-      ...(token ? { adminToken: token } : {}),
-    });
-    const address = await server.app.listen({ host: cfg.host, port: cfg.port });
-    ctx.log(
-      `serving a ${model.head} model (languages: ${model.languages.join(', ') || 'none'}) on ${address}`,
-    );
-    await new Promise<void>((resolve) => {
-      const stop = () => {
-        ctx.log('shutting down: finishing in-flight requests');
-        void server.shutdown().then(resolve);
-      };
-      process.once('SIGTERM', stop);
-      process.once('SIGINT', stop);
-    });
   },
 };
 
