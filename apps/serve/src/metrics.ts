@@ -45,37 +45,31 @@ export class ServeMetrics {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [this.registry],
     });
-    this.queueLength = new Gauge({
-      name: 'xlt_queue_length',
-      help: 'Examples waiting for a batch',
-      registers: [this.registry],
-      collect() {
-        this.set(queueLength());
-      },
-    });
-    this.admitted = new Gauge({
-      name: 'xlt_admitted_examples',
-      help: 'Examples admitted and not yet answered (bounded by xlt_queue_capacity)',
-      registers: [this.registry],
-      collect() {
-        this.set(admission.load);
-      },
-    });
-    this.queueCapacity = new Gauge({
-      name: 'xlt_queue_capacity',
-      help: 'Most examples admitted at once; beyond it requests get 503 OVERLOADED',
-      registers: [this.registry],
-      collect() {
-        this.set(admission.capacity);
-      },
-    });
-    this.shed = new Gauge({
-      name: 'xlt_shed_requests',
-      help: 'Requests answered 503 OVERLOADED because the queue was full',
-      registers: [this.registry],
-      collect() {
-        this.set(admission.shed);
-      },
-    });
+    /** A gauge read from `value` at each scrape. */
+    const sampled = (name: string, help: string, value: () => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.set(value());
+        },
+      });
+    this.queueLength = sampled('xlt_queue_length', 'Examples waiting for a batch', queueLength);
+    this.admitted = sampled(
+      'xlt_admitted_examples',
+      'Examples admitted and not yet answered (bounded by xlt_queue_capacity)',
+      () => admission.load,
+    );
+    this.queueCapacity = sampled(
+      'xlt_queue_capacity',
+      'Most examples admitted at once; beyond it requests get 503 OVERLOADED',
+      () => admission.capacity,
+    );
+    this.shed = sampled(
+      'xlt_shed_requests',
+      'Requests answered 503 OVERLOADED because the queue was full',
+      () => admission.shed,
+    );
   }
 }
