@@ -194,6 +194,7 @@ export async function fit<B>(
         ...options.config,
       });
       if (options.resume === true && ckDir !== undefined) {
+        // passing over a damaged checkpoint is always said, with or without a progress display
         const warn = (line: string) => (printer ? printer.log(line) : process.stderr.write(`${line}\n`));
         const { loaded, skipped } = await loadNewestIntact(listCheckpoints(ckDir), trainer);
         for (const s of skipped) {
@@ -202,7 +203,7 @@ export async function fit<B>(
         }
         if (skipped.length > 0) summary.skippedCheckpoints = skipped;
         if (loaded !== undefined) {
-          warn(`resume: continuing from ${loaded} (step ${trainer.step})`);
+          printer?.log(`resume: continuing from ${loaded} (step ${trainer.step})`);
           summary.resumedFrom = trainer.step;
           // drop metric lines of steps after the checkpoint (they will be redone)
           const mpath = join(runDir, 'metrics.jsonl');
