@@ -43,6 +43,15 @@ export class Admission {
     );
   }
 
+  /** Counts one example as admitted until `running` settles (an example whose request gave up on it). */
+  holdUntil(running: Promise<unknown>): void {
+    this.admitted++;
+    const release = () => {
+      this.admitted--;
+    };
+    running.then(release, release);
+  }
+
   /** Runs `work` with `n` examples admitted, or throws {@link overloaded} when they do not fit. */
   async run<T>(n: number, work: () => Promise<T>): Promise<T> {
     if (this.admitted + n > this.capacity) throw this.overloaded();

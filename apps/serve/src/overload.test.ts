@@ -123,6 +123,21 @@ describe('the bounded queue', () => {
     await s.shutdown();
   });
 
+  it('answers a request that waits too long for the model 503 TIMEOUT, its example still counted until it ran', async () => {
+    const s = await start({ maxWaitMs: 1500, maxBatchSize: 64, timeouts: { modelWaitMs: 200 } });
+    const r = await post(s, { text: 'slow' });
+    expect(r.status).toBe(503);
+    expect(r.headers.get('retry-after')).toBe('1');
+    expect((await r.json()).error).toMatchObject({
+      code: 'TIMEOUT',
+      message: 'timed out after 200 ms waiting for the model',
+    });
+    expect(s.admittedExamples()).toBe(1);
+    for (let i = 0; i < 300 && s.admittedExamples() > 0; i++) await new Promise((res) => setTimeout(res, 10));
+    expect(s.admittedExamples()).toBe(0);
+    await s.shutdown();
+  });
+
   it('answers 2,000 concurrent requests with 200 or 503 + Retry-After, p99 under 2 s', async () => {
     // the floor: the same clients against a bare node:http server that answers at once, measured
     // before and after (this machine's load from other work varies by the second)

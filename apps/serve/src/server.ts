@@ -196,19 +196,20 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
 
   const submit = async (item: Item): Promise<RowOut> => {
     let timer: NodeJS.Timeout | undefined;
+    const result = batcher.submit(item);
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new HttpError(503, 'TIMEOUT', `timed out after ${timeoutMs} ms waiting for the model`, {
-              retryAfterS: 1,
-            }),
-          ),
-        timeoutMs,
-      );
+      timer = setTimeout(() => {
+        // the example still runs: it keeps its place in the queue bound until it has
+        admission.holdUntil(result);
+        reject(
+          new HttpError(503, 'TIMEOUT', `timed out after ${timeoutMs} ms waiting for the model`, {
+            retryAfterS: 1,
+          }),
+        );
+      }, timeoutMs);
     });
     try {
-      return await Promise.race([batcher.submit(item), timeout]);
+      return await Promise.race([result, timeout]);
     } finally {
       clearTimeout(timer);
     }
