@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { ServedModel } from './model.js';
+import { DEFAULT_LIMITS, DEFAULT_MAX_MODULE_BYTES, DEFAULT_TIMEOUTS } from './options.js';
 import { createServer } from './server.js';
 import { loadTokenizer } from './tokenizer.js';
 
@@ -11,72 +12,116 @@ Usage: xlt-serve --model DIR [--tokenizer PATH] [options]
   --model DIR          folder with config.json + model.safetensors or pytorch_model.bin (sharded or
                        not; any xlt/HF X-Mod or XLM-R head)
   --tokenizer PATH     tokenizer.json or a folder holding one (default: the model folder)
-  --modules DIR        language modules to add at start: DIR/<lang>.safetensors
+  --modules DIR        language modules to add at start: DIR/<lang>.safetensors; POST /admin/languages
+                       {"code"} adds DIR/<code>.safetensors later (only from this folder)
   --host HOST          default 127.0.0.1
   --port N             default 8080
   --threads N          onnxruntime intra-op threads (default: all cores)
   --max-batch N        most examples per model call (default 16)
   --max-wait-ms N      batching window (default 5)
-  --timeout-ms N       per-request limit while waiting for the model (default 30000)
-  --max-text N         longest text in characters (default 20000)
-  --max-body N         largest body in bytes (default 1048576)
-  --max-items N        most texts per request (default 64)
+Limits (a request over one gets 413, or 503 OVERLOADED for the queue):
+  --max-text N         longest text in characters (default ${DEFAULT_LIMITS.textChars})
+  --max-body N         largest body in bytes (default ${DEFAULT_LIMITS.bodyBytes})
+  --max-items N        most texts per request (default ${DEFAULT_LIMITS.batchItems})
+  --max-queue N        most examples admitted at once, over all requests (default ${DEFAULT_LIMITS.queueItems})
+  --max-module-bytes N largest module file the admin route loads (default ${DEFAULT_MAX_MODULE_BYTES})
+Timeouts (ms):
+  --timeout-ms N       a request waiting longer for the model gets 503 TIMEOUT (default ${DEFAULT_TIMEOUTS.modelWaitMs})
+  --headers-timeout-ms N   request headers must arrive within this (default ${DEFAULT_TIMEOUTS.headersMs})
+  --request-timeout-ms N   the whole request must arrive within this (default ${DEFAULT_TIMEOUTS.requestMs})
+  --keep-alive-timeout-ms N  idle keep-alive connections close after this (default ${DEFAULT_TIMEOUTS.keepAliveMs})
+  --connection-timeout-ms N  silent sockets close after this (default ${DEFAULT_TIMEOUTS.connectionMs})
+  --shutdown-timeout-ms N    SIGTERM drains in-flight requests this long, then closes all (default ${DEFAULT_TIMEOUTS.shutdownMs})
   The admin token for POST /admin/languages is read from XLT_ADMIN_TOKEN (admin is off without it).
+  Exit status: 0 after a shutdown, 2 on a usage error, 1 on any other failure.
 
 Example:
   XLT_ADMIN_TOKEN=s3cret xlt-serve --model runs/ner/model --port 8080
   curl -s localhost:8080/v1/tag -H 'content-type: application/json' -d '{"text":"Anna lebt in Berlin","lang":"de_DE"}'
 `;
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      model: { type: 'string' },
-      tokenizer: { type: 'string' },
-      modules: { type: 'string' },
-      host: { type: 'string', default: '127.0.0.1' },
-      port: { type: 'string', default: '8080' },
-      threads: { type: 'string' },
-      'max-batch': { type: 'string', default: '16' },
-      'max-wait-ms': { type: 'string', default: '5' },
-      'timeout-ms': { type: 'string', default: '30000' },
-      'max-text': { type: 'string', default: '20000' },
-      'max-body': { type: 'string', default: '1048576' },
-      'max-items': { type: 'string', default: '64' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help || values.model === undefined) {
-    process.stdout.write(HELP);
-    process.exit(values.help ? 0 : 2);
+/** A usage error: the message and the hint to run --help, exit status 2 (as `xlt` does). */
+function usage(message: string): never {
+  process.stderr.write(`xlt-serve: ${message}\nRun xlt-serve --help for the options.\n`);
+  process.exit(2);
+}
+
+const OPTIONS = {
+  model: { type: 'string' },
+  tokenizer: { type: 'string' },
+  modules: { type: 'string' },
+  host: { type: 'string', default: '127.0.0.1' },
+  port: { type: 'string', default: '8080' },
+  threads: { type: 'string' },
+  'max-batch': { type: 'string', default: '16' },
+  'max-wait-ms': { type: 'string', default: '5' },
+  'max-text': { type: 'string', default: String(DEFAULT_LIMITS.textChars) },
+  'max-body': { type: 'string', default: String(DEFAULT_LIMITS.bodyBytes) },
+  'max-items': { type: 'string', default: String(DEFAULT_LIMITS.batchItems) },
+  'max-queue': { type: 'string', default: String(DEFAULT_LIMITS.queueItems) },
+  'max-module-bytes': { type: 'string', default: String(DEFAULT_MAX_MODULE_BYTES) },
+  'timeout-ms': { type: 'string', default: String(DEFAULT_TIMEOUTS.modelWaitMs) },
+  'headers-timeout-ms': { type: 'string', default: String(DEFAULT_TIMEOUTS.headersMs) },
+  'request-timeout-ms': { type: 'string', default: String(DEFAULT_TIMEOUTS.requestMs) },
+  'keep-alive-timeout-ms': { type: 'string', default: String(DEFAULT_TIMEOUTS.keepAliveMs) },
+  'connection-timeout-ms': { type: 'string', default: String(DEFAULT_TIMEOUTS.connectionMs) },
+  'shutdown-timeout-ms': { type: 'string', default: String(DEFAULT_TIMEOUTS.shutdownMs) },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+function parseCli() {
+  try {
+    return parseArgs({ options: OPTIONS, allowPositionals: false }).values;
+  } catch (e) {
+    return usage((e as Error).message);
   }
-  const int = (name: string, v: string | undefined): number => {
+}
+
+async function main(): Promise<void> {
+  const values = parseCli();
+  if (values.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const modelDir = values.model ?? usage('--model DIR is required');
+  // every number is checked before the (slow) model load
+  const int = (name: keyof typeof OPTIONS, min = 0): number => {
+    const v = values[name];
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) {
-      process.stderr.write(`--${name} must be a non-negative integer, got '${v}'\n`);
-      process.exit(2);
-    }
+    if (typeof v !== 'string' || v.trim() === '' || !Number.isInteger(n) || n < min)
+      usage(`--${name} must be an integer of at least ${min}, got '${String(v)}'`);
     return n;
   };
-  const model = await ServedModel.load(values.model, {
-    ...(values.modules !== undefined ? { modulesDir: values.modules } : {}),
-    ...(values.threads !== undefined ? { threads: int('threads', values.threads) } : {}),
-  });
-  const tokenizer = await loadTokenizer(values.tokenizer ?? values.model);
-  const server = await createServer({
-    model,
-    tokenizer,
-    maxBatchSize: int('max-batch', values['max-batch']),
-    maxWaitMs: int('max-wait-ms', values['max-wait-ms']),
-    requestTimeoutMs: int('timeout-ms', values['timeout-ms']),
+  const port = int('port');
+  const threads = values.threads !== undefined ? int('threads', 1) : undefined;
+  const serveOptions = {
+    maxBatchSize: int('max-batch', 1),
+    maxWaitMs: int('max-wait-ms'),
     limits: {
-      textChars: int('max-text', values['max-text']),
-      bodyBytes: int('max-body', values['max-body']),
-      batchItems: int('max-items', values['max-items']),
+      textChars: int('max-text', 1),
+      bodyBytes: int('max-body', 1),
+      batchItems: int('max-items', 1),
+      queueItems: int('max-queue', 1),
     },
+    timeouts: {
+      modelWaitMs: int('timeout-ms', 1),
+      headersMs: int('headers-timeout-ms', 1),
+      requestMs: int('request-timeout-ms', 1),
+      keepAliveMs: int('keep-alive-timeout-ms', 1),
+      connectionMs: int('connection-timeout-ms', 1),
+      shutdownMs: int('shutdown-timeout-ms', 1),
+    },
+    maxModuleBytes: int('max-module-bytes', 1),
+    ...(values.modules !== undefined ? { modulesDir: values.modules } : {}),
     ...(process.env.XLT_ADMIN_TOKEN ? { adminToken: process.env.XLT_ADMIN_TOKEN } : {}),
+  };
+  const model = await ServedModel.load(modelDir, {
+    ...(values.modules !== undefined ? { modulesDir: values.modules } : {}),
+    ...(threads !== undefined ? { threads } : {}),
   });
-  const address = await server.app.listen({ host: values.host, port: int('port', values.port) });
+  const tokenizer = await loadTokenizer(values.tokenizer ?? modelDir);
+  const server = await createServer({ model, tokenizer, ...serveOptions });
+  const address = await server.app.listen({ host: values.host, port, backlog: 4096 });
   process.stderr.write(
     `[xlt-serve] ${model.head} model, languages: ${model.languages.join(', ') || '(none)'}; listening on ${address}\n`,
   );
@@ -84,9 +129,18 @@ async function main(): Promise<void> {
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    process.stderr.write(`[xlt-serve] ${signal}: finishing in-flight requests\n`);
+    const deadline = serveOptions.timeouts.shutdownMs;
+    process.stderr.write(`[xlt-serve] ${signal}: finishing in-flight requests (at most ${deadline} ms)\n`);
+    // the backstop: whatever hangs, the process ends
+    setTimeout(() => {
+      process.stderr.write('[xlt-serve] shutdown did not finish: exiting\n');
+      process.exit(1);
+    }, deadline + 5000).unref();
     server.shutdown().then(
-      () => process.exit(0),
+      ({ forced }) => {
+        if (forced) process.stderr.write('[xlt-serve] deadline reached: closed the connections left\n');
+        process.exit(0);
+      },
       (e: unknown) => {
         process.stderr.write(`[xlt-serve] shutdown failed: ${String(e)}\n`);
         process.exit(1);

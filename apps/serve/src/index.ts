@@ -1,8 +1,17 @@
 export { type BatcherOptions, DynamicBatcher } from './batcher.js';
+export { type ErrorBody, HttpError, type ServeErrorCode } from './errors.js';
 export { type LoadResult, loadTest } from './load.js';
 export { ServeMetrics } from './metrics.js';
 export { ServedModel } from './model.js';
-export { createServer, HttpError, type ServeLimits, type ServeOptions, type XltServer } from './server.js';
+export {
+  DEFAULT_LIMITS,
+  DEFAULT_MAX_MODULE_BYTES,
+  DEFAULT_TIMEOUTS,
+  type ServeLimits,
+  type ServeOptions,
+  type ServeTimeouts,
+} from './options.js';
+export { createServer, type XltServer } from './server.js';
 export type {
   ClassifyResult,
   Encoded,

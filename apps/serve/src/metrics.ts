@@ -8,8 +8,18 @@ export class ServeMetrics {
   readonly batchSize: Histogram;
   readonly batchDuration: Histogram;
   readonly queueLength: Gauge;
+  readonly admitted: Gauge;
+  readonly queueCapacity: Gauge;
+  readonly shed: Gauge;
 
-  constructor(queueLength: () => number) {
+  /**
+   * `queueLength`: examples waiting for a batch; `admission`: the queue bound's load, capacity and
+   * shed count.
+   */
+  constructor(
+    queueLength: () => number,
+    admission: { load: number; capacity: number; shed: number } = { load: 0, capacity: 0, shed: 0 },
+  ) {
     this.requestDuration = new Histogram({
       name: 'xlt_request_duration_seconds',
       help: 'Request latency by route and status code',
@@ -35,13 +45,31 @@ export class ServeMetrics {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [this.registry],
     });
-    this.queueLength = new Gauge({
-      name: 'xlt_queue_length',
-      help: 'Examples waiting for a batch',
-      registers: [this.registry],
-      collect() {
-        this.set(queueLength());
-      },
-    });
+    /** A gauge read from `value` at each scrape. */
+    const sampled = (name: string, help: string, value: () => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.set(value());
+        },
+      });
+    this.queueLength = sampled('xlt_queue_length', 'Examples waiting for a batch', queueLength);
+    this.admitted = sampled(
+      'xlt_admitted_examples',
+      'Examples admitted and not yet answered (bounded by xlt_queue_capacity)',
+      () => admission.load,
+    );
+    this.queueCapacity = sampled(
+      'xlt_queue_capacity',
+      'Most examples admitted at once; beyond it requests get 503 OVERLOADED',
+      () => admission.capacity,
+    );
+    this.shed = sampled(
+      'xlt_shed_requests',
+      'Requests answered 503 OVERLOADED because the queue was full',
+      () => admission.shed,
+    );
   }
 }

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type SafetensorsTensor, sharedPath, sharedSkipReason, writeSafetensors } from '@xlt/core';
@@ -9,6 +9,8 @@ import { createServer, type XltServer } from './server.js';
 import { whitespaceTokenizer, writeTinyModel } from './testing.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'xlt-serve-'));
+const modulesDir = path.join(root, 'modules');
+mkdirSync(modulesDir);
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 async function start(
@@ -26,6 +28,7 @@ describe('sequence classification server', () => {
   beforeAll(async () => {
     s = await start('sequence-classification', {
       adminToken: 'secret',
+      modulesDir,
       limits: { textChars: 200, batchItems: 4, bodyBytes: 4096 },
     });
   });
@@ -129,7 +132,7 @@ describe('sequence classification server', () => {
   });
 
   it('protects the admin endpoint and adds a language module at run time', async () => {
-    const modFile = path.join(root, 'sw.safetensors');
+    const modFile = path.join(modulesDir, 'sw_KE.safetensors');
     const w = randomWeights(
       {
         vocab_size: 64,
@@ -153,14 +156,14 @@ describe('sequence classification server', () => {
     const none = await s.app.inject({
       method: 'POST',
       url: '/admin/languages',
-      payload: { code: 'sw_KE', path: modFile },
+      payload: { code: 'sw_KE' },
     });
     expect(none.statusCode).toBe(401);
     const bad = await s.app.inject({
       method: 'POST',
       url: '/admin/languages',
       headers: { authorization: 'Bearer nope' },
-      payload: { code: 'sw_KE', path: modFile },
+      payload: { code: 'sw_KE' },
     });
     expect(bad.statusCode).toBe(403);
     const before = (
@@ -170,7 +173,7 @@ describe('sequence classification server', () => {
       method: 'POST',
       url: '/admin/languages',
       headers: { authorization: 'Bearer secret' },
-      payload: { code: 'sw_KE', path: modFile },
+      payload: { code: 'sw_KE' },
     });
     expect(ok.statusCode).toBe(201);
     expect(ok.json().languages).toEqual(['en_XX', 'de_DE', 'fr_XX', 'sw_KE']);
@@ -189,9 +192,14 @@ describe('sequence classification server', () => {
       method: 'POST',
       url: '/admin/languages',
       headers: { authorization: 'Bearer secret' },
-      payload: { code: 'yo', path: path.join(root, 'nope.safetensors') },
+      payload: { code: 'yo' },
     });
-    expect(missing.statusCode).toBe(400);
+    expect(missing.statusCode).toBe(404);
+    expect(missing.json().error).toEqual({
+      code: 'NOT_FOUND',
+      message: "no language module 'yo' in the modules directory",
+      field: 'code',
+    });
   });
 
   it('reports health, readiness and Prometheus metrics', async () => {

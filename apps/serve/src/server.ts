@@ -1,46 +1,29 @@
-import { detectLanguage, isXltError, XltConfigError, XltError, XltNotFoundError } from '@xlt/core';
+import { detectLanguage } from '@xlt/core';
 import type { OnnxOutput } from '@xlt/onnx';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
+import { LANGUAGE_CODE_PATTERN, registerAdmin } from './admin.js';
+import { Admission } from './admission.js';
 import { DynamicBatcher } from './batcher.js';
+import { encodeBounded } from './bounded-encode.js';
+import { errorBody, HttpError, sendError } from './errors.js';
+import { boundedHttpServer } from './http-server.js';
 import { ServeMetrics } from './metrics.js';
 import type { ServedModel } from './model.js';
-import { PAGE_HTML } from './page.js';
 import {
-  classifyRow,
-  type Encoded,
-  fillRow,
-  padBatch,
-  qaRow,
-  type ServeTokenizer,
-  tagRow,
-  truncate,
-} from './tasks.js';
-
-/** Limits on what a request may ask for; each breach is a 4xx that says which limit. */
-export interface ServeLimits {
-  /** Largest request body in bytes (413 above). Default 1 MiB. */
-  bodyBytes: number;
-  /** Longest text (or context) in UTF-16 code units (413 above). Default 20,000. */
-  textChars: number;
-  /** Most texts in one request (413 above). Default 64. */
-  batchItems: number;
-}
-
-export interface ServeOptions {
-  model: ServedModel;
-  tokenizer: ServeTokenizer;
-  /** Most examples per model call. Default 16. */
-  maxBatchSize?: number;
-  /** How long a request waits for others to batch with (ms). Default 5. */
-  maxWaitMs?: number;
-  limits?: Partial<ServeLimits>;
-  /** Bearer token for `/admin/*`; admin endpoints are off without one. */
-  adminToken?: string;
-  /** A request still waiting for the model after this long gets a 503. Default 30,000 ms. */
-  requestTimeoutMs?: number;
-  /** Fastify's logger (default off). */
-  logger?: boolean;
-}
+  DEFAULT_LIMITS,
+  DEFAULT_MAX_MODULE_BYTES,
+  DEFAULT_TIMEOUTS,
+  type ServeLimits,
+  type ServeOptions,
+  type ServeTimeouts,
+} from './options.js';
+import { PAGE_HTML } from './page.js';
+import { classifyRow, type Encoded, fillRow, padBatch, qaRow, tagRow } from './tasks.js';
 
 interface Item {
   enc: Encoded;
@@ -51,14 +34,7 @@ interface RowOut {
   row: number;
 }
 
-/** An HTTP error with a status code and a message that says what was wrong. */
-export class HttpError extends XltError {
-  readonly status: number;
-  constructor(status: number, message: string, field?: string) {
-    super('CONFIG', message, field !== undefined ? { field } : {});
-    this.status = status;
-  }
-}
+const INFERENCE_ROUTES = new Set(['/v1/classify', '/v1/tag', '/v1/qa', '/v1/fill']);
 
 const TASK_ROUTE = {
   'sequence-classification': '/v1/classify',
@@ -69,12 +45,13 @@ const TASK_ROUTE = {
   'open-ie': '(none: run extraction through @xlt/oie)',
 } as const;
 
+const langSchema = { type: 'string', pattern: LANGUAGE_CODE_PATTERN } as const;
 const textSchema = {
   type: 'object',
   properties: {
     text: { type: 'string' },
     texts: { type: 'array', items: { type: 'string' } },
-    lang: { type: 'string' },
+    lang: langSchema,
     topK: { type: 'integer', minimum: 1, maximum: 50 },
   },
   additionalProperties: false,
@@ -82,7 +59,7 @@ const textSchema = {
 const qaSchema = {
   type: 'object',
   required: ['question', 'context'],
-  properties: { question: { type: 'string' }, context: { type: 'string' }, lang: { type: 'string' } },
+  properties: { question: { type: 'string' }, context: { type: 'string' }, lang: langSchema },
   additionalProperties: false,
 } as const;
 
@@ -92,8 +69,14 @@ export interface XltServer {
   metrics: ServeMetrics;
   /** Examples waiting for a batch. */
   queueLength(): number;
-  /** Stops accepting requests, answers every accepted one, then releases the model. */
-  shutdown(): Promise<void>;
+  /** Examples admitted and not yet answered (bounded by `limits.queueItems`). */
+  admittedExamples(): number;
+  /**
+   * Stops accepting requests and answers every accepted one, within `timeouts.shutdownMs`; then
+   * closes whatever connections are left and releases the model. Resolves `forced: true` when the
+   * deadline was reached.
+   */
+  shutdown(): Promise<{ forced: boolean }>;
 }
 
 /**
@@ -103,10 +86,13 @@ export interface XltServer {
  */
 export async function createServer(options: ServeOptions): Promise<XltServer> {
   const { model, tokenizer } = options;
-  const limits: ServeLimits = { bodyBytes: 1 << 20, textChars: 20_000, batchItems: 64, ...options.limits };
-  const timeoutMs = options.requestTimeoutMs ?? 30_000;
+  const limits: ServeLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const timeouts: ServeTimeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+  const timeoutMs = timeouts.modelWaitMs;
+  const admission = new Admission(limits.queueItems);
   let ready = false;
   let shuttingDown = false;
+  let shutdownDone: Promise<{ forced: boolean }> | undefined;
 
   const batcher = new DynamicBatcher<Item, RowOut>(
     async (items) => {
@@ -131,51 +117,36 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
       },
     },
   );
-  const metrics = new ServeMetrics(() => batcher.queueLength);
+  const metrics = new ServeMetrics(() => batcher.queueLength, admission);
 
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: limits.bodyBytes,
     forceCloseConnections: 'idle',
+    // every wait a client can make the server do is bounded; a full queue sheds before routing
+    serverFactory: (handler) =>
+      boundedHttpServer(
+        timeouts,
+        (req) => {
+          if (shuttingDown || req.method !== 'POST' || !admission.full) return undefined;
+          const route = (req.url ?? '').split('?')[0] as string;
+          if (!INFERENCE_ROUTES.has(route)) return undefined;
+          const e = admission.overloaded();
+          metrics.requests.inc({ route, status: '503' });
+          return { retryAfterS: admission.retryAfterS, message: e.detail };
+        },
+        handler,
+      ),
+    // the schemas are the contract: no coercion ("1" stays a string, a string is not an array), unknown
+    // fields are errors rather than silently dropped, no defaults filled in
+    ajv: {
+      customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false },
+    },
   });
 
-  app.setErrorHandler(
-    (err: Error & { statusCode?: number; code?: string; validation?: unknown }, _req, reply) => {
-      let status = 500;
-      let code = 'INTERNAL';
-      let message = err.message;
-      if (err instanceof HttpError) {
-        status = err.status;
-        code = 'BAD_REQUEST';
-      } else if (isXltError(err)) {
-        status =
-          err.code === 'STATE'
-            ? 503
-            : ['NOT_FOUND', 'CONFIG', 'SHAPE', 'FORMAT'].includes(err.code)
-              ? 400
-              : 500;
-        code = err.code;
-      } else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-        status = 413;
-        code = 'BODY_TOO_LARGE';
-        message = `request body exceeds the limit of ${limits.bodyBytes} bytes`;
-      } else if (
-        err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ||
-        err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' ||
-        err instanceof SyntaxError
-      ) {
-        status = 400;
-        code = 'INVALID_JSON';
-        message = `request body is not valid JSON: ${err.message}`;
-      } else if (err.validation !== undefined) {
-        status = 400;
-        code = 'INVALID_REQUEST';
-      } else if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
-        status = err.statusCode;
-        code = err.code ?? 'BAD_REQUEST';
-      }
-      void reply.status(status).send({ error: { code, message } });
-    },
+  app.setErrorHandler((err: FastifyError, req, reply) => sendError(err, reply, req.log, limits.bodyBytes));
+  app.setNotFoundHandler((req, reply) =>
+    reply.status(404).send(errorBody('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`)),
   );
 
   app.addHook('onResponse', async (req, reply) => {
@@ -188,26 +159,27 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
   app.addHook('onRequest', async (_req, reply) => {
     if (shuttingDown) {
       reply.header('connection', 'close');
-      await reply
-        .status(503)
-        .send({ error: { code: 'SHUTTING_DOWN', message: 'the server is shutting down' } });
+      await reply.status(503).send(errorBody('SHUTTING_DOWN', 'the server is shutting down'));
     }
   });
 
   const checkText = (t: string, field: string) => {
-    if (t.length === 0) throw new HttpError(400, `'${field}' is empty`, field);
+    if (t.length === 0) throw new HttpError(400, 'INVALID_REQUEST', `'${field}' is empty`, { field });
     if (t.length > limits.textChars)
       throw new HttpError(
         413,
+        'LIMIT_EXCEEDED',
         `'${field}' has ${t.length} characters; the limit is ${limits.textChars}`,
-        field,
+        { field },
       );
   };
 
   const resolveLang = async (lang: string | undefined, text: string): Promise<number | undefined> => {
     if (model.languages.length === 0) {
       if (lang !== undefined)
-        throw new HttpError(400, `this model has no language modules; omit 'lang'`, 'lang');
+        throw new HttpError(400, 'UNKNOWN_LANGUAGE', `this model has no language modules; omit 'lang'`, {
+          field: 'lang',
+        });
       return undefined;
     }
     const code = lang ?? (await detectLanguage(text, model.languages)) ?? model.defaultLanguage;
@@ -215,22 +187,29 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
     if (idx < 0)
       throw new HttpError(
         400,
+        'UNKNOWN_LANGUAGE',
         `unknown language '${lang}'; this model has ${model.languages.join(', ')}`,
-        'lang',
+        { field: 'lang' },
       );
     return idx;
   };
 
   const submit = async (item: Item): Promise<RowOut> => {
     let timer: NodeJS.Timeout | undefined;
+    const result = batcher.submit(item);
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new HttpError(503, `timed out after ${timeoutMs} ms waiting for the model`)),
-        timeoutMs,
-      );
+      timer = setTimeout(() => {
+        // the example still runs: it keeps its place in the queue bound until it has
+        admission.holdUntil(result);
+        reject(
+          new HttpError(503, 'TIMEOUT', `timed out after ${timeoutMs} ms waiting for the model`, {
+            retryAfterS: 1,
+          }),
+        );
+      }, timeoutMs);
     });
     try {
-      return await Promise.race([batcher.submit(item), timeout]);
+      return await Promise.race([result, timeout]);
     } finally {
       clearTimeout(timer);
     }
@@ -238,19 +217,29 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
 
   const requireHead = (head: keyof typeof TASK_ROUTE) => {
     if (model.head !== head) {
-      throw new HttpError(400, `this model is a ${model.head} model: use ${TASK_ROUTE[model.head]}`);
+      throw new HttpError(
+        400,
+        'WRONG_TASK',
+        `this model is a ${model.head} model: use ${TASK_ROUTE[model.head]}`,
+      );
     }
   };
 
   type TextBody = { text?: string; texts?: string[]; lang?: string; topK?: number };
   const textsOf = (body: TextBody): string[] => {
     const texts = body.texts ?? (body.text !== undefined ? [body.text] : []);
-    if (texts.length === 0) throw new HttpError(400, "give 'text' or a non-empty 'texts'", 'text');
+    if (body.text !== undefined && body.texts !== undefined)
+      throw new HttpError(400, 'INVALID_REQUEST', "give either 'text' or 'texts', not both", {
+        field: 'texts',
+      });
+    if (texts.length === 0)
+      throw new HttpError(400, 'INVALID_REQUEST', "give 'text' or a non-empty 'texts'", { field: 'text' });
     if (texts.length > limits.batchItems)
       throw new HttpError(
         413,
+        'LIMIT_EXCEEDED',
         `'texts' has ${texts.length} items; the limit is ${limits.batchItems}`,
-        'texts',
+        { field: 'texts' },
       );
     for (const [i, t] of texts.entries()) checkText(t, body.texts ? `texts[${i}]` : 'text');
     return texts;
@@ -259,13 +248,9 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
   const encodeAll = async (texts: string[], lang: string | undefined) =>
     Promise.all(
       texts.map(async (t) => {
-        const full = await tokenizer.encode(t);
-        return {
-          text: t,
-          enc: truncate(full, model.maxLength),
-          truncated: full.ids.length > model.maxLength,
-          lang: await resolveLang(lang, t),
-        };
+        // only as much of the text is tokenized as the model can take
+        const { enc, truncated } = await encodeBounded(tokenizer, t, model.maxLength);
+        return { text: t, enc, truncated, lang: await resolveLang(lang, t) };
       }),
     );
 
@@ -274,30 +259,36 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
     { schema: { body: textSchema } },
     async (req: FastifyRequest<{ Body: TextBody }>) => {
       requireHead('sequence-classification');
-      const items = await encodeAll(textsOf(req.body), req.body.lang);
-      const outs = await Promise.all(items.map((i) => submit({ enc: i.enc, lang: i.lang })));
-      const results = outs.map((o, k) => ({
-        ...classifyRow(o.out.logits as OnnxOutput, o.row, model.id2label),
-        truncated: items[k]?.truncated ?? false,
-        lang: langCode(items[k]?.lang),
-      }));
-      return req.body.texts ? { results } : results[0];
+      const texts = textsOf(req.body);
+      return admission.run(texts.length, async () => {
+        const items = await encodeAll(texts, req.body.lang);
+        const outs = await Promise.all(items.map((i) => submit({ enc: i.enc, lang: i.lang })));
+        const results = outs.map((o, k) => ({
+          ...classifyRow(o.out.logits as OnnxOutput, o.row, model.id2label),
+          truncated: items[k]?.truncated ?? false,
+          lang: langCode(items[k]?.lang),
+        }));
+        return req.body.texts ? { results } : results[0];
+      });
     },
   );
 
   app.post('/v1/tag', { schema: { body: textSchema } }, async (req: FastifyRequest<{ Body: TextBody }>) => {
     requireHead('token-classification');
-    const items = await encodeAll(textsOf(req.body), req.body.lang);
-    const outs = await Promise.all(items.map((i) => submit({ enc: i.enc, lang: i.lang })));
-    const results = outs.map((o, k) => {
-      const it = items[k] as (typeof items)[number];
-      return {
-        words: tagRow(o.out.logits as OnnxOutput, o.row, it.enc, it.text, model.id2label),
-        truncated: it.truncated,
-        lang: langCode(it.lang),
-      };
+    const texts = textsOf(req.body);
+    return admission.run(texts.length, async () => {
+      const items = await encodeAll(texts, req.body.lang);
+      const outs = await Promise.all(items.map((i) => submit({ enc: i.enc, lang: i.lang })));
+      const results = outs.map((o, k) => {
+        const it = items[k] as (typeof items)[number];
+        return {
+          words: tagRow(o.out.logits as OnnxOutput, o.row, it.enc, it.text, model.id2label),
+          truncated: it.truncated,
+          lang: langCode(it.lang),
+        };
+      });
+      return req.body.texts ? { results } : results[0];
     });
-    return req.body.texts ? { results } : results[0];
   });
 
   app.post(
@@ -308,45 +299,50 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
       const { question, context, lang } = req.body;
       checkText(question, 'question');
       checkText(context, 'context');
-      const enc = truncate(await tokenizer.encode(question, context), model.maxLength);
-      const l = await resolveLang(lang, context);
-      const o = await submit({ enc, lang: l });
-      return {
-        ...qaRow(o.out.start_logits as OnnxOutput, o.out.end_logits as OnnxOutput, o.row, enc, context),
-        lang: langCode(l),
-      };
+      return admission.run(1, async () => {
+        const { enc } = await encodeBounded(tokenizer, context, model.maxLength, question);
+        const l = await resolveLang(lang, context);
+        const o = await submit({ enc, lang: l });
+        return {
+          ...qaRow(o.out.start_logits as OnnxOutput, o.out.end_logits as OnnxOutput, o.row, enc, context),
+          lang: langCode(l),
+        };
+      });
     },
   );
 
   app.post('/v1/fill', { schema: { body: textSchema } }, async (req: FastifyRequest<{ Body: TextBody }>) => {
     requireHead('masked-lm');
     const texts = textsOf(req.body);
-    const items = await encodeAll(texts, req.body.lang);
-    items.forEach((it, i) => {
-      if (!it.enc.ids.includes(tokenizer.maskTokenId)) {
-        throw new HttpError(
-          400,
-          `text ${i} has no ${tokenizer.idToToken(tokenizer.maskTokenId)} token to fill`,
-          'text',
-        );
-      }
+    return admission.run(texts.length, async () => {
+      const items = await encodeAll(texts, req.body.lang);
+      items.forEach((it, i) => {
+        if (!it.enc.ids.includes(tokenizer.maskTokenId)) {
+          throw new HttpError(
+            400,
+            'INVALID_REQUEST',
+            `text ${i} has no ${tokenizer.idToToken(tokenizer.maskTokenId)} token to fill`,
+            { field: req.body.texts ? `texts[${i}]` : 'text' },
+          );
+        }
+      });
+      const outs = await Promise.all(items.map((i) => submit({ enc: i.enc, lang: i.lang })));
+      const results = outs.map((o, k) => {
+        const it = items[k] as (typeof items)[number];
+        return {
+          masks: fillRow(
+            o.out.logits as OnnxOutput,
+            o.row,
+            it.enc,
+            tokenizer.maskTokenId,
+            req.body.topK ?? 5,
+            tokenizer,
+          ),
+          lang: langCode(it.lang),
+        };
+      });
+      return req.body.texts ? { results } : results[0];
     });
-    const outs = await Promise.all(items.map((i) => submit({ enc: i.enc, lang: i.lang })));
-    const results = outs.map((o, k) => {
-      const it = items[k] as (typeof items)[number];
-      return {
-        masks: fillRow(
-          o.out.logits as OnnxOutput,
-          o.row,
-          it.enc,
-          tokenizer.maskTokenId,
-          req.body.topK ?? 5,
-          tokenizer,
-        ),
-        lang: langCode(it.lang),
-      };
-    });
-    return req.body.texts ? { results } : results[0];
   });
 
   const langCode = (i: number | undefined) => (i === undefined ? null : (model.languages[i] ?? null));
@@ -359,6 +355,7 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
     maskToken: tokenizer.idToToken(tokenizer.maskTokenId) ?? '<mask>',
     route: TASK_ROUTE[model.head],
     limits,
+    timeouts,
   }));
 
   app.get('/healthz', async () => ({ status: 'ok' }));
@@ -373,34 +370,11 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
   });
   app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').send(PAGE_HTML));
 
-  app.post(
-    '/admin/languages',
-    {
-      schema: {
-        body: {
-          type: 'object',
-          required: ['code', 'path'],
-          properties: { code: { type: 'string' }, path: { type: 'string' } },
-          additionalProperties: false,
-        },
-      },
-    },
-    async (req: FastifyRequest<{ Body: { code: string; path: string } }>, reply) => {
-      if (options.adminToken === undefined)
-        throw new HttpError(404, 'admin endpoints are disabled (no admin token configured)');
-      const auth = req.headers.authorization;
-      if (auth === undefined) throw new HttpError(401, 'missing Authorization: Bearer <token>');
-      if (auth !== `Bearer ${options.adminToken}`) throw new HttpError(403, 'invalid admin token');
-      try {
-        await model.addLanguage(req.body.code, req.body.path);
-      } catch (e) {
-        if (e instanceof XltNotFoundError || e instanceof XltConfigError || isXltError(e))
-          throw new HttpError(400, (e as Error).message, 'path');
-        throw e;
-      }
-      return reply.status(201).send({ languages: model.languages });
-    },
-  );
+  registerAdmin(app, model, {
+    adminToken: options.adminToken,
+    modulesDir: options.modulesDir,
+    maxModuleBytes: options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES,
+  });
 
   await app.ready();
   ready = true;
@@ -409,14 +383,36 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
     app,
     metrics,
     queueLength: () => batcher.queueLength,
-    async shutdown() {
-      if (shuttingDown) return;
-      shuttingDown = true;
-      // stop listening; run what is queued now rather than after the batching wait; answer in-flight requests
-      const closing = app.close();
-      await batcher.drain();
-      await closing;
-      await model.close();
+    admittedExamples: () => admission.load,
+    shutdown() {
+      if (shutdownDone === undefined) {
+        shuttingDown = true;
+        shutdownDone = drainWithin(app, batcher, model, timeouts.shutdownMs);
+      }
+      return shutdownDone;
     },
   };
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+/**
+ * Stops listening, runs what is queued at once and answers every accepted request; past `deadlineMs`
+ * closes every connection still open (slow or stuck clients) and gives the model run 1 s more. Then
+ * releases the model. Never waits longer than `deadlineMs` + about 2 s.
+ */
+async function drainWithin(
+  app: FastifyInstance,
+  batcher: DynamicBatcher<Item, RowOut>,
+  model: ServedModel,
+  deadlineMs: number,
+): Promise<{ forced: boolean }> {
+  const graceful = Promise.all([app.close(), batcher.drain()]).then(() => true);
+  let forced = !(await Promise.race([graceful, sleep(deadlineMs).then(() => false)]));
+  if (forced) {
+    app.server.closeAllConnections();
+    await Promise.race([graceful, sleep(1000)]);
+  }
+  await Promise.race([model.close(), sleep(1000).then(() => (forced = true))]);
+  return { forced };
 }

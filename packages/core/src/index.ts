@@ -47,5 +47,5 @@ export {
   writeSafetensors,
 } from './safetensors.js';
 export { findRepoRoot, hasSharedDir, sharedDir, sharedPath, sharedSkipReason } from './shared.js';
-export { TorchCheckpointReader, type TorchTensorInfo } from './torch.js';
+export { TorchCheckpointReader, type TorchReadOptions, type TorchTensorInfo } from './torch.js';
 export { tensorBytes, writeTorchCheckpoint } from './torch-write.js';

@@ -21,6 +21,11 @@ export function writeTorchCheckpoint(
     ties?: Record<string, string>;
     /** The archive's top folder; torch uses the file's base name. */
     prefix?: string;
+    /**
+     * name → the shape and stride written for it instead of its own shape and row-major stride, over
+     * a storage of its data (for tests of views and of hostile files).
+     */
+    views?: Record<string, { shape: number[]; stride: number[] }>;
   } = {},
 ): void {
   const prefix = options.prefix ?? basename(file, extname(file));
@@ -32,7 +37,9 @@ export function writeTorchCheckpoint(
   p.ordereddict();
   p.op(0x28); // MARK
   for (const [name, t] of tensors) {
-    const numel = t.shape.reduce((a, d) => a * d, 1);
+    const view = options.views?.[name];
+    const numel =
+      view !== undefined ? t.data.byteLength / dtypeSize(t.dtype) : t.shape.reduce((a, d) => a * d, 1);
     let storage = ties[name] !== undefined ? keyOf.get(ties[name] as string) : undefined;
     if (ties[name] !== undefined && storage === undefined)
       throw new Error(`${name} is tied to ${ties[name]}, which is not written before it`);
@@ -54,9 +61,9 @@ export function writeTorchCheckpoint(
     p.op(0x74); // TUPLE
     p.op(0x51); // BINPERSID
     p.int(0);
-    p.tuple(t.shape);
-    const stride = t.shape.map((_, i) => t.shape.slice(i + 1).reduce((a, d) => a * d, 1));
-    p.tuple(stride);
+    const shape = view?.shape ?? t.shape;
+    p.tuple(shape);
+    p.tuple(view?.stride ?? shape.map((_, i) => shape.slice(i + 1).reduce((a, d) => a * d, 1)));
     p.op(0x89); // NEWFALSE
     p.ordereddict();
     p.op(0x74); // TUPLE

@@ -226,6 +226,38 @@ describe('TorchCheckpointReader', () => {
     expect(e.message).toContain('reaches element 5 of a storage of 2');
   });
 
+  it('refuses a stride-0 view over a huge shape instead of allocating what the file does not hold', () => {
+    // one F32 on disk, viewed as [8192, 8192] with stride [0, 0]: 256 MiB out of 4 bytes
+    const file = path.join(tmp, 'stride0.bin');
+    writeTorchCheckpoint(
+      file,
+      new Map([['w', { dtype: 'F32', shape: [1], data: new Float32Array([1]) } as SafetensorsTensor]]),
+      { views: { w: { shape: [8192, 8192], stride: [0, 0] } } },
+    );
+    expect(readFileSync(file).length).toBeLessThan(1024);
+    const before = process.memoryUsage().arrayBuffers;
+    const e = openError(file);
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(2 ** 20);
+    expect(e).toBeInstanceOf(XltFormatError);
+    expect(e.tensor).toBe('w');
+    expect(e.file).toBe(file);
+    expect(e.message).toContain(
+      'tensor [8192, 8192] with stride [0, 0] has 67108864 elements but its storage holds 1',
+    );
+  });
+
+  it('refuses a tensor over an explicit maxTensorBytes at open', () => {
+    const file = path.join(tmp, 'big.bin');
+    writeTorchCheckpoint(
+      file,
+      new Map([['w', { dtype: 'F32', shape: [64], data: new Float32Array(64) } as SafetensorsTensor]]),
+    );
+    expect(() => TorchCheckpointReader.open(file, { maxTensorBytes: 255 }).close()).toThrow(
+      /tensor \[64\] of F32 needs 256 bytes, more than the limit of 255/,
+    );
+    withReader(file, (r) => expect(r.get('w').shape).toEqual([64]));
+  });
+
   it('unknown tensors are XltNotFoundError, reading after close an XltError', () => {
     const r = TorchCheckpointReader.open(fixture('basic.bin'));
     expect(r.has('f32')).toBe(true);

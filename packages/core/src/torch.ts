@@ -5,8 +5,17 @@ import type { TensorInfo, TensorReader } from './reader.js';
 import { dtypeSize, type SafetensorsDType, type SafetensorsTensor, viewAs } from './safetensors.js';
 import { LOCAL_SIG, readAt, readInto, readZipDirectory, type ZipEntry, zipEntryDataOffset } from './zip.js';
 
-/** The largest tensor `get` can return (one ArrayBuffer). */
+/** The largest tensor `get` returns by default (one ArrayBuffer holds at most this). */
 const MAX_TENSOR_BYTES = 2 ** 32;
+
+/** Options of {@link TorchCheckpointReader.open}. */
+export interface TorchReadOptions {
+  /**
+   * The largest tensor (in bytes) the reader will allocate; a checkpoint that declares a larger one is
+   * refused at open. Default and upper bound 4 GiB.
+   */
+  maxTensorBytes?: number;
+}
 
 /** PyTorch storage classes (`torch.FloatStorage`, ...) and the dtype of their elements. */
 const STORAGE_DTYPES: Record<string, SafetensorsDType> = {
@@ -131,8 +140,14 @@ export class TorchCheckpointReader implements TensorReader {
     this.storages = storages;
   }
 
-  /** Opens a `torch.save` file, parses its pickle and checks every tensor against its storage. */
-  static open(path: string): TorchCheckpointReader {
+  /**
+   * Opens a `torch.save` file, parses its pickle and checks every tensor against its storage: a
+   * tensor may not reach past its storage nor hold more elements than its storage (a view that
+   * repeats elements, such as stride 0, would make the reader allocate more than the file holds), and
+   * no tensor may be larger than `maxTensorBytes`.
+   */
+  static open(path: string, options: TorchReadOptions = {}): TorchCheckpointReader {
+    const maxTensorBytes = Math.min(options.maxTensorBytes ?? MAX_TENSOR_BYTES, MAX_TENSOR_BYTES);
     let fd: number;
     try {
       fd = openSync(path, 'r');
@@ -224,9 +239,9 @@ export class TorchCheckpointReader implements TensorReader {
         }
         const numel = t.shape.reduce((a, d) => a * d, 1);
         const bytes = numel * dtypeSize(ref.dtype);
-        if (!Number.isSafeInteger(bytes) || bytes > MAX_TENSOR_BYTES)
+        if (!Number.isSafeInteger(bytes) || bytes > maxTensorBytes)
           throw new XltFormatError(
-            `tensor [${t.shape.join(', ')}] of ${ref.dtype} needs ${bytes} bytes, more than one buffer holds (${MAX_TENSOR_BYTES})`,
+            `tensor [${t.shape.join(', ')}] of ${ref.dtype} needs ${bytes} bytes, more than the limit of ${maxTensorBytes}`,
             { file: path, tensor: name },
           );
         if (numel > 0) {
@@ -237,6 +252,13 @@ export class TorchCheckpointReader implements TensorReader {
               { file: path, tensor: name },
             );
         }
+        // the output is bounded by what the file holds: a view may not repeat storage elements
+        // beyond the storage's size (stride 0 over a huge shape would allocate from 4 bytes on disk)
+        if (numel > ref.numel)
+          throw new XltFormatError(
+            `tensor [${t.shape.join(', ')}] with stride [${t.stride.join(', ')}] has ${numel} elements but its storage holds ${ref.numel}: a view that repeats elements is not read (save it with .contiguous())`,
+            { file: path, tensor: name },
+          );
         tensors.set(name, t);
       }
       return new TorchCheckpointReader(path, fd, prefix, tensors, storages);

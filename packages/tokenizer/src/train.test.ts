@@ -1,7 +1,7 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { isXltError, sharedPath, sharedSkipReason } from '@xlt/core';
+import { isXltError, sharedPath, sharedSkipReason, type XltError } from '@xlt/core';
 import { Tokenizer } from 'tokenizers';
 import { describe, expect, it } from 'vitest';
 import {
@@ -34,7 +34,7 @@ function heldOut(lang: string): string[] {
     .slice(900);
 }
 
-async function rejectsWith(p: Promise<unknown>, code: string, re: RegExp): Promise<void> {
+async function rejectsWith(p: Promise<unknown>, code: string, re: RegExp): Promise<XltError> {
   let err: unknown;
   try {
     await p;
@@ -43,6 +43,7 @@ async function rejectsWith(p: Promise<unknown>, code: string, re: RegExp): Promi
   }
   expect(isXltError(err, code as never), String(err)).toBe(true);
   expect((err as Error).message).toMatch(re);
+  return err as XltError;
 }
 
 describe('trainUnigram on synthetic text', () => {
@@ -162,6 +163,30 @@ describe('trainUnigram on synthetic text', () => {
     expect(stages).toContain('em');
     expect(stages.at(-1)).toBe('finalize');
     expect(seen.filter((p) => p.stage === 'em').every((p) => Number.isFinite(p.loss))).toBe(true);
+  });
+
+  it('refuses a language whose file is blank, naming the file and language, and writes nothing', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'xlt-blank-'));
+    const en = path.join(dir, 'en.txt');
+    const sw = path.join(dir, 'sw.txt');
+    const out = path.join(dir, 'tokenizer.json');
+    writeFileSync(en, `${sentences.join('\n')}\n`);
+    writeFileSync(sw, '\n   \n\t\n');
+    const e = await rejectsWith(
+      trainUnigram({ files: { en, sw }, vocabSize: 30, output: out }),
+      'FORMAT',
+      /the training file of language 'sw' is empty or blank/,
+    );
+    expect(e.file).toBe(sw);
+    expect(e.field).toBe('files.sw');
+    expect(existsSync(out)).toBe(false);
+    // one language of texts with nothing in it is refused the same way
+    await rejectsWith(
+      trainUnigram({ texts: { en: sentences, sw: [' '] }, vocabSize: 30 }),
+      'CONFIG',
+      /language 'sw' has no non-blank sentence/,
+    );
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('rejects an empty corpus, a vocabulary smaller than the alphabet and a missing file', async () => {

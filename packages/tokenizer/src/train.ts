@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { Rng, XltConfigError, XltNotFoundError } from '@xlt/core';
+import { Rng, XltConfigError, XltFormatError, XltNotFoundError } from '@xlt/core';
 import { type TokenizerJson, writeJsonAtomic, XltTokenizer } from './tokenizer.js';
 
 /** The word-boundary marker of SentencePiece / Metaspace. */
@@ -456,9 +456,17 @@ async function readSentences(options: TrainUnigramOptions): Promise<Map<string, 
       arr = [];
       byLang.set(lang, arr);
     }
+    const before = arr.length;
     for (const l of lines) if (l.trim().length > 0) arr.push(l);
+    return arr.length - before;
   };
-  for (const [lang, t] of Object.entries(options.texts ?? {})) push(lang, t);
+  for (const [lang, t] of Object.entries(options.texts ?? {})) {
+    // a language named with nothing to learn from is a mistake to report, not to drop silently
+    if (push(lang, t) === 0)
+      throw new XltConfigError(`language '${lang}' has no non-blank sentence: its corpus is empty`, {
+        field: `texts.${lang}`,
+      });
+  }
   for (const [lang, f] of Object.entries(options.files ?? {})) {
     for (const file of typeof f === 'string' ? [f] : f) {
       let text: string;
@@ -467,7 +475,11 @@ async function readSentences(options: TrainUnigramOptions): Promise<Map<string, 
       } catch (cause) {
         throw new XltNotFoundError('cannot read training file', { file, cause });
       }
-      push(lang, text.split(/\r?\n/));
+      if (push(lang, text.split(/\r?\n/)) === 0)
+        throw new XltFormatError(
+          `the training file of language '${lang}' is empty or blank: expected one sentence a line`,
+          { file, field: `files.${lang}` },
+        );
     }
   }
   return byLang;

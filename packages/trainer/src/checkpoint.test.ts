@@ -77,6 +77,66 @@ describe('checkpoints', () => {
     m2.dispose();
   });
 
+  it('resume passes over a damaged newest checkpoint, says so, and continues from the newest intact one', async () => {
+    const m0 = new TinyModel(11);
+    const full = await fit<TokenBatch>(m0, modelLoss(m0), opts);
+    m0.dispose();
+    const runDir = join(tmp, 'resume-damaged');
+    const m1 = new TinyModel(11);
+    await expect(
+      fit<TokenBatch>(m1, modelLoss(m1), {
+        ...opts,
+        runDir,
+        checkpointEvery: 3,
+        keepCheckpoints: 3,
+        callbacks: {
+          onCheckpoint: (_d, step) => {
+            if (step === 6) throw new Error('interrupted');
+          },
+        },
+      }),
+    ).rejects.toThrow('interrupted');
+    m1.dispose();
+    const cks = listCheckpoints(join(runDir, 'checkpoints'));
+    expect(cks.map((p) => p.slice(-13))).toEqual(['step-00000003', 'step-00000006']);
+    // the newest is damaged: one byte of its weights flipped
+    const weights = join(cks[1] as string, 'model.safetensors');
+    const bytes = readFileSync(weights);
+    bytes[bytes.length - 3] = (bytes[bytes.length - 3] as number) ^ 0xff;
+    writeFileSync(weights, bytes);
+    const lines: string[] = [];
+    const skippedSeen: string[] = [];
+    const m2 = new TinyModel(99);
+    const resumed = await fit<TokenBatch>(m2, modelLoss(m2), {
+      ...opts,
+      runDir,
+      resume: true,
+      progress: { write: (t: string) => lines.push(t) },
+      callbacks: { onCheckpointSkipped: (d) => skippedSeen.push(d) },
+    });
+    expect(resumed.resumedFrom).toBe(3);
+    expect(resumed.losses).toEqual(full.losses.slice(3));
+    expect(resumed.skippedCheckpoints?.map((s) => s.dir)).toEqual([cks[1]]);
+    expect(resumed.skippedCheckpoints?.[0]?.reason).toMatch(/corrupted/);
+    expect(skippedSeen).toEqual([cks[1]]);
+    expect(lines.join('')).toMatch(/checkpoint .*step-00000006 is damaged, passed over: .*corrupted/);
+    m2.dispose();
+  });
+
+  it('resume refuses to start from scratch when every checkpoint is damaged', async () => {
+    const runDir = join(tmp, 'resume-all-damaged');
+    const m1 = new TinyModel(11);
+    await fit<TokenBatch>(m1, modelLoss(m1), { ...opts, totalSteps: 2, runDir, checkpointEvery: 2 });
+    m1.dispose();
+    const [ck] = listCheckpoints(join(runDir, 'checkpoints'));
+    rmSync(join(ck as string, 'manifest.json'));
+    const m2 = new TinyModel(99);
+    await expect(fit<TokenBatch>(m2, modelLoss(m2), { ...opts, runDir, resume: true })).rejects.toThrow(
+      /no intact checkpoint to resume from: .*step-00000002: checkpoint has no manifest/,
+    );
+    m2.dispose();
+  });
+
   it('detects a corrupted checkpoint by sha256 and loads nothing from it', async () => {
     const m = new TinyModel(12);
     const t = new Trainer<TokenBatch>(m, modelLoss(m), { lr: 1e-2, totalSteps: 4 });

@@ -7,11 +7,17 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, XltConfigError, XltFormatError } from '@xlt/core';
+import { isXltError, Rng, XltConfigError, XltFormatError } from '@xlt/core';
 import { checkpointName, listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
-import { createTrainer, type EngineChoice, type EngineName, type OnnxEngineOptions } from './engine.js';
+import {
+  createTrainer,
+  type EngineChoice,
+  type EngineName,
+  type OnnxEngineOptions,
+  type TrainEngine,
+} from './engine.js';
 import type { ParameterSource } from './params.js';
 import { type ProgressInfo, ProgressPrinter, type TextSink } from './progress.js';
 import type { LossFn, StepResult, TrainerOptions } from './trainer.js';
@@ -35,6 +41,8 @@ export interface TrainCallbacks {
   onStep?(result: StepResult & { tokens: number }): void;
   onEval?(step: number, metrics: EvalMetrics, improved: boolean): void;
   onCheckpoint?(dir: string, step: number): void;
+  /** On resume, a damaged checkpoint that was passed over for an older intact one. */
+  onCheckpointSkipped?(dir: string, reason: string): void;
 }
 
 /** Options of {@link fit}: the trainer's hyper-parameters plus data, evaluation and run-directory settings. */
@@ -93,6 +101,8 @@ export interface FitSummary {
   best?: { step: number; metrics: EvalMetrics };
   stoppedEarly: boolean;
   resumedFrom?: number;
+  /** Damaged checkpoints passed over on resume (newest first), with what was wrong with each. */
+  skippedCheckpoints?: Array<{ dir: string; reason: string }>;
   trainableParameters: string[];
   seconds: number;
   /** The engine that ran the steps and why it was chosen. */
@@ -187,10 +197,16 @@ export async function fit<B>(
         ...options.config,
       });
       if (options.resume === true && ckDir !== undefined) {
-        const all = listCheckpoints(ckDir);
-        const last = all[all.length - 1];
-        if (last !== undefined) {
-          await loadCheckpoint(last, trainer);
+        // passing over a damaged checkpoint is always said, with or without a progress display
+        const warn = (line: string) => (printer ? printer.log(line) : process.stderr.write(`${line}\n`));
+        const { loaded, skipped } = await loadNewestIntact(listCheckpoints(ckDir), trainer);
+        for (const s of skipped) {
+          warn(`resume: checkpoint ${s.dir} is damaged, passed over: ${s.reason}`);
+          options.callbacks?.onCheckpointSkipped?.(s.dir, s.reason);
+        }
+        if (skipped.length > 0) summary.skippedCheckpoints = skipped;
+        if (loaded !== undefined) {
+          printer?.log(`resume: continuing from ${loaded} (step ${trainer.step})`);
           summary.resumedFrom = trainer.step;
           // drop metric lines of steps after the checkpoint (they will be redone)
           const mpath = join(runDir, 'metrics.jsonl');
@@ -327,4 +343,31 @@ export async function fit<B>(
     printer?.end();
     await trainer.dispose();
   }
+}
+
+/**
+ * Loads the newest checkpoint of `dirs` (oldest first) that verifies and loads, passing over damaged
+ * ones (each loads nothing when it fails). When there are checkpoints and none is intact, that is an
+ * error: a resumed run never silently starts from scratch.
+ */
+async function loadNewestIntact<B>(
+  dirs: string[],
+  trainer: TrainEngine<B>,
+): Promise<{ loaded: string | undefined; skipped: Array<{ dir: string; reason: string }> }> {
+  const skipped: Array<{ dir: string; reason: string }> = [];
+  for (const dir of [...dirs].reverse()) {
+    try {
+      await loadCheckpoint(dir, trainer);
+      return { loaded: dir, skipped };
+    } catch (e) {
+      if (!isXltError(e)) throw e;
+      skipped.push({ dir, reason: e.message });
+    }
+  }
+  if (skipped.length > 0)
+    throw new XltFormatError(
+      `no intact checkpoint to resume from: ${skipped.map((s) => `${s.dir}: ${s.reason}`).join('; ')} (move them away to start from scratch)`,
+      { file: dirname(skipped[0]?.dir ?? '') },
+    );
+  return { loaded: undefined, skipped };
 }

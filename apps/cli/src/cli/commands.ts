@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { annotate, type SourceExample } from '@xlt/augment';
-import { writeFileAtomic, XltConfigError } from '@xlt/core';
+import { annotate } from '@xlt/augment';
+import { writeFileAtomic, XltError } from '@xlt/core';
 import {
   checkpointWeights,
   exportToOnnx,
@@ -9,7 +8,6 @@ import {
   withPeftAdapter,
   writeOnnxModel,
 } from '@xlt/onnx';
-import { createServer, loadTokenizer, ServedModel } from '@xlt/serve';
 import { trainUnigram } from '@xlt/tokenizer';
 import { z } from 'zod';
 import { addLanguageCommand } from '../commands/add-language.js';
@@ -20,6 +18,8 @@ import { finetuneCommand } from '../commands/finetune.js';
 import { oieCommand } from '../commands/oie.js';
 import { pretrainCommand } from '../commands/pretrain.js';
 import { recipeNerCommand, recipePosCommand } from '../commands/recipe.js';
+import { serveCommand } from '../commands/serve.js';
+import { readSourceExamples } from '../commands/source-examples.js';
 import { demoReport } from '../demo/report.js';
 import { runDemo } from '../demo/run.js';
 import type { Command } from './main.js';
@@ -150,16 +150,7 @@ Example:
   xlt augment llm --config llm.yaml`,
   schema: llmSchema,
   async run(cfg, ctx) {
-    const examples: SourceExample[] = readFileSync(cfg.input, 'utf8')
-      .split('\n')
-      .filter((l) => l.trim() !== '')
-      .map((l, i) => {
-        try {
-          return JSON.parse(l) as SourceExample;
-        } catch {
-          throw new XltConfigError('line is not JSON', { file: cfg.input, line: i + 1 });
-        }
-      });
+    const examples = readSourceExamples(cfg.input);
     const key = process.env[cfg.endpoint.apiKeyEnv];
     const { apiKeyEnv: _unused, ...endpoint } = cfg.endpoint;
     const report = await annotate(examples, {
@@ -176,6 +167,13 @@ Example:
     ctx.log(
       `kept ${report.kept} (yield ${(100 * report.yieldRate).toFixed(1)}%), resumed ${report.resumed}; rejected ${JSON.stringify(report.rejected)}; cost $${report.counters.costUsd.toFixed(4)}`,
     );
+    // a run in which no request got through did nothing: say so with a failing exit status
+    const attempted = report.total - report.resumed;
+    if (attempted > 0 && report.rejected.request_failed === attempted)
+      throw new XltError(
+        'IO',
+        `every one of the ${attempted} requests to ${cfg.endpoint.baseUrl} failed (see ${path.join(ctx.runDir, 'report.json')}); nothing was kept, and a rerun resumes`,
+      );
   },
 };
 
@@ -222,62 +220,6 @@ Example:
     ctx.log(
       `vocabulary of ${r.tokenizer.vocabSize} (alphabet ${r.alphabetSize}) in ${(r.elapsedMs / 1000).toFixed(1)} s, written to ${out}`,
     );
-  },
-};
-
-const serveSchema = z.strictObject({
-  model: z.string(),
-  tokenizer: z.string().optional(),
-  modules: z.string().optional(),
-  host: z.string().default('127.0.0.1'),
-  port: z.number().int().min(0).max(65535).default(8080),
-  threads: z.number().int().positive().optional(),
-  maxBatch: z.number().int().positive().default(16),
-  maxWaitMs: z.number().int().nonnegative().default(5),
-  timeoutMs: z.number().int().positive().default(30_000),
-  adminTokenEnv: z.string().default('XLT_ADMIN_TOKEN'),
-});
-
-export const serveCommand: Command<typeof serveSchema> = {
-  name: 'serve',
-  summary: 'Serve a model folder over HTTP on onnxruntime (classify / tag / QA / fill-mask)',
-  help: `Options:
-  --model DIR        config.json + model.safetensors or pytorch_model.bin (any head); exported to ONNX at start
-  --tokenizer PATH   tokenizer.json or its folder (default: the model folder)
-  --modules DIR      language modules to add at start: DIR/<lang>.safetensors
-  --host 127.0.0.1 --port 8080 --threads N --max-batch 16 --max-wait-ms 5 --timeout-ms 30000
-  The admin token (POST /admin/languages) is read from $XLT_ADMIN_TOKEN.
-
-Example:
-  xlt serve --model runs/finetune/model --port 8080`,
-  schema: serveSchema,
-  runDir: false,
-  async run(cfg, ctx) {
-    const model = await ServedModel.load(cfg.model, {
-      ...(cfg.modules !== undefined ? { modulesDir: cfg.modules } : {}),
-      ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
-    });
-    const token = process.env[cfg.adminTokenEnv];
-    const server = await createServer({
-      model,
-      tokenizer: await loadTokenizer(cfg.tokenizer ?? cfg.model),
-      maxBatchSize: cfg.maxBatch,
-      maxWaitMs: cfg.maxWaitMs,
-      requestTimeoutMs: cfg.timeoutMs,
-      ...(token ? { adminToken: token } : {}),
-    });
-    const address = await server.app.listen({ host: cfg.host, port: cfg.port });
-    ctx.log(
-      `serving a ${model.head} model (languages: ${model.languages.join(', ') || 'none'}) on ${address}`,
-    );
-    await new Promise<void>((resolve) => {
-      const stop = () => {
-        ctx.log('shutting down: finishing in-flight requests');
-        void server.shutdown().then(resolve);
-      };
-      process.once('SIGTERM', stop);
-      process.once('SIGINT', stop);
-    });
   },
 };
 

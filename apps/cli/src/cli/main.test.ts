@@ -111,6 +111,22 @@ describe('xlt tokenizer train and serve', () => {
     expect((await tok.encode('the cat sat')).ids.length).toBeGreaterThan(2);
   });
 
+  it('tokenizer train refuses a language whose file is blank with exit 2, naming it, writing nothing', async () => {
+    const { existsSync, writeFileSync } = await import('node:fs');
+    const en = path.join(dir, 'en-ok.txt');
+    const sw = path.join(dir, 'sw-blank.txt');
+    writeFileSync(en, Array.from({ length: 50 }, (_, i) => `the cat ${i % 7} sat`).join('\n'));
+    writeFileSync(sw, '\n  \n');
+    const cfg = path.join(dir, 'tok-blank.yaml');
+    writeFileSync(cfg, `files:\n  en: ${en}\n  sw: ${sw}\nvocabSize: 40\n`);
+    const runDir = path.join(dir, 'tok-blank');
+    const r = await cli('tokenizer', 'train', '--config', cfg, '--run-dir', runDir);
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.err).toMatch(/the training file of language 'sw' is empty or blank/);
+    expect(r.err).toContain(sw);
+    expect(existsSync(path.join(runDir, 'tokenizer.json'))).toBe(false);
+  });
+
   it('serve refuses a missing model folder with exit 2', async () => {
     const r = await cli('serve', '--model', path.join(dir, 'none'));
     expect(r.code).toBe(EXIT.usage);

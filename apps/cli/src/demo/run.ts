@@ -26,6 +26,11 @@ export interface DemoRunOptions {
   threads?: number;
   /** X-Mod fine-tuning: freeze embeddings and language modules (default, as X-Mod does) or train everything. */
   xmodFinetune?: 'freeze' | 'full';
+  /**
+   * Shared-model fine-tuning: freeze the embeddings (default; keeps the cross-lingual alignment that
+   * pre-training learned, as X-Mod's recipe does for its model) or train everything.
+   */
+  sharedFinetune?: 'freeze' | 'full';
   /** Share of the artificial languages' words equal to the source language's (see `DemoOptions.cognateRatio`). */
   cognateRatio?: number;
   /** Size of the Unigram vocabulary trained on the raw text (default 400). */
@@ -180,10 +185,10 @@ export async function runDemo(options: DemoRunOptions = {}): Promise<DemoResult>
     const clsInit = layered(randomWeights(clsConfig, head, seed + 1, 0.02, 'hf'), encoder);
     const allNames = [...randomWeights(clsConfig, head).names()];
     // X-Mod fine-tuning freezes the embeddings and the language modules (transformers' freeze_embeddings_and_language_adapters)
-    const trainable =
-      kind === 'xmod' && options.xmodFinetune !== 'full'
-        ? allNames.filter((n) => !n.startsWith('roberta.embeddings.') && !n.includes('adapter_modules'))
-        : allNames;
+    const freeze = kind === 'xmod' ? options.xmodFinetune !== 'full' : options.sharedFinetune !== 'full';
+    const trainable = freeze
+      ? allNames.filter((n) => !n.startsWith('roberta.embeddings.') && !n.includes('adapter_modules'))
+      : allNames;
     const ft = await CompiledTrainStep.create({
       config: clsConfig,
       weights: clsInit,

@@ -4,8 +4,10 @@ import { Rng, XltConfigError } from '@xlt/core';
  * A small synthetic multilingual benchmark, built in memory from a seed: artificial languages that
  * share one grammar (and so one meaning space) but not a word order or an adjective position, and
  * only part of a vocabulary: proper names, digits and a fraction of cognates are shared across
- * languages, as in real languages, which gives a multilingual model the anchors it needs to align them. The task is sentence classification: which
- * kind of thing the sentence's subject is.
+ * languages, as in real languages, which gives a multilingual model the anchors it needs to align them.
+ * Verbs and adjectives follow selectional preferences (a subject's class makes some verbs likely), so
+ * a word's contexts reflect its meaning. The task is sentence classification: which kind of thing
+ * the sentence's subject is.
  */
 
 /** Semantic classes of nouns; the label of a sentence is its subject's class. */
@@ -20,6 +22,26 @@ const NOUNS: Record<DemoLabel, string[]> = {
 };
 const VERBS = ['see', 'like', 'find', 'carry', 'want', 'touch', 'take', 'watch', 'follow', 'keep'];
 const ADJECTIVES = ['big', 'small', 'old', 'new', 'red', 'green', 'good', 'bad', 'warm', 'cold'];
+/**
+ * Selectional preferences, as real languages have: a subject's class makes some verbs likely, and a
+ * noun's class some adjectives. They give every noun a context that reflects its meaning, which is
+ * what lets masked-LM pre-training align the words of different languages (through the shared
+ * anchors) rather than only memorise each language.
+ */
+const CLASS_VERBS: Record<DemoLabel, string[]> = {
+  animal: ['chase', 'bite', 'smell'],
+  person: ['buy', 'write', 'teach'],
+  food: ['spoil', 'nourish', 'sweeten'],
+  tool: ['cut', 'break', 'fix'],
+};
+const CLASS_ADJECTIVES: Record<DemoLabel, string[]> = {
+  animal: ['wild', 'furry', 'hungry'],
+  person: ['kind', 'tall', 'wise'],
+  food: ['sweet', 'fresh', 'salty'],
+  tool: ['sharp', 'heavy', 'rusty'],
+};
+/** Probability that a verb (adjective) is one its subject's (noun's) class prefers. */
+const PREFERENCE = 0.6;
 const PLACES = ['house', 'field', 'river', 'market', 'forest', 'village'];
 const FUNCTION_WORDS = ['the', 'a', 'in', 'near'];
 const NAMES = ['Anna', 'Bruno', 'Chen', 'Dara', 'Elif', 'Femi', 'Goran', 'Hana', 'Ivo', 'Juma'];
@@ -99,7 +121,15 @@ function makeLanguage(index: number, rng: Rng, cognateRatio: number): DemoLangua
   const alpha = ALPHABETS[index % ALPHABETS.length]!;
   const used = new Set<string>();
   const lexicon = new Map<string, string>();
-  const concepts = [...Object.values(NOUNS).flat(), ...VERBS, ...ADJECTIVES, ...PLACES, ...FUNCTION_WORDS];
+  const concepts = [
+    ...Object.values(NOUNS).flat(),
+    ...VERBS,
+    ...Object.values(CLASS_VERBS).flat(),
+    ...ADJECTIVES,
+    ...Object.values(CLASS_ADJECTIVES).flat(),
+    ...PLACES,
+    ...FUNCTION_WORDS,
+  ];
   for (const c of concepts)
     lexicon.set(c, index === 0 || rng.bernoulli(cognateRatio) ? c : makeWord(rng, alpha, used));
   return {
@@ -110,12 +140,19 @@ function makeLanguage(index: number, rng: Rng, cognateRatio: number): DemoLangua
   };
 }
 
+const pick = (rng: Rng, xs: readonly string[]): string => xs[rng.int(xs.length)] as string;
+
+function classOf(noun: string): DemoLabel {
+  return DEMO_LABELS.find((c) => NOUNS[c].includes(noun)) as DemoLabel;
+}
+
 function nounPhrase(lang: DemoLanguage, noun: string, rng: Rng): string[] {
   if (rng.bernoulli(0.15)) return [NAMES[rng.int(NAMES.length)]!];
   const det = lang.lexicon.get(rng.bernoulli(0.5) ? 'the' : 'a')!;
   const n = lang.lexicon.get(noun)!;
   if (!rng.bernoulli(0.5)) return [det, n];
-  const adj = lang.lexicon.get(ADJECTIVES[rng.int(ADJECTIVES.length)]!)!;
+  const adjConcept = rng.bernoulli(PREFERENCE) ? pick(rng, CLASS_ADJECTIVES[classOf(noun)]) : pick(rng, ADJECTIVES);
+  const adj = lang.lexicon.get(adjConcept)!;
   return lang.adjectiveAfterNoun ? [det, n, adj] : [det, adj, n];
 }
 
@@ -128,7 +165,10 @@ function sentence(lang: DemoLanguage, rng: Rng): { words: string[]; label: numbe
   const allNouns = Object.values(NOUNS).flat();
   const obj = nounPhrase(lang, allNouns[rng.int(allNouns.length)]!, rng);
   if (isName && DEMO_LABELS[label] !== 'person') subj = nounPhrase(lang, subjNouns[0]!, rng).slice(0, 2);
-  const verb = [lang.lexicon.get(VERBS[rng.int(VERBS.length)]!)!];
+  const subjIsName = subj.length === 1 && NAMES.includes(subj[0]!);
+  const subjClass: DemoLabel = subjIsName ? 'person' : DEMO_LABELS[label]!;
+  const verbConcept = rng.bernoulli(PREFERENCE) ? pick(rng, CLASS_VERBS[subjClass]) : pick(rng, VERBS);
+  const verb = [lang.lexicon.get(verbConcept)!];
   let words: string[];
   if (lang.order === 'SVO') words = [...subj, ...verb, ...obj];
   else if (lang.order === 'SOV') words = [...subj, ...obj, ...verb];
@@ -140,8 +180,7 @@ function sentence(lang: DemoLanguage, rng: Rng): { words: string[]; label: numbe
     words.push(prep, det, place);
   }
   if (rng.bernoulli(0.2)) words.push(String(1 + rng.int(99)));
-  const finalLabel = subj.length === 1 && NAMES.includes(subj[0]!) ? DEMO_LABELS.indexOf('person') : label;
-  return { words, label: finalLabel };
+  return { words, label: subjIsName ? DEMO_LABELS.indexOf('person') : label };
 }
 
 /** Builds the benchmark deterministically from `options.seed`. */

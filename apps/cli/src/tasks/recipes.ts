@@ -59,7 +59,7 @@ const FULL: RecipeSettings = {
     epochs: 6,
     batchSize: 32,
     maxLength: 128,
-    lr: 1e-4,
+    lr: 5e-4,
     warmupRatio: 0.1,
     evalsPerEpoch: 1,
     earlyStoppingPatience: 2,
@@ -70,7 +70,7 @@ const FULL: RecipeSettings = {
 
 const QUICK: RecipeSettings = {
   ...FULL,
-  pretrain: { ...FULL.pretrain, steps: 1000 },
+  pretrain: { ...FULL.pretrain, steps: 800 },
   finetune: { ...FULL.finetune, epochs: 3, earlyStoppingPatience: 1 },
   baseline: false,
 };

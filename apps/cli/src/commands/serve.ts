@@ -1,0 +1,114 @@
+import {
+  createServer,
+  DEFAULT_LIMITS,
+  DEFAULT_MAX_MODULE_BYTES,
+  DEFAULT_TIMEOUTS,
+  loadTokenizer,
+  ServedModel,
+  type ServeOptions,
+} from '@xlt/serve';
+import { z } from 'zod';
+import type { Command } from '../cli/main.js';
+
+const positive = (d: number) => z.number().int().positive().default(d);
+
+const serveSchema = z.strictObject({
+  model: z.string(),
+  tokenizer: z.string().optional(),
+  modules: z.string().optional(),
+  host: z.string().default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535).default(8080),
+  threads: z.number().int().positive().optional(),
+  maxBatch: positive(16),
+  maxWaitMs: z.number().int().nonnegative().default(5),
+  maxText: positive(DEFAULT_LIMITS.textChars),
+  maxBody: positive(DEFAULT_LIMITS.bodyBytes),
+  maxItems: positive(DEFAULT_LIMITS.batchItems),
+  maxQueue: positive(DEFAULT_LIMITS.queueItems),
+  maxModuleBytes: positive(DEFAULT_MAX_MODULE_BYTES),
+  timeoutMs: positive(DEFAULT_TIMEOUTS.modelWaitMs),
+  headersTimeoutMs: positive(DEFAULT_TIMEOUTS.headersMs),
+  requestTimeoutMs: positive(DEFAULT_TIMEOUTS.requestMs),
+  keepAliveTimeoutMs: positive(DEFAULT_TIMEOUTS.keepAliveMs),
+  connectionTimeoutMs: positive(DEFAULT_TIMEOUTS.connectionMs),
+  shutdownTimeoutMs: positive(DEFAULT_TIMEOUTS.shutdownMs),
+  adminTokenEnv: z.string().default('XLT_ADMIN_TOKEN'),
+});
+
+/** The server options `xlt serve` passes for a validated config (the same limits as `xlt-serve`'s flags). */
+export function serveOptionsOf(
+  cfg: z.infer<typeof serveSchema>,
+  env: NodeJS.ProcessEnv = process.env,
+): Omit<ServeOptions, 'model' | 'tokenizer'> {
+  const token = env[cfg.adminTokenEnv];
+  return {
+    maxBatchSize: cfg.maxBatch,
+    maxWaitMs: cfg.maxWaitMs,
+    limits: {
+      textChars: cfg.maxText,
+      bodyBytes: cfg.maxBody,
+      batchItems: cfg.maxItems,
+      queueItems: cfg.maxQueue,
+    },
+    timeouts: {
+      modelWaitMs: cfg.timeoutMs,
+      headersMs: cfg.headersTimeoutMs,
+      requestMs: cfg.requestTimeoutMs,
+      keepAliveMs: cfg.keepAliveTimeoutMs,
+      connectionMs: cfg.connectionTimeoutMs,
+      shutdownMs: cfg.shutdownTimeoutMs,
+    },
+    maxModuleBytes: cfg.maxModuleBytes,
+    ...(cfg.modules !== undefined ? { modulesDir: cfg.modules } : {}),
+    ...(token ? { adminToken: token } : {}),
+  };
+}
+
+export const serveCommand: Command<typeof serveSchema> = {
+  name: 'serve',
+  summary: 'Serve a model folder over HTTP on onnxruntime (classify / tag / QA / fill-mask)',
+  help: `Options:
+  --model DIR        config.json + model.safetensors or pytorch_model.bin (any head); exported to ONNX at start
+  --tokenizer PATH   tokenizer.json or its folder (default: the model folder)
+  --modules DIR      language modules to add at start: DIR/<lang>.safetensors; POST /admin/languages {"code"}
+                     adds DIR/<code>.safetensors later (only from this folder)
+  --host 127.0.0.1 --port 8080 --threads N --max-batch 16 --max-wait-ms 5
+  Limits: --max-text ${DEFAULT_LIMITS.textChars} (characters) --max-body ${DEFAULT_LIMITS.bodyBytes} (bytes) --max-items ${DEFAULT_LIMITS.batchItems}
+    --max-queue ${DEFAULT_LIMITS.queueItems} (examples admitted at once; beyond: 503 + Retry-After) --max-module-bytes ${DEFAULT_MAX_MODULE_BYTES}
+  Timeouts (ms): --timeout-ms ${DEFAULT_TIMEOUTS.modelWaitMs} (waiting for the model) --headers-timeout-ms ${DEFAULT_TIMEOUTS.headersMs}
+    --request-timeout-ms ${DEFAULT_TIMEOUTS.requestMs} --keep-alive-timeout-ms ${DEFAULT_TIMEOUTS.keepAliveMs} --connection-timeout-ms ${DEFAULT_TIMEOUTS.connectionMs}
+    --shutdown-timeout-ms ${DEFAULT_TIMEOUTS.shutdownMs} (SIGTERM drains this long, then closes every connection)
+  The admin token (POST /admin/languages) is read from $XLT_ADMIN_TOKEN.
+
+Example:
+  xlt serve --model runs/finetune/model --port 8080 --max-queue 256`,
+  schema: serveSchema,
+  runDir: false,
+  async run(cfg, ctx) {
+    const options = serveOptionsOf(cfg);
+    const model = await ServedModel.load(cfg.model, {
+      ...(cfg.modules !== undefined ? { modulesDir: cfg.modules } : {}),
+      ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
+    });
+    const server = await createServer({
+      model,
+      tokenizer: await loadTokenizer(cfg.tokenizer ?? cfg.model),
+      ...options,
+    });
+    const address = await server.app.listen({ host: cfg.host, port: cfg.port, backlog: 4096 });
+    ctx.log(
+      `serving a ${model.head} model (languages: ${model.languages.join(', ') || 'none'}) on ${address}`,
+    );
+    await new Promise<void>((resolve) => {
+      const stop = () => {
+        ctx.log(`shutting down: finishing in-flight requests (at most ${cfg.shutdownTimeoutMs} ms)`);
+        void server.shutdown().then(({ forced }) => {
+          if (forced) ctx.log('deadline reached: closed the connections left');
+          resolve();
+        }, resolve);
+      };
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+    });
+  },
+};
