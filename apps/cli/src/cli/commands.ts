@@ -29,10 +29,14 @@ const demoSchema = z.strictObject({
   languages: z.number().int().min(2).max(8).default(4),
   hidden: z.number().int().positive().default(64),
   layers: z.number().int().positive().default(2),
-  pretrainSteps: z.number().int().positive().default(2000),
+  pretrainSteps: z.number().int().positive().default(3000),
   finetuneSteps: z.number().int().positive().default(600),
   batchSize: z.number().int().positive().default(32),
   threads: z.number().int().positive().default(2),
+  /** Share of each artificial language's words equal to the source's (cognates, names aside). */
+  cognateRatio: z.number().min(0).max(1).default(0.5),
+  /** X-Mod fine-tuning: every parameter (default) or embeddings and language modules frozen. */
+  xmodFinetune: z.enum(['full', 'freeze']).default('full'),
 });
 
 export const demoCommand: Command<typeof demoSchema> = {
@@ -43,8 +47,10 @@ tokenizer, pre-trains a shared and an X-Mod model with masked LM, fine-tunes bot
 language only, and evaluates zero-shot on the others. Writes report.md and results.json to the run
 directory. The same seed gives the same numbers.
 
-Options (or config keys): --seed 0 --languages 4 --hidden 64 --layers 2 --pretrain-steps 2000
-  --finetune-steps 600 --batch-size 32 --threads 2
+Options (or config keys): --seed 0 --languages 4 --hidden 64 --layers 2 --pretrain-steps 3000
+  --finetune-steps 600 --batch-size 32 --threads 2 --cognate-ratio 0.5 --xmod-finetune full|freeze
+The table gives each model's target average with a 95% bootstrap CI and the paired-bootstrap CI of
+X-Mod − shared.
 
 Example:
   xlt demo --seed 1 --pretrain-steps 2000`,
@@ -59,6 +65,8 @@ Example:
       finetuneSteps: cfg.finetuneSteps,
       batchSize: cfg.batchSize,
       threads: cfg.threads,
+      cognateRatio: cfg.cognateRatio,
+      xmodFinetune: cfg.xmodFinetune,
       log: ctx.log,
     });
     const report = demoReport(r);

@@ -24,14 +24,16 @@ export interface DemoRunOptions {
   batchSize?: number;
   /** onnxruntime threads (fixed so that runs are reproducible; default 2). */
   threads?: number;
-  /** X-Mod fine-tuning: freeze embeddings and language modules (default, as X-Mod does) or train everything. */
+  /**
+   * X-Mod fine-tuning: train everything (default; transfers best at the demo's size) or freeze the
+   * embeddings and language modules as X-Mod's paper recipe does.
+   */
   xmodFinetune?: 'freeze' | 'full';
   /**
-   * Shared-model fine-tuning: freeze the embeddings (default; keeps the cross-lingual alignment that
-   * pre-training learned, as X-Mod's recipe does for its model) or train everything.
+   * Shared-model fine-tuning: train everything (default) or freeze the embeddings.
    */
   sharedFinetune?: 'freeze' | 'full';
-  /** Share of the artificial languages' words equal to the source language's (see `DemoOptions.cognateRatio`). */
+  /** Share of the artificial languages' words equal to the source language's (default 0.5; see `DemoOptions.cognateRatio`). */
   cognateRatio?: number;
   /** Size of the Unigram vocabulary trained on the raw text (default 400). */
   vocabSize?: number;
@@ -84,7 +86,7 @@ export async function runDemo(options: DemoRunOptions = {}): Promise<DemoResult>
   const bm = buildDemoBenchmark({
     seed,
     numLanguages: options.numLanguages ?? 4,
-    ...(options.cognateRatio !== undefined ? { cognateRatio: options.cognateRatio } : {}),
+    cognateRatio: options.cognateRatio ?? 0.5,
   });
   const langs = bm.languages.map((l) => l.code);
   // a Unigram vocabulary trained on every language's raw text, language-balanced
@@ -145,7 +147,7 @@ export async function runDemo(options: DemoRunOptions = {}): Promise<DemoResult>
       adamw: ADAMW,
       threads,
     });
-    const steps = options.pretrainSteps ?? 2000;
+    const steps = options.pretrainSteps ?? 3000;
     const mlmLoss: number[] = [];
     for (let t = 0; t < steps; t++) {
       const rows: number[][] = [];
@@ -185,7 +187,7 @@ export async function runDemo(options: DemoRunOptions = {}): Promise<DemoResult>
     const clsInit = layered(randomWeights(clsConfig, head, seed + 1, 0.02, 'hf'), encoder);
     const allNames = [...randomWeights(clsConfig, head).names()];
     // X-Mod fine-tuning freezes the embeddings and the language modules (transformers' freeze_embeddings_and_language_adapters)
-    const freeze = kind === 'xmod' ? options.xmodFinetune !== 'full' : options.sharedFinetune !== 'full';
+    const freeze = kind === 'xmod' ? options.xmodFinetune === 'freeze' : options.sharedFinetune === 'freeze';
     const trainable = freeze
       ? allNames.filter((n) => !n.startsWith('roberta.embeddings.') && !n.includes('adapter_modules'))
       : allNames;

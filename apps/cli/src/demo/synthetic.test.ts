@@ -70,3 +70,40 @@ describe('synthetic demo benchmark', () => {
     expect(() => buildDemoBenchmark({ numLanguages: 99 })).toThrow(/numLanguages/);
   });
 });
+
+describe('selectional preferences', () => {
+  it("make a sentence's verb depend on its subject's class (what lets pre-training align languages)", () => {
+    const bm = buildDemoBenchmark({ seed: 5, trainSize: 2000 });
+    // English training sentences are SVO: the verb follows the subject noun phrase
+    const verbsByClass = new Map<number, Map<string, number>>();
+    for (const ex of bm.train) {
+      const words = ex.text.split(' ');
+      const verb = words.find((w) =>
+        [
+          'chase',
+          'bite',
+          'smell',
+          'buy',
+          'write',
+          'teach',
+          'spoil',
+          'nourish',
+          'sweeten',
+          'cut',
+          'break',
+          'fix',
+        ].includes(w),
+      );
+      if (verb === undefined) continue;
+      const m = verbsByClass.get(ex.label) ?? new Map<string, number>();
+      m.set(verb, (m.get(verb) ?? 0) + 1);
+      verbsByClass.set(ex.label, m);
+    }
+    // each class's preferred verbs are (almost) only used with that class
+    const animal = verbsByClass.get(DEMO_LABELS.indexOf('animal'))!;
+    const tool = verbsByClass.get(DEMO_LABELS.indexOf('tool'))!;
+    expect((animal.get('bite') ?? 0) + (animal.get('chase') ?? 0)).toBeGreaterThan(100);
+    expect(tool.get('bite') ?? 0).toBe(0);
+    expect((tool.get('cut') ?? 0) + (tool.get('fix') ?? 0)).toBeGreaterThan(100);
+  });
+});

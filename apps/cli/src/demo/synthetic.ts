@@ -151,7 +151,9 @@ function nounPhrase(lang: DemoLanguage, noun: string, rng: Rng): string[] {
   const det = lang.lexicon.get(rng.bernoulli(0.5) ? 'the' : 'a')!;
   const n = lang.lexicon.get(noun)!;
   if (!rng.bernoulli(0.5)) return [det, n];
-  const adjConcept = rng.bernoulli(PREFERENCE) ? pick(rng, CLASS_ADJECTIVES[classOf(noun)]) : pick(rng, ADJECTIVES);
+  const adjConcept = rng.bernoulli(PREFERENCE)
+    ? pick(rng, CLASS_ADJECTIVES[classOf(noun)])
+    : pick(rng, ADJECTIVES);
   const adj = lang.lexicon.get(adjConcept)!;
   return lang.adjectiveAfterNoun ? [det, n, adj] : [det, adj, n];
 }

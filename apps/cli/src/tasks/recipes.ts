@@ -71,7 +71,7 @@ const FULL: RecipeSettings = {
 const QUICK: RecipeSettings = {
   ...FULL,
   pretrain: { ...FULL.pretrain, steps: 800 },
-  finetune: { ...FULL.finetune, epochs: 3, earlyStoppingPatience: 1 },
+  finetune: { ...FULL.finetune, epochs: 2, evalsPerEpoch: 2, earlyStoppingPatience: 2 },
   baseline: false,
 };
 
