@@ -1,0 +1,209 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { SafetensorsReader, sharedPath, sharedSkipReason } from '@xlt/core';
+import * as ort from 'onnxruntime-node';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { EncoderConfig, HeadKind, WeightSource } from '../export.js';
+import { randomWeights } from '../random.js';
+import { readEncoderConfig, safetensorsWeights } from '../runner.js';
+import { buildTrainGraph } from '../train.js';
+import { buildTracedTrainGraph } from './train-graph.js';
+
+type Nested = number | Nested[];
+const flat = (x: Nested): number[] => (Array.isArray(x) ? x.flatMap(flat) : [x]);
+const i64 = (x: Nested, dims: number[]) =>
+  new ort.Tensor('int64', BigInt64Array.from(flat(x).map((v) => BigInt(v))), dims);
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let m = 0;
+  for (let i = 0; i < b.length; i++) m = Math.max(m, Math.abs((a[i] as number) - (b[i] as number)));
+  return m;
+}
+
+/** Runs the traced and the hand-written grads graphs on one batch; returns their outputs by name. */
+async function bothGradients(
+  config: EncoderConfig,
+  weights: WeightSource,
+  head: HeadKind,
+  trainable: string[],
+  batch: Record<string, ort.Tensor>,
+) {
+  const [B, S] = batch.input_ids!.dims as [number, number];
+  const traced = buildTracedTrainGraph({
+    config,
+    weights,
+    head,
+    trainable,
+    mode: 'grads',
+    batchSize: B,
+    sequenceLength: S,
+  });
+  const written = buildTrainGraph({ config, weights, head, trainable, mode: 'grads', dropout: false });
+  const run = async (g: typeof traced) => {
+    const session = await ort.InferenceSession.create(g.model, { intraOpNumThreads: 1 });
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const name of g.signature.batch) feeds[name] = batch[name] as ort.Tensor;
+    for (const p of g.signature.params) {
+      const w = weights.get(p.name);
+      feeds[p.input] = new ort.Tensor('float32', w.data, w.shape);
+    }
+    const out = await session.run(feeds);
+    await session.release();
+    return out;
+  };
+  return { traced: await run(traced), written: await run(written), signature: traced.signature };
+}
+
+/** Asserts equal loss, gradient norm and every gradient within `tol` (absolute). */
+function expectSameGradients(
+  r: Awaited<ReturnType<typeof bothGradients>>,
+  trainable: string[],
+  tol: number,
+): void {
+  const loss = (o: ort.InferenceSession.OnnxValueMapType) => o.loss?.data[0] as number;
+  expect(Math.abs(loss(r.traced) - loss(r.written))).toBeLessThan(tol);
+  expect(
+    Math.abs((r.traced.grad_norm?.data[0] as number) - (r.written.grad_norm?.data[0] as number)),
+  ).toBeLessThan(tol);
+  for (const name of trainable) {
+    const a = r.traced[`grad:${name}`]?.data as Float32Array;
+    const b = r.written[`grad:${name}`]?.data as Float32Array;
+    expect(a, name).toBeDefined();
+    expect(maxAbsDiff(a, b), name).toBeLessThan(tol);
+  }
+}
+
+const skip = sharedSkipReason('fixtures') !== undefined;
+
+describe.skipIf(skip)('traced X-Mod encoder on the xmod-postnorm fixtures', () => {
+  // biome-ignore lint/suspicious/noExplicitAny: reference JSON
+  let ref: any;
+  let batch: Record<string, ort.Tensor>;
+  beforeAll(() => {
+    ref = JSON.parse(readFileSync(sharedPath('fixtures', 'xmod-postnorm', 'reference.json'), 'utf8'));
+    const [B, S] = [ref.inputs.input_ids.length, ref.inputs.input_ids[0].length];
+    batch = {
+      input_ids: i64(ref.inputs.input_ids, [B, S]),
+      attention_mask: i64(ref.inputs.attention_mask, [B, S]),
+      lang_ids: i64(ref.inputs.lang_ids, [B]),
+    };
+  });
+  const cases: Array<[string, HeadKind, string]> = [
+    ['mlm', 'masked-lm', 'mlm_labels'],
+    ['tokcls', 'token-classification', 'tag_labels'],
+    ['seqcls', 'sequence-classification', 'cls_labels'],
+  ];
+
+  it.each(cases)('%s: logits equal the PyTorch reference within 1e-4', async (dir, head) => {
+    const folder = sharedPath('fixtures', 'xmod-postnorm', dir);
+    const weights = safetensorsWeights(path.join(folder, 'model.safetensors'));
+    const [B, S] = batch.input_ids!.dims as [number, number];
+    const { model } = buildTracedTrainGraph({
+      config: readEncoderConfig(folder),
+      weights,
+      head,
+      trainable: [],
+      mode: 'logits',
+      batchSize: B,
+      sequenceLength: S,
+    });
+    weights.close();
+    const session = await ort.InferenceSession.create(model, { intraOpNumThreads: 1 });
+    const out = await session.run(batch);
+    expect(maxAbsDiff(out.logits!.data as Float32Array, flat(ref[dir].logits))).toBeLessThan(1e-4);
+    await session.release();
+  });
+
+  it.each(cases)(
+    '%s: loss and every gradient equal the hand-written TrainBuilder within 1e-4 (and PyTorch)',
+    async (dir, head, labelKey) => {
+      const folder = sharedPath('fixtures', 'xmod-postnorm', dir);
+      const file = path.join(folder, 'model.safetensors');
+      const r = SafetensorsReader.open(file);
+      const trainable = r.names().filter((n) => n !== 'lm_head.decoder.weight');
+      r.close();
+      const weights = safetensorsWeights(file);
+      const labels = ref.inputs[labelKey] as Nested[];
+      const dims = head === 'sequence-classification' ? [labels.length] : [labels.length, 24];
+      const res = await bothGradients(readEncoderConfig(folder), weights, head, trainable, {
+        ...batch,
+        labels: i64(labels, dims),
+      });
+      weights.close();
+      expectSameGradients(res, trainable, 1e-4);
+      expect(Math.abs((res.traced.loss?.data[0] as number) - ref[dir].loss)).toBeLessThan(1e-4);
+      for (const [name, want] of Object.entries(ref[dir].grads as Record<string, Nested>)) {
+        const got = res.traced[`grad:${name}`]?.data as Float32Array;
+        expect(maxAbsDiff(got, flat(want)), name).toBeLessThan(1e-4);
+      }
+    },
+  );
+});
+
+const tinyXlmr: EncoderConfig = {
+  vocab_size: 30,
+  hidden_size: 8,
+  num_hidden_layers: 2,
+  num_attention_heads: 2,
+  intermediate_size: 12,
+  ...({ max_position_embeddings: 12 } as object),
+};
+
+describe('traced encoder against the hand-written TrainBuilder (random weights)', () => {
+  const batch = {
+    input_ids: i64(
+      [
+        [0, 5, 6, 7, 8, 2],
+        [0, 9, 10, 2, 1, 1],
+      ],
+      [2, 6],
+    ),
+    attention_mask: i64(
+      [
+        [1, 1, 1, 1, 1, 1],
+        [1, 1, 1, 1, 0, 0],
+      ],
+      [2, 6],
+    ),
+    lang_ids: i64([1, 0], [2]),
+    labels: i64(
+      [
+        [-100, 3, 4, -100, 7, -100],
+        [-100, 11, -100, -100, -100, -100],
+      ],
+      [2, 6],
+    ),
+  };
+  const variants: Array<[string, EncoderConfig]> = [
+    ['XLM-R (post-norm)', tinyXlmr],
+    ['pre-norm with a final LayerNorm', { ...tinyXlmr, pre_norm: true }],
+    [
+      'X-Mod with its own adapter LayerNorm, residual before it',
+      {
+        ...tinyXlmr,
+        languages: ['en_XX', 'de_DE'],
+        adapter_layer_norm: true,
+        ln_before_adapter: false,
+      },
+    ],
+  ];
+  it.each(variants)('%s: masked-LM loss and gradients within 1e-4', async (_, config) => {
+    const weights = randomWeights(config, 'masked-lm', 3, 0.3);
+    const trainable = weights.names().filter((n) => n !== 'lm_head.decoder.weight');
+    const res = await bothGradients(config, weights, 'masked-lm', trainable, batch);
+    expectSameGradients(res, trainable, 1e-4);
+  });
+
+  it('frozen parameters get no gradient input or output', async () => {
+    const config = { ...tinyXlmr, languages: ['en_XX', 'de_DE'] };
+    const weights = randomWeights(config, 'masked-lm', 4, 0.3);
+    const trainable = weights
+      .names()
+      .filter((n) => n.includes('adapter_modules') || n.startsWith('lm_head.d'));
+    const res = await bothGradients(config, weights, 'masked-lm', trainable, batch);
+    expect(res.signature.params.map((p) => p.name)).toEqual(trainable);
+    expect(Object.keys(res.traced).filter((k) => k.startsWith('grad:'))).toHaveLength(trainable.length);
+    expectSameGradients(res, trainable, 1e-4);
+  });
+});

@@ -1,0 +1,202 @@
+import { XltConfigError } from '@xlt/core';
+import type { EncoderConfig, HeadKind } from '../export.js';
+import { attention, crossEntropy, embedding, gelu, linear } from './layers.js';
+import {
+  add,
+  cast,
+  concat,
+  gather,
+  layerNorm,
+  matmul,
+  mul,
+  raw,
+  reshape,
+  slice,
+  squeeze,
+  sub,
+  tanh,
+  transpose,
+  unsqueeze,
+} from './ops.js';
+import type { Parameters } from './parameters.js';
+import type { Tracer, Value } from './tracer.js';
+
+/**
+ * The XLM-R / X-Mod encoder and its heads, written once with the op vocabulary and parameters by
+ * their Hugging Face names (`roberta.encoder.layer.0.attention.self.query.weight`, ...). Tracing it
+ * gives the forward graph; `backward` derives the gradients.
+ */
+
+/** Batch inputs of the encoder (int64, static [B, S] and [B]). */
+export interface EncoderInputs {
+  inputIds: Value;
+  attentionMask: Value;
+  /** X-Mod: each example's language index into `config.languages`. */
+  langIds?: Value;
+}
+
+/** The XLM-R / X-Mod encoder over parameters `p` (prefix `roberta.` when the model has one). */
+export class XmodEncoder {
+  readonly prefix: string;
+  readonly hidden: number;
+  private readonly eps: number;
+
+  constructor(
+    readonly p: Parameters,
+    readonly config: EncoderConfig,
+  ) {
+    this.prefix = p.has('roberta.embeddings.word_embeddings.weight') ? 'roberta.' : '';
+    this.hidden = config.hidden_size;
+    this.eps = config.layer_norm_eps ?? 1e-5;
+    if (this.hidden % config.num_attention_heads !== 0)
+      throw new XltConfigError(
+        `hidden_size ${this.hidden} is not a multiple of num_attention_heads ${config.num_attention_heads}`,
+        { field: 'num_attention_heads' },
+      );
+  }
+
+  private get t(): Tracer {
+    return this.p.tracer;
+  }
+
+  layerNorm(x: Value, name: string): Value {
+    const d = x.shape[x.rank - 1] as number;
+    return layerNorm(x, this.p.get(`${name}.weight`, [d]), this.p.get(`${name}.bias`, [d]), this.eps);
+  }
+
+  linear(x: Value, name: string, outF: number, bias = true): Value {
+    const inF = x.shape[x.rank - 1] as number;
+    // a module wrapped by LoRA keeps its own weights under `base_layer`
+    const base = this.p.has(`${name}.base_layer.weight`) ? `${name}.base_layer` : name;
+    return linear(
+      x,
+      this.p.get(`${base}.weight`, [outF, inF]),
+      bias ? this.p.get(`${base}.bias`, [outF]) : undefined,
+    );
+  }
+
+  /** Word + position (from the padding mask, as transformers) + token type 0, then LayerNorm. */
+  embeddings(ids: Value): Value {
+    const { t, prefix: pre, hidden: H } = this;
+    const shape = ids.shape;
+    const pad = this.config.pad_token_id ?? 1;
+    const notPad = raw(
+      t,
+      'Cast',
+      [raw(t, 'Not', [raw(t, 'Equal', [ids, t.ints([pad], [])], shape, 'bool')], shape, 'bool')],
+      shape,
+      'int64',
+      { to: 7 },
+    );
+    const running = raw(t, 'CumSum', [notPad, t.ints([1], [])], shape, 'int64');
+    const pos = raw(
+      t,
+      'Add',
+      [raw(t, 'Mul', [running, notPad], shape, 'int64'), t.ints([pad], [])],
+      shape,
+      'int64',
+    );
+    const words = embedding(
+      this.p.get(`${pre}embeddings.word_embeddings.weight`, [this.config.vocab_size, H]),
+      ids,
+    );
+    const positions = embedding(this.p.get(`${pre}embeddings.position_embeddings.weight`), pos);
+    const tokenType = gather(this.p.get(`${pre}embeddings.token_type_embeddings.weight`), t.ints([0], []));
+    return this.layerNorm(add(add(words, positions), tokenType), `${pre}embeddings.LayerNorm`);
+  }
+
+  /**
+   * X-Mod language modules: every example through its own language's bottleneck (the per-language
+   * weights stacked, then gathered by `langIds`).
+   */
+  adapter(x: Value, name: string, langIds: Value): Value {
+    const H = this.hidden;
+    const langs = this.config.languages ?? [];
+    const b = Math.floor(H / (this.config.adapter_reduction_factor ?? 2));
+    const stacked = (suffix: string, shape: number[]) => {
+      const parts = langs.map((l) => {
+        const w = this.p.get(`${name}.output.adapter_modules.${l}.${suffix}`, shape);
+        return unsqueeze(shape.length === 2 ? transpose(w, [1, 0]) : unsqueeze(w, [0]), [0]);
+      });
+      return gather(parts.length === 1 ? (parts[0] as Value) : concat(parts, 0), langIds); // [B, in|1, out]
+    };
+    const h = add(matmul(x, stacked('dense1.weight', [b, H])), stacked('dense1.bias', [b]));
+    return add(matmul(gelu(h), stacked('dense2.weight', [H, b])), stacked('dense2.bias', [H]));
+  }
+
+  layer(x: Value, name: string, maskAdd: Value, langIds: Value | undefined): Value {
+    const { config: cfg, hidden: H } = this;
+    const pre = cfg.pre_norm === true;
+    const attLN = `${name}.attention.output.LayerNorm`;
+    const outLN = `${name}.output.LayerNorm`;
+    const h = pre ? this.layerNorm(x, attLN) : x;
+    const self = `${name}.attention.self`;
+    const ctx = attention(
+      this.linear(h, `${self}.query`, H),
+      this.linear(h, `${self}.key`, H),
+      this.linear(h, `${self}.value`, H),
+      maskAdd,
+      cfg.num_attention_heads,
+    );
+    let att = add(this.linear(ctx, `${name}.attention.output.dense`, H), x);
+    if (!pre) att = this.layerNorm(att, attLN);
+    const h2 = pre ? this.layerNorm(att, outLN) : att;
+    const inter = gelu(this.linear(h2, `${name}.intermediate.dense`, cfg.intermediate_size));
+    let out = add(this.linear(inter, `${name}.output.dense`, H), att);
+    if (langIds !== undefined) {
+      let a = out;
+      if (cfg.adapter_layer_norm) a = this.layerNorm(out, `${name}.output.adapter_layer_norm`);
+      else if (cfg.adapter_reuse_layer_norm !== false) a = this.layerNorm(out, outLN);
+      const residual = cfg.ln_before_adapter !== false ? a : out;
+      out = add(this.adapter(a, name, langIds), residual);
+    }
+    if (!pre) out = this.layerNorm(out, outLN);
+    return out;
+  }
+
+  /** The last hidden state [B, S, H]. */
+  forward(inputs: EncoderInputs): Value {
+    const { t, config: cfg } = this;
+    const [B, S] = inputs.inputIds.shape as [number, number];
+    const langIds = (cfg.languages ?? []).length > 0 ? inputs.langIds : undefined;
+    if ((cfg.languages ?? []).length > 0 && langIds === undefined)
+      throw new XltConfigError('an X-Mod model needs lang_ids', { field: 'lang_ids' });
+    const maskF = cast(inputs.attentionMask, t.floatType);
+    const maskAdd = reshape(mul(sub(1, maskF), -3.4028234663852886e38), [B, 1, 1, S]);
+    let x = this.embeddings(inputs.inputIds);
+    for (let i = 0; i < cfg.num_hidden_layers; i++)
+      x = this.layer(x, `${this.prefix}encoder.layer.${i}`, maskAdd, langIds);
+    if (cfg.pre_norm) x = this.layerNorm(x, `${this.prefix}encoder.LayerNorm`);
+    return x;
+  }
+}
+
+/** Number of labels of a classification head. */
+export function labelCount(cfg: EncoderConfig): number {
+  return cfg.num_labels ?? (cfg.id2label ? Object.keys(cfg.id2label).length : 2);
+}
+
+/** Logits of a head over the last hidden state x [B, S, H]: masked-lm, token and sequence classification. */
+export function headLogits(enc: XmodEncoder, head: HeadKind, x: Value): Value {
+  const { p, config: cfg, hidden: H, prefix: pre } = enc;
+  if (head === 'masked-lm') {
+    const h = enc.layerNorm(gelu(enc.linear(x, 'lm_head.dense', H)), 'lm_head.layer_norm');
+    // tied decoder: the word embeddings, unless the model has its own decoder and they are frozen
+    const word = `${pre}embeddings.word_embeddings.weight`;
+    const dec = p.has('lm_head.decoder.weight') && !p.isTrainable(word) ? 'lm_head.decoder.weight' : word;
+    return linear(h, p.get(dec, [cfg.vocab_size, H]), p.get('lm_head.bias', [cfg.vocab_size]));
+  }
+  if (head === 'token-classification') return enc.linear(x, 'classifier', labelCount(cfg));
+  if (head === 'sequence-classification') {
+    const first = squeeze(slice(x, 1, 0, 1), [1]);
+    return enc.linear(tanh(enc.linear(first, 'classifier.dense', H)), 'classifier.out_proj', labelCount(cfg));
+  }
+  throw new XltConfigError(`head '${head}' is not written with the op vocabulary yet`, { field: 'head' });
+}
+
+/** The training loss of a head; `labels` is int64 [B, S] (masked-lm, tokens) or [B] (sequences). */
+export function headLoss(enc: XmodEncoder, head: HeadKind, x: Value, labels: Value): Value {
+  const logits = headLogits(enc, head, x);
+  const classes = logits.shape[logits.rank - 1] as number;
+  return crossEntropy(reshape(logits, [-1, classes]), reshape(labels, [-1]));
+}

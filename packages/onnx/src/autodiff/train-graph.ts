@@ -1,0 +1,111 @@
+import { XltConfigError } from '@xlt/core';
+import type { EncoderConfig, HeadKind, WeightSource } from '../export.js';
+import type { TrainGraph, TrainGraphSignature } from '../train.js';
+import { backward } from './backward.js';
+import { type EncoderInputs, headLogits, headLoss, XmodEncoder } from './encoder.js';
+import { appendAdamW, clipByGlobalNorm, globalNorm, type TracedAdamWSettings } from './optimizer.js';
+import { Parameters } from './parameters.js';
+import { Tracer, type Value } from './tracer.js';
+
+/** Options of {@link buildTracedTrainGraph}. */
+export interface TracedTrainGraphOptions {
+  config: EncoderConfig;
+  /** Values of every parameter (frozen ones are baked in; trainable ones only give shapes). */
+  weights: WeightSource;
+  /** masked-lm, token-classification or sequence-classification. */
+  head: HeadKind;
+  /** Hugging Face names of the parameters that train. */
+  trainable: string[];
+  /** `grads`: raw gradients; `adamw`: updated parameters and moments; `logits`: the head's logits only. */
+  mode: 'grads' | 'adamw' | 'logits';
+  adamw?: TracedAdamWSettings;
+  /** The static batch shape the graph is traced for. */
+  batchSize: number;
+  sequenceLength: number;
+  /** float64 for gradient checks (default float32). */
+  floatType?: 'float32' | 'float64';
+}
+
+/** Declares the batch inputs of an encoder graph (`input_ids`, `attention_mask`, `lang_ids`?). */
+export function encoderInputs(t: Tracer, config: EncoderConfig, B: number, S: number): EncoderInputs {
+  return {
+    inputIds: t.input('input_ids', [B, S], 'int64'),
+    attentionMask: t.input('attention_mask', [B, S], 'int64'),
+    ...((config.languages ?? []).length > 0 ? { langIds: t.input('lang_ids', [B], 'int64') } : {}),
+  };
+}
+
+/**
+ * A training step for an X-Mod / XLM-R model with a head, traced from the encoder's one forward
+ * definition: forward, loss, backward by reverse-mode autodiff, global gradient norm (`grad_norm`),
+ * then either the gradients (`grad:<name>`) or clipping and AdamW (`new:<name>`, `new_m:<name>`,
+ * `new_v:<name>`). Inputs and outputs are named as {@link buildTrainGraph}'s.
+ */
+export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
+  const t = new Tracer({ name: 'train_step', floatType: o.floatType ?? 'float32' });
+  const p = new Parameters(t, o.weights, o.trainable);
+  const enc = new XmodEncoder(p, o.config);
+  const inputs = encoderInputs(t, o.config, o.batchSize, o.sequenceLength);
+  const batch = [inputs.inputIds.name, inputs.attentionMask.name];
+  if (inputs.langIds !== undefined) batch.push(inputs.langIds.name);
+  const x = enc.forward(inputs);
+  if (o.mode === 'logits') {
+    t.output(headLogits(enc, o.head, x), 'logits');
+    return { model: t.toBytes(), signature: { batch, params: [] } };
+  }
+  const labels = t.input(
+    'labels',
+    o.head === 'sequence-classification' ? [o.batchSize] : [o.batchSize, o.sequenceLength],
+    'int64',
+  );
+  batch.push(labels.name);
+  const loss = headLoss(enc, o.head, x, labels);
+  t.output(loss, 'loss');
+  const used = new Map(p.used().map((u) => [u.name, u.value]));
+  const params: Array<{ name: string; value: Value }> = o.trainable.map((name) => {
+    const value = used.get(name);
+    if (value === undefined)
+      throw new XltConfigError(`trainable parameter '${name}' is not used by the ${o.head} graph`, {
+        tensor: name,
+      });
+    return { name, value };
+  });
+  const grads = backward(
+    loss,
+    params.map((q) => q.value),
+  );
+  t.noGrad = true;
+  const norm = globalNorm(grads);
+  t.output(norm, 'grad_norm');
+  const signature: TrainGraphSignature = { batch, params: [] };
+  if (o.mode === 'grads') {
+    params.forEach(({ name, value }, i) => {
+      const grad = t.output(grads[i] as Value, `grad:${name}`);
+      signature.params.push({ name, shape: [...value.shape], input: value.name, grad });
+    });
+    return { model: t.toBytes(), signature };
+  }
+  const s = o.adamw;
+  if (s === undefined) throw new XltConfigError("mode 'adamw' needs adamw settings", { field: 'adamw' });
+  const clipped = s.maxGradNorm !== undefined ? clipByGlobalNorm(grads, norm, s.maxGradNorm) : grads;
+  const { lr, step, updates } = appendAdamW(
+    t,
+    params.map((q, i) => ({ ...q, grad: clipped[i] as Value })),
+    s,
+  );
+  updates.forEach((u, i) => {
+    const value = (params[i] as { value: Value }).value;
+    signature.params.push({
+      name: u.name,
+      shape: [...value.shape],
+      input: value.name,
+      m: u.m.name,
+      v: u.v.name,
+      newParam: t.output(u.newParam, `new:${u.name}`),
+      newM: t.output(u.newM, `new_m:${u.name}`),
+      newV: t.output(u.newV, `new_v:${u.name}`),
+    });
+  });
+  signature.batch.push(lr.name, step.name);
+  return { model: t.toBytes(), signature };
+}
