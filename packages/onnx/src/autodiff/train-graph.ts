@@ -85,8 +85,21 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
     });
     return { model: t.toBytes(), signature };
   }
-  const s = o.adamw;
-  if (s === undefined) throw new XltConfigError("mode 'adamw' needs adamw settings", { field: 'adamw' });
+  if (o.adamw === undefined)
+    throw new XltConfigError("mode 'adamw' needs adamw settings", { field: 'adamw' });
+  appendUpdate(t, params, grads, norm, o.adamw, signature);
+  return { model: t.toBytes(), signature };
+}
+
+/** Clipping (when set) and AdamW for `params` with gradients `grads`; fills the signature's params. */
+function appendUpdate(
+  t: Tracer,
+  params: ReadonlyArray<{ name: string; value: Value }>,
+  grads: readonly Value[],
+  norm: Value,
+  s: TracedAdamWSettings,
+  signature: TrainGraphSignature,
+): void {
   const clipped = s.maxGradNorm !== undefined ? clipByGlobalNorm(grads, norm, s.maxGradNorm) : grads;
   const { lr, step, updates } = appendAdamW(
     t,
@@ -95,10 +108,12 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
   );
   updates.forEach((u, i) => {
     const value = (params[i] as { value: Value }).value;
+    const grad = grads[i] as Value;
     signature.params.push({
       name: u.name,
       shape: [...value.shape],
       input: value.name,
+      ...(grad.producer === undefined ? { grad: grad.name } : {}),
       m: u.m.name,
       v: u.v.name,
       newParam: t.output(u.newParam, `new:${u.name}`),
@@ -107,5 +122,26 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
     });
   });
   signature.batch.push(lr.name, step.name);
+}
+
+/**
+ * The update half of a step on its own, for gradient accumulation: run the `grads` graph on each
+ * micro-batch, sum the gradients (times 1/K for a mean), then run this graph once. Inputs:
+ * `param:<name>`, `grad:<name>` (the accumulated gradient), `m:<name>`, `v:<name>`, `lr`, `step`;
+ * outputs `grad_norm` (of the accumulated gradient, before clipping) and the updated values.
+ */
+export function buildApplyGraph(
+  params: ReadonlyArray<{ name: string; shape: number[] }>,
+  adamw: TracedAdamWSettings,
+  floatType: 'float32' | 'float64' = 'float32',
+): TrainGraph {
+  const t = new Tracer({ name: 'apply_step', floatType });
+  t.noGrad = true;
+  const values = params.map((q) => ({ name: q.name, value: t.input(`param:${q.name}`, q.shape) }));
+  const grads = params.map((q) => t.input(`grad:${q.name}`, q.shape));
+  const norm = globalNorm(grads);
+  t.output(norm, 'grad_norm');
+  const signature: TrainGraphSignature = { batch: [], params: [] };
+  appendUpdate(t, values, grads, norm, adamw, signature);
   return { model: t.toBytes(), signature };
 }
