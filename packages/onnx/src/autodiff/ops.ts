@@ -86,6 +86,7 @@ export const sqrt = (x: Value): Value => unary('Sqrt', x);
 export const erf = (x: Value): Value => unary('Erf', x);
 export const tanh = (x: Value): Value => unary('Tanh', x);
 export const relu = (x: Value): Value => unary('Relu', x);
+export const sigmoid = (x: Value): Value => unary('Sigmoid', x);
 
 /** Matrix product with numpy batch broadcasting; both operands have rank 2 or more. */
 export function matmul(a: Value, b: Value): Value {
