@@ -7,6 +7,7 @@ import type { EncoderConfig, HeadKind, WeightSource } from '../export.js';
 import { randomWeights } from '../random.js';
 import { readEncoderConfig, safetensorsWeights } from '../runner.js';
 import { buildTrainGraph } from '../train.js';
+import { peftAdapterWeights } from '../weights.js';
 import { buildTracedTrainGraph } from './train-graph.js';
 
 type Nested = number | Nested[];
@@ -28,8 +29,10 @@ async function bothGradients(
   head: HeadKind,
   trainable: string[],
   batch: Record<string, ort.Tensor>,
+  lora?: Map<string, number>,
 ) {
   const [B, S] = batch.input_ids!.dims as [number, number];
+  const live = lora !== undefined ? { lora } : {};
   const traced = buildTracedTrainGraph({
     config,
     weights,
@@ -38,8 +41,17 @@ async function bothGradients(
     mode: 'grads',
     batchSize: B,
     sequenceLength: S,
+    ...live,
   });
-  const written = buildTrainGraph({ config, weights, head, trainable, mode: 'grads', dropout: false });
+  const written = buildTrainGraph({
+    config,
+    weights,
+    head,
+    trainable,
+    mode: 'grads',
+    dropout: false,
+    ...live,
+  });
   const run = async (g: typeof traced) => {
     const session = await ort.InferenceSession.create(g.model, { intraOpNumThreads: 1 });
     const feeds: Record<string, ort.Tensor> = {};
@@ -113,6 +125,47 @@ describe.skipIf(skip)('traced X-Mod encoder on the xmod-postnorm fixtures', () =
     const out = await session.run(batch);
     expect(maxAbsDiff(out.logits!.data as Float32Array, flat(ref[dir].logits))).toBeLessThan(1e-4);
     await session.release();
+  });
+
+  it('qa: loss and every gradient equal the hand-written TrainBuilder and PyTorch within 1e-4', async () => {
+    const folder = sharedPath('fixtures', 'xmod-postnorm', 'qa');
+    const file = path.join(folder, 'model.safetensors');
+    const r = SafetensorsReader.open(file);
+    const trainable = r.names();
+    r.close();
+    const weights = safetensorsWeights(file);
+    const B = ref.inputs.start_positions.length;
+    const res = await bothGradients(readEncoderConfig(folder), weights, 'question-answering', trainable, {
+      ...batch,
+      start_positions: i64(ref.inputs.start_positions, [B]),
+      end_positions: i64(ref.inputs.end_positions, [B]),
+    });
+    weights.close();
+    expectSameGradients(res, trainable, 1e-4);
+    expect(Math.abs((res.traced.loss?.data[0] as number) - ref.qa.loss)).toBeLessThan(1e-4);
+    for (const [name, want] of Object.entries(ref.qa.grads as Record<string, Nested>))
+      expect(maxAbsDiff(res.traced[`grad:${name}`]?.data as Float32Array, flat(want)), name).toBeLessThan(
+        1e-4,
+      );
+  });
+
+  it('live PEFT LoRA (lora_qv on the XLM-R base): loss and LoRA gradients equal the TrainBuilder within 1e-4', async () => {
+    const dir = sharedPath('fixtures', 'xlmr-lora', 'base');
+    const base = safetensorsWeights(path.join(dir, 'model.safetensors'));
+    const { weights, lora, names } = peftAdapterWeights(base, sharedPath('fixtures', 'xlmr-lora', 'lora_qv'));
+    const { input_ids, attention_mask } = batch;
+    const [B, S] = input_ids!.dims as [number, number];
+    const res = await bothGradients(
+      readEncoderConfig(dir),
+      weights,
+      'masked-lm',
+      names,
+      { input_ids: input_ids!, attention_mask: attention_mask!, labels: i64(ref.inputs.mlm_labels, [B, S]) },
+      lora,
+    );
+    base.close();
+    expect(names).toHaveLength(8);
+    expectSameGradients(res, names, 1e-4);
   });
 
   it.each(cases)(

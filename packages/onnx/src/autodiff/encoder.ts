@@ -1,4 +1,4 @@
-import { XltConfigError } from '@xlt/core';
+import { XltConfigError, XltShapeError } from '@xlt/core';
 import type { EncoderConfig, HeadKind } from '../export.js';
 import { attention, crossEntropy, embedding, gelu, linear } from './layers.js';
 import {
@@ -35,16 +35,28 @@ export interface EncoderInputs {
   langIds?: Value;
 }
 
+/** Variations of the encoder's modules. */
+export interface EncoderOptions {
+  /**
+   * Live LoRA: module name -> scaling; the parameters hold `<module>.lora_A.weight` [r, in] and
+   * `<module>.lora_B.weight` [out, r]: y = x W^T + b + scaling (x A^T) B^T.
+   */
+  lora?: ReadonlyMap<string, number>;
+}
+
 /** The XLM-R / X-Mod encoder over parameters `p` (prefix `roberta.` when the model has one). */
 export class XmodEncoder {
   readonly prefix: string;
   readonly hidden: number;
   private readonly eps: number;
+  private readonly lora: ReadonlyMap<string, number>;
 
   constructor(
     readonly p: Parameters,
     readonly config: EncoderConfig,
+    options: EncoderOptions = {},
   ) {
+    this.lora = options.lora ?? new Map();
     this.prefix = p.has('roberta.embeddings.word_embeddings.weight') ? 'roberta.' : '';
     this.hidden = config.hidden_size;
     this.eps = config.layer_norm_eps ?? 1e-5;
@@ -68,11 +80,23 @@ export class XmodEncoder {
     const inF = x.shape[x.rank - 1] as number;
     // a module wrapped by LoRA keeps its own weights under `base_layer`
     const base = this.p.has(`${name}.base_layer.weight`) ? `${name}.base_layer` : name;
-    return linear(
+    const y = linear(
       x,
       this.p.get(`${base}.weight`, [outF, inF]),
       bias ? this.p.get(`${base}.bias`, [outF]) : undefined,
     );
+    const scaling = this.lora.get(name);
+    if (scaling === undefined) return y;
+    const A = this.p.get(`${name}.lora_A.weight`);
+    const r = A.shape[0] as number;
+    if (A.shape[1] !== inF)
+      throw new XltShapeError('LoRA A does not fit the module', {
+        tensor: `${name}.lora_A.weight`,
+        expected: [r, inF],
+        got: [...A.shape],
+      });
+    const B = this.p.get(`${name}.lora_B.weight`, [outF, r]);
+    return add(y, mul(linear(linear(x, A), B), scaling));
   }
 
   /** Word + position (from the padding mask, as transformers) + token type 0, then LayerNorm. */
@@ -194,9 +218,54 @@ export function headLogits(enc: XmodEncoder, head: HeadKind, x: Value): Value {
   throw new XltConfigError(`head '${head}' is not written with the op vocabulary yet`, { field: 'head' });
 }
 
-/** The training loss of a head; `labels` is int64 [B, S] (masked-lm, tokens) or [B] (sequences). */
-export function headLoss(enc: XmodEncoder, head: HeadKind, x: Value, labels: Value): Value {
+/** Label inputs of a head: `labels`, or `startPositions` and `endPositions` (int64 [B]) for QA. */
+export interface HeadLabels {
+  labels?: Value;
+  startPositions?: Value;
+  endPositions?: Value;
+}
+
+function required(v: Value | undefined, name: string, head: HeadKind): Value {
+  if (v === undefined) throw new XltConfigError(`the ${head} loss needs '${name}'`, { field: name });
+  return v;
+}
+
+/**
+ * The training loss of a head: cross-entropy with ignore index -100 (`labels` int64 [B, S] for
+ * masked-lm and tokens, [B] for sequences); for question answering the mean of the start and end
+ * cross-entropies over positions, positions clamped to [0, S] and S ignored (as transformers).
+ */
+export function headLoss(enc: XmodEncoder, head: HeadKind, x: Value, labels: HeadLabels): Value {
+  const t = enc.p.tracer;
+  if (head === 'question-answering') {
+    const [B, S] = x.shape as [number, number];
+    const spans = enc.linear(x, 'qa_outputs', 2); // [B, S, 2]
+    const clamp = (pos: Value) => {
+      const c = raw(
+        t,
+        'Min',
+        [raw(t, 'Max', [pos, t.ints([0], [])], [B], 'int64'), t.ints([S], [])],
+        [B],
+        'int64',
+      );
+      return raw(
+        t,
+        'Where',
+        [raw(t, 'Equal', [c, t.ints([S], [])], [B], 'bool'), t.ints([-100], []), c],
+        [B],
+        'int64',
+      );
+    };
+    const part = (k: number, pos: Value) => crossEntropy(squeeze(slice(spans, 2, k, k + 1), [2]), clamp(pos));
+    return mul(
+      add(
+        part(0, required(labels.startPositions, 'start_positions', head)),
+        part(1, required(labels.endPositions, 'end_positions', head)),
+      ),
+      0.5,
+    );
+  }
   const logits = headLogits(enc, head, x);
   const classes = logits.shape[logits.rank - 1] as number;
-  return crossEntropy(reshape(logits, [-1, classes]), reshape(labels, [-1]));
+  return crossEntropy(reshape(logits, [-1, classes]), reshape(required(labels.labels, 'labels', head), [-1]));
 }

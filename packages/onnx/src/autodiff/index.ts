@@ -3,7 +3,14 @@
  * trace it with static shapes, and derive its backward from one gradient rule per op.
  */
 export { backward } from './backward.js';
-export { type EncoderInputs, headLogits, headLoss, XmodEncoder } from './encoder.js';
+export {
+  type EncoderInputs,
+  type EncoderOptions,
+  type HeadLabels,
+  headLogits,
+  headLoss,
+  XmodEncoder,
+} from './encoder.js';
 export { DIFFERENTIABLE_OPS, GRADIENT_RULES, type GradientRule } from './gradients.js';
 export { attention, crossEntropy, embedding, gelu, linear } from './layers.js';
 export {

@@ -125,10 +125,10 @@ export function gather(table: Value, indices: Value, axis = 0): Value {
   })[0] as Value;
 }
 
-export function softmax(x: Value, axis = -1): Value {
+function alongAxis(op: 'Softmax' | 'LogSoftmax', x: Value, axis: number): Value {
   const ax = normAxis(axis, x.rank);
   return x.tracer.emit({
-    onnxOp: 'Softmax',
+    onnxOp: op,
     inputs: [x],
     attrs: { axis: ax },
     params: { axis: ax },
@@ -136,16 +136,8 @@ export function softmax(x: Value, axis = -1): Value {
   })[0] as Value;
 }
 
-export function logSoftmax(x: Value, axis = -1): Value {
-  const ax = normAxis(axis, x.rank);
-  return x.tracer.emit({
-    onnxOp: 'LogSoftmax',
-    inputs: [x],
-    attrs: { axis: ax },
-    params: { axis: ax },
-    outputs: [{ shape: x.shape, dtype: x.dtype }],
-  })[0] as Value;
-}
+export const softmax = (x: Value, axis = -1): Value => alongAxis('Softmax', x, axis);
+export const logSoftmax = (x: Value, axis = -1): Value => alongAxis('LogSoftmax', x, axis);
 
 /** LayerNorm over the last axis with weight and bias of that axis' size. */
 export function layerNorm(x: Value, weight: Value, bias: Value, eps: number): Value {

@@ -2,7 +2,14 @@ import { XltConfigError } from '@xlt/core';
 import type { EncoderConfig, HeadKind, WeightSource } from '../export.js';
 import type { TrainGraph, TrainGraphSignature } from '../train.js';
 import { backward } from './backward.js';
-import { type EncoderInputs, headLogits, headLoss, XmodEncoder } from './encoder.js';
+import {
+  type EncoderInputs,
+  type EncoderOptions,
+  type HeadLabels,
+  headLogits,
+  headLoss,
+  XmodEncoder,
+} from './encoder.js';
 import { appendAdamW, clipByGlobalNorm, globalNorm, type TracedAdamWSettings } from './optimizer.js';
 import { Parameters } from './parameters.js';
 import { Tracer, type Value } from './tracer.js';
@@ -12,7 +19,7 @@ export interface TracedTrainGraphOptions {
   config: EncoderConfig;
   /** Values of every parameter (frozen ones are baked in; trainable ones only give shapes). */
   weights: WeightSource;
-  /** masked-lm, token-classification or sequence-classification. */
+  /** masked-lm, token-classification, sequence-classification or (losses only) question-answering. */
   head: HeadKind;
   /** Hugging Face names of the parameters that train. */
   trainable: string[];
@@ -22,6 +29,8 @@ export interface TracedTrainGraphOptions {
   /** The static batch shape the graph is traced for. */
   batchSize: number;
   sequenceLength: number;
+  /** Live LoRA: module name -> scaling (see {@link EncoderOptions}). */
+  lora?: Map<string, number>;
   /** float64 for gradient checks (default float32). */
   floatType?: 'float32' | 'float64';
 }
@@ -44,7 +53,7 @@ export function encoderInputs(t: Tracer, config: EncoderConfig, B: number, S: nu
 export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
   const t = new Tracer({ name: 'train_step', floatType: o.floatType ?? 'float32' });
   const p = new Parameters(t, o.weights, o.trainable);
-  const enc = new XmodEncoder(p, o.config);
+  const enc = new XmodEncoder(p, o.config, o.lora !== undefined ? { lora: o.lora } : {});
   const inputs = encoderInputs(t, o.config, o.batchSize, o.sequenceLength);
   const batch = [inputs.inputIds.name, inputs.attentionMask.name];
   if (inputs.langIds !== undefined) batch.push(inputs.langIds.name);
@@ -53,12 +62,18 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
     t.output(headLogits(enc, o.head, x), 'logits');
     return { model: t.toBytes(), signature: { batch, params: [] } };
   }
-  const labels = t.input(
-    'labels',
-    o.head === 'sequence-classification' ? [o.batchSize] : [o.batchSize, o.sequenceLength],
-    'int64',
-  );
-  batch.push(labels.name);
+  const B = o.batchSize;
+  let labels: HeadLabels;
+  if (o.head === 'question-answering')
+    labels = {
+      startPositions: t.input('start_positions', [B], 'int64'),
+      endPositions: t.input('end_positions', [B], 'int64'),
+    };
+  else
+    labels = {
+      labels: t.input('labels', o.head === 'sequence-classification' ? [B] : [B, o.sequenceLength], 'int64'),
+    };
+  for (const v of Object.values(labels)) batch.push((v as Value).name);
   const loss = headLoss(enc, o.head, x, labels);
   t.output(loss, 'loss');
   const used = new Map(p.used().map((u) => [u.name, u.value]));
