@@ -29,10 +29,10 @@ async function bothGradients(
   head: HeadKind,
   trainable: string[],
   batch: Record<string, ort.Tensor>,
-  lora?: Map<string, number>,
+  options: { lora?: Map<string, number>; dropout?: boolean } = {},
 ) {
   const [B, S] = batch.input_ids!.dims as [number, number];
-  const live = lora !== undefined ? { lora } : {};
+  const live = { ...options, dropout: options.dropout === true };
   const traced = buildTracedTrainGraph({
     config,
     weights,
@@ -49,7 +49,6 @@ async function bothGradients(
     head,
     trainable,
     mode: 'grads',
-    dropout: false,
     ...live,
   });
   const run = async (g: typeof traced) => {
@@ -161,7 +160,7 @@ describe.skipIf(skip)('traced X-Mod encoder on the xmod-postnorm fixtures', () =
       'masked-lm',
       names,
       { input_ids: input_ids!, attention_mask: attention_mask!, labels: i64(ref.inputs.mlm_labels, [B, S]) },
-      lora,
+      { lora },
     );
     base.close();
     expect(names).toHaveLength(8);
@@ -259,4 +258,43 @@ describe('traced encoder against the hand-written TrainBuilder (random weights)'
     expect(Object.keys(res.traced).filter((k) => k.startsWith('grad:'))).toHaveLength(trainable.length);
     expectSameGradients(res, trainable, 1e-4);
   });
+
+  const dropoutConfig: EncoderConfig = {
+    ...tinyXlmr,
+    languages: ['en_XX', 'de_DE'],
+    hidden_dropout_prob: 0.1,
+    attention_probs_dropout_prob: 0.15,
+    classifier_dropout: 0.2,
+    num_labels: 3,
+  };
+  const dropoutHeads: Array<[HeadKind, ort.Tensor]> = [
+    ['masked-lm', batch.labels],
+    [
+      'token-classification',
+      i64(
+        [
+          [-100, 0, 2, -100, 1, -100],
+          [-100, 2, -100, -100, -100, -100],
+        ],
+        [2, 6],
+      ),
+    ],
+    ['sequence-classification', i64([2, 0], [2])],
+  ];
+  it.each(dropoutHeads)(
+    '%s with dropout: the same seed drops the same elements as the TrainBuilder (loss and gradients within 1e-4)',
+    async (head, labels) => {
+      const weights = randomWeights(dropoutConfig, head, 5, 0.3);
+      const trainable = weights.names().filter((n) => n !== 'lm_head.decoder.weight');
+      const withSeed = { ...batch, labels, dropout_seed: i64(12345, []) };
+      const res = await bothGradients(dropoutConfig, weights, head, trainable, withSeed, { dropout: true });
+      expect(res.signature.batch).toContain('dropout_seed');
+      expectSameGradients(res, trainable, 1e-4);
+      // and dropout changed the result: without it the loss differs
+      const plain = await bothGradients(dropoutConfig, weights, head, trainable, { ...batch, labels });
+      expect(
+        Math.abs((plain.traced.loss?.data[0] as number) - (res.traced.loss?.data[0] as number)),
+      ).toBeGreaterThan(1e-4);
+    },
+  );
 });

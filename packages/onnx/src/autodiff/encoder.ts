@@ -1,5 +1,6 @@
 import { XltConfigError, XltShapeError } from '@xlt/core';
 import type { EncoderConfig, HeadKind } from '../export.js';
+import { type DropoutRates, DropoutSites } from './dropout.js';
 import { attention, crossEntropy, embedding, gelu, linear } from './layers.js';
 import {
   add,
@@ -42,6 +43,8 @@ export interface EncoderOptions {
    * `<module>.lora_B.weight` [out, r]: y = x W^T + b + scaling (x A^T) B^T.
    */
   lora?: ReadonlyMap<string, number>;
+  /** Training-mode dropout at transformers' sites (masks from the `dropout_seed` input). */
+  dropout?: DropoutRates;
 }
 
 /** The XLM-R / X-Mod encoder over parameters `p` (prefix `roberta.` when the model has one). */
@@ -50,6 +53,8 @@ export class XmodEncoder {
   readonly hidden: number;
   private readonly eps: number;
   private readonly lora: ReadonlyMap<string, number>;
+  /** Dropout sites and rates (training graphs with a non-zero rate only). */
+  readonly drop: { sites: DropoutSites; rates: DropoutRates } | undefined;
 
   constructor(
     readonly p: Parameters,
@@ -57,6 +62,11 @@ export class XmodEncoder {
     options: EncoderOptions = {},
   ) {
     this.lora = options.lora ?? new Map();
+    const r = options.dropout;
+    this.drop =
+      r !== undefined && (r.hidden > 0 || r.attention > 0 || r.classifier > 0)
+        ? { sites: new DropoutSites(p.tracer), rates: r }
+        : undefined;
     this.prefix = p.has('roberta.embeddings.word_embeddings.weight') ? 'roberta.' : '';
     this.hidden = config.hidden_size;
     this.eps = config.layer_norm_eps ?? 1e-5;
@@ -69,6 +79,11 @@ export class XmodEncoder {
 
   private get t(): Tracer {
     return this.p.tracer;
+  }
+
+  /** Dropout of kind `kind` (identity without dropout). */
+  dropout(x: Value, kind: keyof DropoutRates): Value {
+    return this.drop === undefined ? x : this.drop.sites.apply(x, this.drop.rates[kind]);
   }
 
   layerNorm(x: Value, name: string): Value {
@@ -126,7 +141,8 @@ export class XmodEncoder {
     );
     const positions = embedding(this.p.get(`${pre}embeddings.position_embeddings.weight`), pos);
     const tokenType = gather(this.p.get(`${pre}embeddings.token_type_embeddings.weight`), t.ints([0], []));
-    return this.layerNorm(add(add(words, positions), tokenType), `${pre}embeddings.LayerNorm`);
+    const summed = add(add(words, positions), tokenType);
+    return this.dropout(this.layerNorm(summed, `${pre}embeddings.LayerNorm`), 'hidden');
   }
 
   /**
@@ -161,18 +177,19 @@ export class XmodEncoder {
       this.linear(h, `${self}.value`, H),
       maskAdd,
       cfg.num_attention_heads,
+      (probs) => this.dropout(probs, 'attention'),
     );
-    let att = add(this.linear(ctx, `${name}.attention.output.dense`, H), x);
+    let att = add(this.dropout(this.linear(ctx, `${name}.attention.output.dense`, H), 'hidden'), x);
     if (!pre) att = this.layerNorm(att, attLN);
     const h2 = pre ? this.layerNorm(att, outLN) : att;
     const inter = gelu(this.linear(h2, `${name}.intermediate.dense`, cfg.intermediate_size));
-    let out = add(this.linear(inter, `${name}.output.dense`, H), att);
+    let out = add(this.dropout(this.linear(inter, `${name}.output.dense`, H), 'hidden'), att);
     if (langIds !== undefined) {
       let a = out;
       if (cfg.adapter_layer_norm) a = this.layerNorm(out, `${name}.output.adapter_layer_norm`);
       else if (cfg.adapter_reuse_layer_norm !== false) a = this.layerNorm(out, outLN);
       const residual = cfg.ln_before_adapter !== false ? a : out;
-      out = add(this.adapter(a, name, langIds), residual);
+      out = add(this.dropout(this.adapter(a, name, langIds), 'hidden'), residual);
     }
     if (!pre) out = this.layerNorm(out, outLN);
     return out;
@@ -210,10 +227,12 @@ export function headLogits(enc: XmodEncoder, head: HeadKind, x: Value): Value {
     const dec = p.has('lm_head.decoder.weight') && !p.isTrainable(word) ? 'lm_head.decoder.weight' : word;
     return linear(h, p.get(dec, [cfg.vocab_size, H]), p.get('lm_head.bias', [cfg.vocab_size]));
   }
-  if (head === 'token-classification') return enc.linear(x, 'classifier', labelCount(cfg));
+  if (head === 'token-classification')
+    return enc.linear(enc.dropout(x, 'classifier'), 'classifier', labelCount(cfg));
   if (head === 'sequence-classification') {
-    const first = squeeze(slice(x, 1, 0, 1), [1]);
-    return enc.linear(tanh(enc.linear(first, 'classifier.dense', H)), 'classifier.out_proj', labelCount(cfg));
+    const first = enc.dropout(squeeze(slice(x, 1, 0, 1), [1]), 'classifier');
+    const pooled = enc.dropout(tanh(enc.linear(first, 'classifier.dense', H)), 'classifier');
+    return enc.linear(pooled, 'classifier.out_proj', labelCount(cfg));
   }
   throw new XltConfigError(`head '${head}' is not written with the op vocabulary yet`, { field: 'head' });
 }

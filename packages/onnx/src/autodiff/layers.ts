@@ -36,12 +36,20 @@ export function gelu(x: Value): Value {
  * Multi-head scaled dot-product attention. q, k, v: [B, S, D]; `maskAdd` broadcasts to the scores
  * [B, heads, S, S] (e.g. [B, 1, 1, S] with a large negative number on padding). Returns [B, S, D].
  */
-export function attention(q: Value, k: Value, v: Value, maskAdd: Value, heads: number): Value {
+export function attention(
+  q: Value,
+  k: Value,
+  v: Value,
+  maskAdd: Value,
+  heads: number,
+  /** Applied to the attention probabilities (dropout in training). */
+  onProbs: (p: Value) => Value = (p) => p,
+): Value {
   const [B, S, D] = q.shape as [number, number, number];
   const dh = D / heads;
   const split = (x: Value) => transpose(reshape(x, [B, x.shape[1] as number, heads, dh]), [0, 2, 1, 3]);
   const scores = add(mul(matmul(split(q), transpose(split(k), [0, 1, 3, 2])), 1 / Math.sqrt(dh)), maskAdd);
-  const ctx = matmul(softmax(scores), split(v));
+  const ctx = matmul(onProbs(softmax(scores)), split(v));
   return reshape(transpose(ctx, [0, 2, 1, 3]), [B, S, D]);
 }
 

@@ -2,6 +2,7 @@ import { XltConfigError } from '@xlt/core';
 import type { EncoderConfig, HeadKind, WeightSource } from '../export.js';
 import type { TrainGraph, TrainGraphSignature } from '../train.js';
 import { backward } from './backward.js';
+import { dropoutRates } from './dropout.js';
 import {
   type EncoderInputs,
   type EncoderOptions,
@@ -31,6 +32,11 @@ export interface TracedTrainGraphOptions {
   sequenceLength: number;
   /** Live LoRA: module name -> scaling (see {@link EncoderOptions}). */
   lora?: Map<string, number>;
+  /**
+   * Apply the config's dropout where transformers does in training (default true, as
+   * `buildTrainGraph`); the graph then has an int64 scalar input `dropout_seed`.
+   */
+  dropout?: boolean;
   /** float64 for gradient checks (default float32). */
   floatType?: 'float32' | 'float64';
 }
@@ -53,7 +59,11 @@ export function encoderInputs(t: Tracer, config: EncoderConfig, B: number, S: nu
 export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
   const t = new Tracer({ name: 'train_step', floatType: o.floatType ?? 'float32' });
   const p = new Parameters(t, o.weights, o.trainable);
-  const enc = new XmodEncoder(p, o.config, o.lora !== undefined ? { lora: o.lora } : {});
+  const training = o.mode !== 'logits' && o.dropout !== false;
+  const enc = new XmodEncoder(p, o.config, {
+    ...(o.lora !== undefined ? { lora: o.lora } : {}),
+    ...(training ? { dropout: dropoutRates(o.config) } : {}),
+  });
   const inputs = encoderInputs(t, o.config, o.batchSize, o.sequenceLength);
   const batch = [inputs.inputIds.name, inputs.attentionMask.name];
   if (inputs.langIds !== undefined) batch.push(inputs.langIds.name);
@@ -75,6 +85,8 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
     };
   for (const v of Object.values(labels)) batch.push((v as Value).name);
   const loss = headLoss(enc, o.head, x, labels);
+  const seed = enc.drop?.sites.seedInput;
+  if (seed !== undefined) batch.push(seed.name);
   t.output(loss, 'loss');
   const used = new Map(p.used().map((u) => [u.name, u.value]));
   const params: Array<{ name: string; value: Value }> = o.trainable.map((name) => {
