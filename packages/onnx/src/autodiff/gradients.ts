@@ -86,15 +86,24 @@ export const GRADIENT_RULES: Record<string, GradientRule> = {
   MatMul: (n, dy) => {
     const a = inp(n, 0);
     const b = inp(n, 1);
+    const t = a.tracer;
+    // Gemm with transA / transB: no transposed copy of an activation-sized operand
+    const gemm = (x: Value, y: Value, attrs: Record<string, number>, shape: number[]) =>
+      raw(t, 'Gemm', [x, y], shape, x.dtype, attrs);
+    let da: Value | undefined;
     let db: Value | undefined;
-    if (b.requiresGrad) {
-      if (b.rank === 2 && a.rank > 2) {
-        // x [.., k] @ W [k, n]: fold the batch axes into one product instead of summing per batch
-        const k = a.shape[a.rank - 1] as number;
-        db = matmul(transpose(reshape(a, [-1, k]), [1, 0]), reshape(dy, [-1, b.shape[1] as number]));
-      } else db = sumTo(matmul(swapLast(a), dy), b.shape);
+    if (b.rank === 2) {
+      const [k, m] = b.shape as [number, number];
+      const a2 = reshape(a, [-1, k]);
+      const dy2 = reshape(dy, [-1, m]);
+      // x [.., k] @ W [k, m]: fold the batch axes into one product instead of summing per batch
+      if (a.requiresGrad) da = reshape(gemm(dy2, b, { transB: 1 }, [a2.shape[0] as number, k]), a.shape);
+      if (b.requiresGrad) db = gemm(a2, dy2, { transA: 1 }, [k, m]);
+    } else {
+      if (a.requiresGrad) da = sumTo(matmul(dy, swapLast(b)), a.shape);
+      if (b.requiresGrad) db = sumTo(matmul(swapLast(a), dy), b.shape);
     }
-    return [a.requiresGrad ? sumTo(matmul(dy, swapLast(b)), a.shape) : undefined, db];
+    return [da, db];
   },
   Where: (n, dy) => [
     undefined,
