@@ -167,6 +167,46 @@ describe.skipIf(skip)('traced X-Mod encoder on the xmod-postnorm fixtures', () =
     expectSameGradients(res, names, 1e-4);
   });
 
+  it.each(['lora_qv', 'lora_all'])(
+    'live PEFT %s: loss and every LoRA gradient equal PyTorch within 1e-4',
+    async (adapter) => {
+      const lref = JSON.parse(readFileSync(sharedPath('fixtures', 'xlmr-lora', 'reference.json'), 'utf8'));
+      const dir = sharedPath('fixtures', 'xlmr-lora', 'base');
+      const base = safetensorsWeights(path.join(dir, 'model.safetensors'));
+      const { weights, lora, names } = peftAdapterWeights(base, sharedPath('fixtures', 'xlmr-lora', adapter));
+      const ids = lref.inputs.input_ids as number[][];
+      const [B, S] = [ids.length, (ids[0] as number[]).length];
+      const { model, signature } = buildTracedTrainGraph({
+        config: readEncoderConfig(dir),
+        weights,
+        head: 'masked-lm',
+        trainable: names,
+        mode: 'grads',
+        lora,
+        batchSize: B,
+        sequenceLength: S,
+      });
+      const session = await ort.InferenceSession.create(model, { intraOpNumThreads: 1 });
+      const feeds: Record<string, ort.Tensor> = {
+        input_ids: i64(ids, [B, S]),
+        attention_mask: i64(lref.inputs.attention_mask, [B, S]),
+        labels: i64(lref.inputs.mlm_labels, [B, S]),
+      };
+      for (const q of signature.params)
+        feeds[q.input] = new ort.Tensor('float32', weights.get(q.name).data, q.shape);
+      const out = await session.run(feeds);
+      await session.release();
+      base.close();
+      expect(Math.abs((out.loss?.data[0] as number) - lref[adapter].loss)).toBeLessThan(1e-4);
+      const grads = Object.entries(lref[adapter].grads as Record<string, Nested>);
+      expect(grads.length).toBeGreaterThan(0);
+      for (const [peftName, want] of grads) {
+        const name = peftName.replace(/^base_model\.model\./, '').replace('.default.weight', '.weight');
+        expect(maxAbsDiff(out[`grad:${name}`]?.data as Float32Array, flat(want)), name).toBeLessThan(1e-4);
+      }
+    },
+  );
+
   it.each(cases)(
     '%s: loss and every gradient equal the hand-written TrainBuilder within 1e-4 (and PyTorch)',
     async (dir, head, labelKey) => {
