@@ -3,87 +3,12 @@ import path from 'node:path';
 import { SafetensorsReader, sharedPath, sharedSkipReason } from '@xlt/core';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { EncoderConfig, HeadKind, WeightSource } from '../export.js';
+import type { EncoderConfig, HeadKind } from '../export.js';
 import { randomWeights } from '../random.js';
 import { readEncoderConfig, safetensorsWeights } from '../runner.js';
-import { buildTrainGraph } from '../train.js';
 import { peftAdapterWeights } from '../weights.js';
+import { bothGradients, expectSameGradients, flat, i64, maxAbsDiff, type Nested } from './parity-helpers.js';
 import { buildTracedTrainGraph } from './train-graph.js';
-
-type Nested = number | Nested[];
-const flat = (x: Nested): number[] => (Array.isArray(x) ? x.flatMap(flat) : [x]);
-const i64 = (x: Nested, dims: number[]) =>
-  new ort.Tensor('int64', BigInt64Array.from(flat(x).map((v) => BigInt(v))), dims);
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < b.length; i++) m = Math.max(m, Math.abs((a[i] as number) - (b[i] as number)));
-  return m;
-}
-
-/** Runs the traced and the hand-written grads graphs on one batch; returns their outputs by name. */
-async function bothGradients(
-  config: EncoderConfig,
-  weights: WeightSource,
-  head: HeadKind,
-  trainable: string[],
-  batch: Record<string, ort.Tensor>,
-  options: { lora?: Map<string, number>; dropout?: boolean } = {},
-) {
-  const [B, S] = batch.input_ids!.dims as [number, number];
-  const live = { ...options, dropout: options.dropout === true };
-  const traced = buildTracedTrainGraph({
-    config,
-    weights,
-    head,
-    trainable,
-    mode: 'grads',
-    batchSize: B,
-    sequenceLength: S,
-    ...live,
-  });
-  const written = buildTrainGraph({
-    config,
-    weights,
-    head,
-    trainable,
-    mode: 'grads',
-    ...live,
-  });
-  const run = async (g: typeof traced) => {
-    const session = await ort.InferenceSession.create(g.model, { intraOpNumThreads: 1 });
-    const feeds: Record<string, ort.Tensor> = {};
-    for (const name of g.signature.batch) feeds[name] = batch[name] as ort.Tensor;
-    for (const p of g.signature.params) {
-      const w = weights.get(p.name);
-      feeds[p.input] = new ort.Tensor('float32', w.data, w.shape);
-    }
-    const out = await session.run(feeds);
-    await session.release();
-    return out;
-  };
-  return { traced: await run(traced), written: await run(written), signature: traced.signature };
-}
-
-/** Asserts equal loss, gradient norm and every gradient within `tol` (absolute). */
-function expectSameGradients(
-  r: Awaited<ReturnType<typeof bothGradients>>,
-  trainable: string[],
-  tol: number,
-): void {
-  const loss = (o: ort.InferenceSession.OnnxValueMapType) => o.loss?.data[0] as number;
-  expect(Math.abs(loss(r.traced) - loss(r.written))).toBeLessThan(tol);
-  expect(
-    Math.abs((r.traced.grad_norm?.data[0] as number) - (r.written.grad_norm?.data[0] as number)),
-  ).toBeLessThan(tol);
-  for (const name of trainable) {
-    const a = r.traced[`grad:${name}`]?.data as Float32Array;
-    const b = r.written[`grad:${name}`]?.data as Float32Array;
-    expect(a, name).toBeDefined();
-    expect(maxAbsDiff(a, b), name).toBeLessThan(tol);
-  }
-}
 
 const skip = sharedSkipReason('fixtures') !== undefined;
 

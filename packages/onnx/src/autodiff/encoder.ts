@@ -1,7 +1,7 @@
 import { XltConfigError, XltShapeError } from '@xlt/core';
-import type { EncoderConfig, HeadKind } from '../export.js';
+import type { EncoderConfig } from '../export.js';
 import { type DropoutRates, DropoutSites } from './dropout.js';
-import { attention, crossEntropy, embedding, gelu, linear } from './layers.js';
+import { attention, embedding, gelu, linear } from './layers.js';
 import {
   add,
   cast,
@@ -11,6 +11,7 @@ import {
   matmul,
   mul,
   raw,
+  reduceSum,
   reshape,
   slice,
   squeeze,
@@ -34,6 +35,12 @@ export interface EncoderInputs {
   attentionMask: Value;
   /** X-Mod: each example's language index into `config.languages`. */
   langIds?: Value;
+  /**
+   * Embedding mixup (soft code-switching): candidate tokens `ids` int64 [B, S, K], their weights
+   * `probs` [B, S, K] (rows summing to 1) and `lambda` [B, S] (0 where a position is not mixed); the
+   * word embedding becomes (1 - lambda) E[id] + lambda sum_k probs_k E[ids_k].
+   */
+  mixup?: { ids: Value; probs: Value; lambda: Value };
 }
 
 /** Variations of the encoder's modules. */
@@ -115,7 +122,7 @@ export class XmodEncoder {
   }
 
   /** Word + position (from the padding mask, as transformers) + token type 0, then LayerNorm. */
-  embeddings(ids: Value): Value {
+  embeddings(ids: Value, mixup?: EncoderInputs['mixup']): Value {
     const { t, prefix: pre, hidden: H } = this;
     const shape = ids.shape;
     const pad = this.config.pad_token_id ?? 1;
@@ -135,10 +142,13 @@ export class XmodEncoder {
       shape,
       'int64',
     );
-    const words = embedding(
-      this.p.get(`${pre}embeddings.word_embeddings.weight`, [this.config.vocab_size, H]),
-      ids,
-    );
+    const table = this.p.get(`${pre}embeddings.word_embeddings.weight`, [this.config.vocab_size, H]);
+    let words = embedding(table, ids);
+    if (mixup !== undefined) {
+      const candidates = reduceSum(mul(embedding(table, mixup.ids), unsqueeze(mixup.probs, [3])), [2]);
+      const lambda = unsqueeze(mixup.lambda, [2]);
+      words = add(mul(words, sub(1, lambda)), mul(candidates, lambda));
+    }
     const positions = embedding(this.p.get(`${pre}embeddings.position_embeddings.weight`), pos);
     const tokenType = gather(this.p.get(`${pre}embeddings.token_type_embeddings.weight`), t.ints([0], []));
     const summed = add(add(words, positions), tokenType);
@@ -204,87 +214,10 @@ export class XmodEncoder {
       throw new XltConfigError('an X-Mod model needs lang_ids', { field: 'lang_ids' });
     const maskF = cast(inputs.attentionMask, t.floatType);
     const maskAdd = reshape(mul(sub(1, maskF), -3.4028234663852886e38), [B, 1, 1, S]);
-    let x = this.embeddings(inputs.inputIds);
+    let x = this.embeddings(inputs.inputIds, inputs.mixup);
     for (let i = 0; i < cfg.num_hidden_layers; i++)
       x = this.layer(x, `${this.prefix}encoder.layer.${i}`, maskAdd, langIds);
     if (cfg.pre_norm) x = this.layerNorm(x, `${this.prefix}encoder.LayerNorm`);
     return x;
   }
-}
-
-/** Number of labels of a classification head. */
-export function labelCount(cfg: EncoderConfig): number {
-  return cfg.num_labels ?? (cfg.id2label ? Object.keys(cfg.id2label).length : 2);
-}
-
-/** Logits of a head over the last hidden state x [B, S, H]: masked-lm, token and sequence classification. */
-export function headLogits(enc: XmodEncoder, head: HeadKind, x: Value): Value {
-  const { p, config: cfg, hidden: H, prefix: pre } = enc;
-  if (head === 'masked-lm') {
-    const h = enc.layerNorm(gelu(enc.linear(x, 'lm_head.dense', H)), 'lm_head.layer_norm');
-    // tied decoder: the word embeddings, unless the model has its own decoder and they are frozen
-    const word = `${pre}embeddings.word_embeddings.weight`;
-    const dec = p.has('lm_head.decoder.weight') && !p.isTrainable(word) ? 'lm_head.decoder.weight' : word;
-    return linear(h, p.get(dec, [cfg.vocab_size, H]), p.get('lm_head.bias', [cfg.vocab_size]));
-  }
-  if (head === 'token-classification')
-    return enc.linear(enc.dropout(x, 'classifier'), 'classifier', labelCount(cfg));
-  if (head === 'sequence-classification') {
-    const first = enc.dropout(squeeze(slice(x, 1, 0, 1), [1]), 'classifier');
-    const pooled = enc.dropout(tanh(enc.linear(first, 'classifier.dense', H)), 'classifier');
-    return enc.linear(pooled, 'classifier.out_proj', labelCount(cfg));
-  }
-  throw new XltConfigError(`head '${head}' is not written with the op vocabulary yet`, { field: 'head' });
-}
-
-/** Label inputs of a head: `labels`, or `startPositions` and `endPositions` (int64 [B]) for QA. */
-export interface HeadLabels {
-  labels?: Value;
-  startPositions?: Value;
-  endPositions?: Value;
-}
-
-function required(v: Value | undefined, name: string, head: HeadKind): Value {
-  if (v === undefined) throw new XltConfigError(`the ${head} loss needs '${name}'`, { field: name });
-  return v;
-}
-
-/**
- * The training loss of a head: cross-entropy with ignore index -100 (`labels` int64 [B, S] for
- * masked-lm and tokens, [B] for sequences); for question answering the mean of the start and end
- * cross-entropies over positions, positions clamped to [0, S] and S ignored (as transformers).
- */
-export function headLoss(enc: XmodEncoder, head: HeadKind, x: Value, labels: HeadLabels): Value {
-  const t = enc.p.tracer;
-  if (head === 'question-answering') {
-    const [B, S] = x.shape as [number, number];
-    const spans = enc.linear(x, 'qa_outputs', 2); // [B, S, 2]
-    const clamp = (pos: Value) => {
-      const c = raw(
-        t,
-        'Min',
-        [raw(t, 'Max', [pos, t.ints([0], [])], [B], 'int64'), t.ints([S], [])],
-        [B],
-        'int64',
-      );
-      return raw(
-        t,
-        'Where',
-        [raw(t, 'Equal', [c, t.ints([S], [])], [B], 'bool'), t.ints([-100], []), c],
-        [B],
-        'int64',
-      );
-    };
-    const part = (k: number, pos: Value) => crossEntropy(squeeze(slice(spans, 2, k, k + 1), [2]), clamp(pos));
-    return mul(
-      add(
-        part(0, required(labels.startPositions, 'start_positions', head)),
-        part(1, required(labels.endPositions, 'end_positions', head)),
-      ),
-      0.5,
-    );
-  }
-  const logits = headLogits(enc, head, x);
-  const classes = logits.shape[logits.rank - 1] as number;
-  return crossEntropy(reshape(logits, [-1, classes]), reshape(required(labels.labels, 'labels', head), [-1]));
 }

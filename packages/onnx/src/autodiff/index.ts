@@ -3,15 +3,16 @@
  * trace it with static shapes, and derive its backward from one gradient rule per op.
  */
 export { backward } from './backward.js';
+export { type EncoderInputs, type EncoderOptions, XmodEncoder } from './encoder.js';
+export { DIFFERENTIABLE_OPS, GRADIENT_RULES, type GradientRule } from './gradients.js';
 export {
-  type EncoderInputs,
-  type EncoderOptions,
   type HeadLabels,
   headLogits,
   headLoss,
-  XmodEncoder,
-} from './encoder.js';
-export { DIFFERENTIABLE_OPS, GRADIENT_RULES, type GradientRule } from './gradients.js';
+  klDivergence,
+  labelCount,
+  type ObjectiveOptions,
+} from './heads.js';
 export { attention, crossEntropy, embedding, gelu, linear } from './layers.js';
 export {
   add,

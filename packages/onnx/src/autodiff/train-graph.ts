@@ -3,14 +3,8 @@ import type { EncoderConfig, HeadKind, WeightSource } from '../export.js';
 import type { TrainGraph, TrainGraphSignature } from '../train.js';
 import { backward } from './backward.js';
 import { dropoutRates } from './dropout.js';
-import {
-  type EncoderInputs,
-  type EncoderOptions,
-  type HeadLabels,
-  headLogits,
-  headLoss,
-  XmodEncoder,
-} from './encoder.js';
+import { type EncoderInputs, type EncoderOptions, XmodEncoder } from './encoder.js';
+import { type HeadLabels, headLogits, headLoss, type ObjectiveOptions } from './heads.js';
 import { appendAdamW, clipByGlobalNorm, globalNorm, type TracedAdamWSettings } from './optimizer.js';
 import { Parameters } from './parameters.js';
 import { Tracer, type Value } from './tracer.js';
@@ -30,6 +24,13 @@ export interface TracedTrainGraphOptions {
   /** The static batch shape the graph is traced for. */
   batchSize: number;
   sequenceLength: number;
+  /**
+   * Embedding mixup with `candidates` tokens per position: inputs `mix_ids`, `mix_probs` [B, S, K]
+   * and `mix_lambda` [B, S] (see {@link EncoderInputs}).
+   */
+  embeddingMixup?: { candidates: number };
+  /** SALT-style objective for classification heads (see {@link ObjectiveOptions}). */
+  salt?: ObjectiveOptions['salt'];
   /** Live LoRA: module name -> scaling (see {@link EncoderOptions}). */
   lora?: Map<string, number>;
   /**
@@ -42,11 +43,27 @@ export interface TracedTrainGraphOptions {
 }
 
 /** Declares the batch inputs of an encoder graph (`input_ids`, `attention_mask`, `lang_ids`?). */
-export function encoderInputs(t: Tracer, config: EncoderConfig, B: number, S: number): EncoderInputs {
+export function encoderInputs(
+  t: Tracer,
+  config: EncoderConfig,
+  B: number,
+  S: number,
+  mixupCandidates?: number,
+): EncoderInputs {
+  const K = mixupCandidates;
   return {
     inputIds: t.input('input_ids', [B, S], 'int64'),
     attentionMask: t.input('attention_mask', [B, S], 'int64'),
     ...((config.languages ?? []).length > 0 ? { langIds: t.input('lang_ids', [B], 'int64') } : {}),
+    ...(K !== undefined
+      ? {
+          mixup: {
+            ids: t.input('mix_ids', [B, S, K], 'int64'),
+            probs: t.input('mix_probs', [B, S, K]),
+            lambda: t.input('mix_lambda', [B, S]),
+          },
+        }
+      : {}),
   };
 }
 
@@ -64,9 +81,11 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
     ...(o.lora !== undefined ? { lora: o.lora } : {}),
     ...(training ? { dropout: dropoutRates(o.config) } : {}),
   });
-  const inputs = encoderInputs(t, o.config, o.batchSize, o.sequenceLength);
+  const inputs = encoderInputs(t, o.config, o.batchSize, o.sequenceLength, o.embeddingMixup?.candidates);
   const batch = [inputs.inputIds.name, inputs.attentionMask.name];
   if (inputs.langIds !== undefined) batch.push(inputs.langIds.name);
+  if (inputs.mixup !== undefined)
+    batch.push(inputs.mixup.ids.name, inputs.mixup.probs.name, inputs.mixup.lambda.name);
   const x = enc.forward(inputs);
   if (o.mode === 'logits') {
     t.output(headLogits(enc, o.head, x), 'logits');
@@ -84,7 +103,7 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
       labels: t.input('labels', o.head === 'sequence-classification' ? [B] : [B, o.sequenceLength], 'int64'),
     };
   for (const v of Object.values(labels)) batch.push((v as Value).name);
-  const loss = headLoss(enc, o.head, x, labels);
+  const loss = headLoss(enc, o.head, x, labels, o.salt !== undefined ? { salt: o.salt } : {});
   const seed = enc.drop?.sites.seedInput;
   if (seed !== undefined) batch.push(seed.name);
   t.output(loss, 'loss');
