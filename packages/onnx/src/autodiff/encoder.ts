@@ -13,10 +13,7 @@ import {
   raw,
   reduceSum,
   reshape,
-  slice,
-  squeeze,
   sub,
-  tanh,
   transpose,
   unsqueeze,
 } from './ops.js';
