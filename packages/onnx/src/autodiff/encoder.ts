@@ -1,7 +1,9 @@
 import { XltConfigError, XltShapeError } from '@xlt/core';
 import type { EncoderConfig } from '../export.js';
+import type { LoraMixtureSpec } from '../train.js';
 import { type DropoutRates, DropoutSites } from './dropout.js';
 import { attention, embedding, gelu, linear } from './layers.js';
+import { addLoraMixture } from './mixture.js';
 import {
   add,
   cast,
@@ -47,7 +49,12 @@ export interface EncoderOptions {
    * `<module>.lora_B.weight` [out, r]: y = x W^T + b + scaling (x A^T) B^T.
    */
   lora?: ReadonlyMap<string, number>;
-  /** Training-mode dropout at transformers' sites (masks from the `dropout_seed` input). */
+  /** Live LoRA mixtures with routers, by module name (see `LoraMixtureSpec`). */
+  loraMixtures?: ReadonlyMap<string, LoraMixtureSpec>;
+  /**
+   * Training-mode dropout at transformers' sites and on mixture experts' inputs (masks from the
+   * `dropout_seed` input, created at the first site with a non-zero rate).
+   */
   dropout?: DropoutRates;
 }
 
@@ -57,6 +64,9 @@ export class XmodEncoder {
   readonly hidden: number;
   private readonly eps: number;
   private readonly lora: ReadonlyMap<string, number>;
+  private readonly mixtures: ReadonlyMap<string, LoraMixtureSpec>;
+  /** The batch's language ids while `forward` runs (X-Mod modules, language routing). */
+  private langIds: Value | undefined;
   /** Dropout sites and rates (training graphs with a non-zero rate only). */
   readonly drop: { sites: DropoutSites; rates: DropoutRates } | undefined;
 
@@ -66,10 +76,10 @@ export class XmodEncoder {
     options: EncoderOptions = {},
   ) {
     this.lora = options.lora ?? new Map();
-    const r = options.dropout;
+    this.mixtures = options.loraMixtures ?? new Map();
     this.drop =
-      r !== undefined && (r.hidden > 0 || r.attention > 0 || r.classifier > 0)
-        ? { sites: new DropoutSites(p.tracer), rates: r }
+      options.dropout !== undefined
+        ? { sites: new DropoutSites(p.tracer), rates: options.dropout }
         : undefined;
     this.prefix = p.has('roberta.embeddings.word_embeddings.weight') ? 'roberta.' : '';
     this.hidden = config.hidden_size;
@@ -104,6 +114,11 @@ export class XmodEncoder {
       this.p.get(`${base}.weight`, [outF, inF]),
       bias ? this.p.get(`${base}.bias`, [outF]) : undefined,
     );
+    const mix = this.mixtures.get(name);
+    if (mix !== undefined) {
+      const dropped = this.drop === undefined ? x : this.drop.sites.apply(x, mix.dropout ?? 0);
+      return addLoraMixture(this.p, y, x, dropped, name, mix, this.langIds);
+    }
     const scaling = this.lora.get(name);
     if (scaling === undefined) return y;
     const A = this.p.get(`${name}.lora_A.weight`);
@@ -209,6 +224,7 @@ export class XmodEncoder {
     const langIds = (cfg.languages ?? []).length > 0 ? inputs.langIds : undefined;
     if ((cfg.languages ?? []).length > 0 && langIds === undefined)
       throw new XltConfigError('an X-Mod model needs lang_ids', { field: 'lang_ids' });
+    this.langIds = inputs.langIds;
     const maskF = cast(inputs.attentionMask, t.floatType);
     const maskAdd = reshape(mul(sub(1, maskF), -3.4028234663852886e38), [B, 1, 1, S]);
     let x = this.embeddings(inputs.inputIds, inputs.mixup);

@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import { expect } from 'vitest';
 import type { EncoderConfig, HeadKind, WeightSource } from '../export.js';
-import { buildTrainGraph } from '../train.js';
+import { buildTrainGraph, type LoraMixtureSpec } from '../train.js';
 import { buildTracedTrainGraph } from './train-graph.js';
 
 /** Test helpers: the traced graphs against the hand-written `TrainBuilder` (not part of the package API). */
@@ -27,6 +27,7 @@ export async function bothGradients(
   batch: Record<string, ort.Tensor>,
   options: {
     lora?: Map<string, number>;
+    loraMixtures?: Map<string, LoraMixtureSpec>;
     dropout?: boolean;
     salt?: { augWeight?: number; klWeight?: number };
     /** Embedding mixup with this many candidates per position. */

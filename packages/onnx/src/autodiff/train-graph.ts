@@ -1,6 +1,6 @@
 import { XltConfigError } from '@xlt/core';
 import type { EncoderConfig, HeadKind, WeightSource } from '../export.js';
-import type { TrainGraph, TrainGraphSignature } from '../train.js';
+import type { LoraMixtureSpec, TrainGraph, TrainGraphSignature } from '../train.js';
 import { backward } from './backward.js';
 import { dropoutRates } from './dropout.js';
 import { type EncoderInputs, type EncoderOptions, XmodEncoder } from './encoder.js';
@@ -33,6 +33,8 @@ export interface TracedTrainGraphOptions {
   salt?: ObjectiveOptions['salt'];
   /** Live LoRA: module name -> scaling (see {@link EncoderOptions}). */
   lora?: Map<string, number>;
+  /** Live LoRA mixtures by module name; language routing adds the `lang_ids` input. */
+  loraMixtures?: Map<string, LoraMixtureSpec>;
   /**
    * Apply the config's dropout where transformers does in training (default true, as
    * `buildTrainGraph`); the graph then has an int64 scalar input `dropout_seed`.
@@ -49,12 +51,15 @@ export function encoderInputs(
   B: number,
   S: number,
   mixupCandidates?: number,
+  /** Also take `lang_ids` when the model has no languages (language-routed LoRA mixtures). */
+  needLangIds = false,
 ): EncoderInputs {
   const K = mixupCandidates;
+  const langs = (config.languages ?? []).length > 0 || needLangIds;
   return {
     inputIds: t.input('input_ids', [B, S], 'int64'),
     attentionMask: t.input('attention_mask', [B, S], 'int64'),
-    ...((config.languages ?? []).length > 0 ? { langIds: t.input('lang_ids', [B], 'int64') } : {}),
+    ...(langs ? { langIds: t.input('lang_ids', [B], 'int64') } : {}),
     ...(K !== undefined
       ? {
           mixup: {
@@ -79,9 +84,18 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
   const training = o.mode !== 'logits' && o.dropout !== false;
   const enc = new XmodEncoder(p, o.config, {
     ...(o.lora !== undefined ? { lora: o.lora } : {}),
+    ...(o.loraMixtures !== undefined ? { loraMixtures: o.loraMixtures } : {}),
     ...(training ? { dropout: dropoutRates(o.config) } : {}),
   });
-  const inputs = encoderInputs(t, o.config, o.batchSize, o.sequenceLength, o.embeddingMixup?.candidates);
+  const byLanguage = [...(o.loraMixtures?.values() ?? [])].some((m) => m.mode === 'language');
+  const inputs = encoderInputs(
+    t,
+    o.config,
+    o.batchSize,
+    o.sequenceLength,
+    o.embeddingMixup?.candidates,
+    byLanguage,
+  );
   const batch = [inputs.inputIds.name, inputs.attentionMask.name];
   if (inputs.langIds !== undefined) batch.push(inputs.langIds.name);
   if (inputs.mixup !== undefined)
