@@ -5,6 +5,7 @@ import { backward } from './backward.js';
 import { dropoutRates } from './dropout.js';
 import { type EncoderInputs, type EncoderOptions, XmodEncoder } from './encoder.js';
 import { type HeadLabels, headLogits, headLoss, type ObjectiveOptions } from './heads.js';
+import { type OieInputs, oieLogits, oieLoss } from './oie-head.js';
 import { appendAdamW, clipByGlobalNorm, globalNorm, type TracedAdamWSettings } from './optimizer.js';
 import { Parameters } from './parameters.js';
 import { Tracer, type Value } from './tracer.js';
@@ -14,7 +15,7 @@ export interface TracedTrainGraphOptions {
   config: EncoderConfig;
   /** Values of every parameter (frozen ones are baked in; trainable ones only give shapes). */
   weights: WeightSource;
-  /** masked-lm, token-classification, sequence-classification or (losses only) question-answering. */
+  /** masked-lm, token or sequence classification, open-ie, or (losses only) question-answering. */
   head: HeadKind;
   /** Hugging Face names of the parameters that train. */
   trainable: string[];
@@ -101,23 +102,41 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
   if (inputs.mixup !== undefined)
     batch.push(inputs.mixup.ids.name, inputs.mixup.probs.name, inputs.mixup.lambda.name);
   const x = enc.forward(inputs);
+  const [B, S] = [o.batchSize, o.sequenceLength];
+  let oie: OieInputs | undefined;
+  if (o.head === 'open-ie') {
+    oie = {
+      predMask: t.input('pred_mask', [B, S], 'int64'),
+      predPosition: t.input('pred_position', [B, S], 'int64'),
+    };
+    batch.push(oie.predMask.name, oie.predPosition.name);
+  }
   if (o.mode === 'logits') {
-    t.output(headLogits(enc, o.head, x), 'logits');
+    if (oie !== undefined) {
+      const { pred, arg } = oieLogits(enc, x, oie);
+      t.output(pred, 'pred_logits');
+      t.output(arg, 'arg_logits');
+    } else t.output(headLogits(enc, o.head, x), 'logits');
     return { model: t.toBytes(), signature: { batch, params: [] } };
   }
-  const B = o.batchSize;
-  let labels: HeadLabels;
-  if (o.head === 'question-answering')
-    labels = {
-      startPositions: t.input('start_positions', [B], 'int64'),
-      endPositions: t.input('end_positions', [B], 'int64'),
-    };
-  else
-    labels = {
-      labels: t.input('labels', o.head === 'sequence-classification' ? [B] : [B, o.sequenceLength], 'int64'),
-    };
-  for (const v of Object.values(labels)) batch.push((v as Value).name);
-  const loss = headLoss(enc, o.head, x, labels, o.salt !== undefined ? { salt: o.salt } : {});
+  const label = (name: string, shape: number[]) => {
+    const v = t.input(name, shape, 'int64');
+    batch.push(v.name);
+    return v;
+  };
+  let loss: Value;
+  if (oie !== undefined)
+    loss = oieLoss(enc, x, oie, {
+      predLabels: label('pred_labels', [B, S]),
+      argLabels: label('arg_labels', [B, S]),
+    });
+  else {
+    const labels: HeadLabels =
+      o.head === 'question-answering'
+        ? { startPositions: label('start_positions', [B]), endPositions: label('end_positions', [B]) }
+        : { labels: label('labels', o.head === 'sequence-classification' ? [B] : [B, S]) };
+    loss = headLoss(enc, o.head, x, labels, o.salt !== undefined ? { salt: o.salt } : {});
+  }
   const seed = enc.drop?.sites.seedInput;
   if (seed !== undefined) batch.push(seed.name);
   t.output(loss, 'loss');
