@@ -133,6 +133,32 @@ export class XmodEncoder {
     return add(y, mul(linear(linear(x, A), B), scaling));
   }
 
+  /** The word embedding table's name (under `base_layer` when LoRA wraps the module). */
+  get wordEmbeddingName(): string {
+    const m = `${this.prefix}embeddings.word_embeddings`;
+    return this.p.has(`${m}.base_layer.weight`) ? `${m}.base_layer.weight` : `${m}.weight`;
+  }
+
+  /**
+   * Live embedding LoRA (PEFT's `lora_embedding_A` [r, V] and `lora_embedding_B` [H, r] on the word
+   * embeddings, scaling from the `lora` map): rows + scaling A^T[ids] B^T.
+   */
+  private embeddingLora(rows: Value, ids: Value): Value {
+    const m = `${this.prefix}embeddings.word_embeddings`;
+    const scaling = this.lora.get(m);
+    if (scaling === undefined) return rows;
+    const A = this.p.get(`${m}.lora_embedding_A`);
+    const r = A.shape[0] as number;
+    if (A.shape[1] !== this.config.vocab_size)
+      throw new XltShapeError('lora_embedding_A does not fit the vocabulary', {
+        tensor: `${m}.lora_embedding_A`,
+        expected: [r, this.config.vocab_size],
+        got: [...A.shape],
+      });
+    const B = this.p.get(`${m}.lora_embedding_B`, [this.hidden, r]);
+    return add(rows, mul(linear(embedding(transpose(A, [1, 0]), ids), B), scaling));
+  }
+
   /** Word + position (from the padding mask, as transformers) + token type 0, then LayerNorm. */
   embeddings(ids: Value, mixup?: EncoderInputs['mixup']): Value {
     const { t, prefix: pre, hidden: H } = this;
@@ -154,8 +180,8 @@ export class XmodEncoder {
       shape,
       'int64',
     );
-    const table = this.p.get(`${pre}embeddings.word_embeddings.weight`, [this.config.vocab_size, H]);
-    let words = embedding(table, ids);
+    const table = this.p.get(this.wordEmbeddingName, [this.config.vocab_size, H]);
+    let words = this.embeddingLora(embedding(table, ids), ids);
     if (mixup !== undefined) {
       const candidates = reduceSum(mul(embedding(table, mixup.ids), unsqueeze(mixup.probs, [3])), [2]);
       const lambda = unsqueeze(mixup.lambda, [2]);

@@ -28,11 +28,11 @@ export function labelCount(cfg: EncoderConfig): number {
 
 /** Logits of a head over the last hidden state x [B, S, H]: masked-lm, token and sequence classification. */
 export function headLogits(enc: XmodEncoder, head: HeadKind, x: Value): Value {
-  const { p, config: cfg, hidden: H, prefix: pre } = enc;
+  const { p, config: cfg, hidden: H } = enc;
   if (head === 'masked-lm') {
     const h = enc.layerNorm(gelu(enc.linear(x, 'lm_head.dense', H)), 'lm_head.layer_norm');
     // tied decoder: the word embeddings, unless the model has its own decoder and they are frozen
-    const word = `${pre}embeddings.word_embeddings.weight`;
+    const word = enc.wordEmbeddingName;
     const dec = p.has('lm_head.decoder.weight') && !p.isTrainable(word) ? 'lm_head.decoder.weight' : word;
     return linear(h, p.get(dec, [cfg.vocab_size, H]), p.get('lm_head.bias', [cfg.vocab_size]));
   }
