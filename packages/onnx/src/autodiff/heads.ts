@@ -7,6 +7,7 @@ import {
   cast,
   div,
   exp,
+  gather,
   logSoftmax,
   mul,
   raw,
@@ -51,6 +52,12 @@ export interface HeadLabels {
   labels?: Value;
   startPositions?: Value;
   endPositions?: Value;
+  /**
+   * masked-lm only: int64 [M] flat indices (b * S + s) of the positions the head runs on (the
+   * labelled ones, padded with any unlabelled position): the same loss and gradients as the dense
+   * head, at M / (B S) of the decoder's cost.
+   */
+  positions?: Value;
 }
 
 function required(v: Value | undefined, name: string, head: HeadKind): Value {
@@ -99,10 +106,18 @@ export function headLoss(
       0.5,
     );
   }
-  const logits = headLogits(enc, head, x);
+  let flatLabels = reshape(required(labels.labels, 'labels', head), [-1]);
+  let states = x;
+  const at = labels.positions;
+  if (at !== undefined) {
+    if (head !== 'masked-lm')
+      throw new XltConfigError('labelled positions are for the masked-lm head', { field: 'positions' });
+    states = gather(reshape(x, [-1, x.shape[x.rank - 1] as number]), at);
+    flatLabels = raw(t, 'Gather', [flatLabels, at], at.shape, 'int64', { axis: 0 });
+  }
+  const logits = headLogits(enc, head, states);
   const classes = logits.shape[logits.rank - 1] as number;
   const rows = reshape(logits, [-1, classes]);
-  const flatLabels = reshape(required(labels.labels, 'labels', head), [-1]);
   if (objective.salt === undefined) return crossEntropy(rows, flatLabels);
   if (head !== 'sequence-classification' && head !== 'token-classification')
     throw new XltConfigError(`the SALT objective needs a classification head, not ${head}`, {

@@ -2,7 +2,8 @@ import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import type { EncoderConfig, HeadKind } from '../export.js';
 import { randomWeights } from '../random.js';
-import { bothGradients, expectSameGradients, i64 } from './parity-helpers.js';
+import { bothGradients, expectSameGradients, i64, maxAbsDiff } from './parity-helpers.js';
+import { buildTracedTrainGraph } from './train-graph.js';
 
 const config: EncoderConfig = {
   vocab_size: 30,
@@ -92,5 +93,43 @@ describe('traced objectives against the hand-written TrainBuilder', () => {
     const res = await bothGradients(config, weights, 'masked-lm', trainable, mixBatch, { mixup: K });
     expect(res.signature.batch).toEqual(expect.arrayContaining(['mix_ids', 'mix_probs', 'mix_lambda']));
     expectSameGradients(res, trainable, 1e-4);
+  });
+
+  it('masked-LM head on the labelled positions only: the dense loss and gradients within 1e-5', async () => {
+    const weights = randomWeights(config, 'masked-lm', 9, 0.3);
+    const trainable = weights.names().filter((n) => n !== 'lm_head.decoder.weight');
+    const [B, S] = [4, 6];
+    const flatLabels = Array.from({ length: B * S }, (_, i) => (i % 5 === 1 ? 3 + (i % 17) : -100));
+    const labelled = flatLabels.flatMap((l, i) => (l === -100 ? [] : [i]));
+    // padded to a fixed count with an unlabelled position (ignored by the loss)
+    const positions = [...labelled, 0, 0];
+    const run = async (maskedPositions?: number) => {
+      const g = buildTracedTrainGraph({
+        config,
+        weights,
+        head: 'masked-lm',
+        trainable,
+        mode: 'grads',
+        batchSize: B,
+        sequenceLength: S,
+        ...(maskedPositions !== undefined ? { maskedPositions } : {}),
+      });
+      const session = await ort.InferenceSession.create(g.model, { intraOpNumThreads: 1 });
+      const feeds: Record<string, ort.Tensor> = { ...batch, labels: i64(flatLabels, [B, S]) };
+      if (maskedPositions !== undefined) feeds.mlm_positions = i64(positions, [positions.length]);
+      for (const q of g.signature.params)
+        feeds[q.input] = new ort.Tensor('float32', weights.get(q.name).data, q.shape);
+      const out = await session.run(feeds);
+      await session.release();
+      return out;
+    };
+    const dense = await run();
+    const sparse = await run(positions.length);
+    expect(Math.abs((dense.loss?.data[0] as number) - (sparse.loss?.data[0] as number))).toBeLessThan(1e-5);
+    for (const n of trainable)
+      expect(
+        maxAbsDiff(dense[`grad:${n}`]?.data as Float32Array, sparse[`grad:${n}`]?.data as Float32Array),
+        n,
+      ).toBeLessThan(1e-5);
   });
 });

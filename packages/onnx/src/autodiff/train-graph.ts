@@ -30,6 +30,12 @@ export interface TracedTrainGraphOptions {
    * and `mix_lambda` [B, S] (see {@link EncoderInputs}).
    */
   embeddingMixup?: { candidates: number };
+  /**
+   * masked-lm: run the head on `maskedPositions` positions given by the int64 input `mlm_positions`
+   * [M] (flat indices b * S + s of the labelled positions, padded with unlabelled ones) instead of
+   * all B S positions. Same loss and gradients, less decoder work.
+   */
+  maskedPositions?: number;
   /** SALT-style objective for classification heads (see {@link ObjectiveOptions}). */
   salt?: ObjectiveOptions['salt'];
   /** Live LoRA: module name -> scaling (see {@link EncoderOptions}). */
@@ -134,7 +140,12 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
     const labels: HeadLabels =
       o.head === 'question-answering'
         ? { startPositions: label('start_positions', [B]), endPositions: label('end_positions', [B]) }
-        : { labels: label('labels', o.head === 'sequence-classification' ? [B] : [B, S]) };
+        : {
+            labels: label('labels', o.head === 'sequence-classification' ? [B] : [B, S]),
+            ...(o.maskedPositions !== undefined
+              ? { positions: label('mlm_positions', [o.maskedPositions]) }
+              : {}),
+          };
     loss = headLoss(enc, o.head, x, labels, o.salt !== undefined ? { salt: o.salt } : {});
   }
   const seed = enc.drop?.sites.seedInput;
