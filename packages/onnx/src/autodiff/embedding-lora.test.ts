@@ -2,7 +2,7 @@ import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import type { EncoderConfig, Weight, WeightSource } from '../export.js';
 import { randomWeights } from '../random.js';
-import { i64, maxAbsDiff } from './parity-helpers.js';
+import { i64, maxAbsDiff, tinyBatch } from './parity-helpers.js';
 import { buildTracedTrainGraph } from './train-graph.js';
 
 const config: EncoderConfig = {
@@ -38,22 +38,7 @@ function withEmbeddingLora(): WeightSource & { A: Weight; B: Weight } {
   return { A, B, has: (n) => extra.has(n) || base.has(n), get: (n) => extra.get(n) ?? base.get(n) };
 }
 
-const batch = {
-  input_ids: i64(
-    [
-      [0, 5, 6, 7, 5, 2],
-      [0, 9, 10, 2, 1, 1],
-    ],
-    [2, 6],
-  ),
-  attention_mask: i64(
-    [
-      [1, 1, 1, 1, 1, 1],
-      [1, 1, 1, 1, 0, 0],
-    ],
-    [2, 6],
-  ),
-};
+const batch = tinyBatch();
 const labels = i64(
   [
     [-100, 0, 2, 1, 1, -100],

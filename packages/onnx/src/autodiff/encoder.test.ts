@@ -7,7 +7,15 @@ import type { EncoderConfig, HeadKind } from '../export.js';
 import { randomWeights } from '../random.js';
 import { readEncoderConfig, safetensorsWeights } from '../runner.js';
 import { peftAdapterWeights } from '../weights.js';
-import { bothGradients, expectSameGradients, flat, i64, maxAbsDiff, type Nested } from './parity-helpers.js';
+import {
+  bothGradients,
+  expectSameGradients,
+  flat,
+  i64,
+  maxAbsDiff,
+  type Nested,
+  tinyBatch,
+} from './parity-helpers.js';
 import { buildTracedTrainGraph } from './train-graph.js';
 
 const skip = sharedSkipReason('fixtures') !== undefined;
@@ -169,20 +177,7 @@ const tinyXlmr: EncoderConfig = {
 
 describe('traced encoder against the hand-written TrainBuilder (random weights)', () => {
   const batch = {
-    input_ids: i64(
-      [
-        [0, 5, 6, 7, 8, 2],
-        [0, 9, 10, 2, 1, 1],
-      ],
-      [2, 6],
-    ),
-    attention_mask: i64(
-      [
-        [1, 1, 1, 1, 1, 1],
-        [1, 1, 1, 1, 0, 0],
-      ],
-      [2, 6],
-    ),
+    ...tinyBatch(),
     lang_ids: i64([1, 0], [2]),
     labels: i64(
       [

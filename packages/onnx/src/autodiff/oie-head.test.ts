@@ -2,7 +2,7 @@ import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { type EncoderConfig, exportToOnnx } from '../export.js';
 import { randomWeights } from '../random.js';
-import { bothGradients, expectSameGradients, i64, maxAbsDiff } from './parity-helpers.js';
+import { bothGradients, expectSameGradients, i64, maxAbsDiff, tinyBatch } from './parity-helpers.js';
 import { buildTracedTrainGraph } from './train-graph.js';
 
 const config: EncoderConfig = {
@@ -16,20 +16,7 @@ const config: EncoderConfig = {
 };
 
 const inputs = {
-  input_ids: i64(
-    [
-      [0, 5, 6, 7, 8, 2],
-      [0, 9, 10, 2, 1, 1],
-    ],
-    [2, 6],
-  ),
-  attention_mask: i64(
-    [
-      [1, 1, 1, 1, 1, 1],
-      [1, 1, 1, 1, 0, 0],
-    ],
-    [2, 6],
-  ),
+  ...tinyBatch(),
   pred_mask: i64(
     [
       [0, 0, 1, 1, 0, 0],

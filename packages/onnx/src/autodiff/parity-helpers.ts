@@ -85,3 +85,21 @@ export function expectSameGradients(
     expect(maxAbsDiff(a, b), name).toBeLessThan(tol);
   }
 }
+
+/** Two sequences of six tokens, the second padded after four (ids below 20). */
+export const tinyBatch = (): { input_ids: ort.Tensor; attention_mask: ort.Tensor } => ({
+  input_ids: i64(
+    [
+      [0, 5, 6, 7, 8, 2],
+      [0, 9, 10, 2, 1, 1],
+    ],
+    [2, 6],
+  ),
+  attention_mask: i64(
+    [
+      [1, 1, 1, 1, 1, 1],
+      [1, 1, 1, 1, 0, 0],
+    ],
+    [2, 6],
+  ),
+});
