@@ -79,6 +79,12 @@ const CASES: Case[] = [
   { name: 'Sigmoid', shapes: [[2, 3]], f: ([x]) => op.sigmoid(x!), covers: ['Sigmoid'] },
   { name: 'Relu', shapes: [[2, 3]], f: ([x]) => op.relu(x!), init: awayFromZero, covers: ['Relu'] },
   {
+    name: 'Gemm (x W^T + b)',
+    shapes: [[3, 4], [2, 4], [2]],
+    f: ([x, w, b]) => op.gemmT(x!, w!, b!),
+    covers: ['Gemm'],
+  },
+  {
     name: 'MatMul 2-D',
     shapes: [
       [2, 3],

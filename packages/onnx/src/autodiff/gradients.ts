@@ -105,6 +105,16 @@ export const GRADIENT_RULES: Record<string, GradientRule> = {
     }
     return [da, db];
   },
+  // y = x W^T + b (transB=1): dx = dy W, dW = dy^T x, db = sum over rows
+  Gemm: (n, dy) => {
+    const [x, w, b] = n.inputs as [Value, Value, Value | undefined];
+    const t = x.tracer;
+    return [
+      x.requiresGrad ? matmul(dy, w) : undefined,
+      w.requiresGrad ? raw(t, 'Gemm', [dy, x], w.shape, w.dtype, { transA: 1 }) : undefined,
+      b?.requiresGrad ? reduceSum(dy, [0]) : undefined,
+    ];
+  },
   Where: (n, dy) => [
     undefined,
     inp(n, 1).requiresGrad ? sumTo(where(inp(n, 0), dy, 0), inp(n, 1).shape) : undefined,

@@ -24,6 +24,7 @@ export {
   exp,
   expand,
   gather,
+  gemmT,
   layerNorm,
   log,
   logSoftmax,

@@ -4,6 +4,7 @@ import {
   div,
   erf,
   gather,
+  gemmT,
   logSoftmax,
   matmul,
   mul,
@@ -23,8 +24,9 @@ import type { Value } from './tracer.js';
 
 /** x [..., in] W^T + b with W [out, in] (the Hugging Face / torch layout). */
 export function linear(x: Value, weight: Value, bias?: Value): Value {
-  const y = matmul(x, transpose(weight, [1, 0]));
-  return bias === undefined ? y : add(y, bias);
+  const inF = x.shape[x.rank - 1] as number;
+  const y = gemmT(reshape(x, [-1, inF]), weight, bias);
+  return reshape(y, [...x.shape.slice(0, -1), weight.shape[0] as number]);
 }
 
 /** Exact GELU: x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)). */

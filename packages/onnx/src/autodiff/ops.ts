@@ -102,6 +102,25 @@ export function matmul(a: Value, b: Value): Value {
   })[0] as Value;
 }
 
+/**
+ * x W^T (+ b) for x [M, in], W [out, in] (the torch layout) and b [out]: ONNX Gemm with transB=1,
+ * so no transposed copy of W is made (a tied decoder's W is the whole embedding table).
+ */
+export function gemmT(x: Value, weight: Value, bias?: Value): Value {
+  const [M, inF] = x.shape as [number, number];
+  const [outF, inW] = weight.shape as [number, number];
+  if (x.rank !== 2 || weight.rank !== 2 || inF !== inW)
+    fail(`Gemm needs x [M, in] and W [out, in]`, weight.shape, [outF, inF]);
+  if (bias !== undefined && (bias.rank !== 1 || bias.shape[0] !== outF))
+    fail('Gemm bias must be [out]', bias.shape, [outF]);
+  return x.tracer.emit({
+    onnxOp: 'Gemm',
+    inputs: bias === undefined ? [x, weight] : [x, weight, bias],
+    attrs: { transB: 1 },
+    outputs: [{ shape: [M, outF], dtype: x.dtype }],
+  })[0] as Value;
+}
+
 /** cond ? a : b elementwise (cond is bool; a and b broadcast). */
 export function where(cond: Value, a: Operand, b: Operand): Value {
   const t = cond.tracer;
