@@ -59,6 +59,27 @@ describe.skipIf(skip)('traced X-Mod encoder on the xmod-postnorm fixtures', () =
     await session.release();
   });
 
+  it('qa: start and end logits equal the PyTorch reference within 1e-4', async () => {
+    const folder = sharedPath('fixtures', 'xmod-postnorm', 'qa');
+    const weights = safetensorsWeights(path.join(folder, 'model.safetensors'));
+    const [B, S] = batch.input_ids!.dims as [number, number];
+    const { model } = buildTracedTrainGraph({
+      config: readEncoderConfig(folder),
+      weights,
+      head: 'question-answering',
+      trainable: [],
+      mode: 'logits',
+      batchSize: B,
+      sequenceLength: S,
+    });
+    weights.close();
+    const session = await ort.InferenceSession.create(model, { intraOpNumThreads: 1 });
+    const out = await session.run(batch);
+    await session.release();
+    for (const k of ['start_logits', 'end_logits'])
+      expect(maxAbsDiff(out[k]?.data as Float32Array, flat(ref.qa[k])), k).toBeLessThan(1e-4);
+  });
+
   it('qa: loss and every gradient equal the hand-written TrainBuilder and PyTorch within 1e-4', async () => {
     const folder = sharedPath('fixtures', 'xmod-postnorm', 'qa');
     const file = path.join(folder, 'model.safetensors');

@@ -47,6 +47,13 @@ export function headLogits(enc: XmodEncoder, head: HeadKind, x: Value): Value {
   throw new XltConfigError(`head '${head}' is not written with the op vocabulary yet`, { field: 'head' });
 }
 
+/** Question answering: start and end logits [B, S] over the last hidden state x [B, S, H]. */
+export function spanLogits(enc: XmodEncoder, x: Value): { start: Value; end: Value } {
+  const spans = enc.linear(x, 'qa_outputs', 2); // [B, S, 2]
+  const part = (k: number) => squeeze(slice(spans, 2, k, k + 1), [2]);
+  return { start: part(0), end: part(1) };
+}
+
 /** Label inputs of a head: `labels`, or `startPositions` and `endPositions` (int64 [B]) for QA. */
 export interface HeadLabels {
   labels?: Value;
@@ -80,7 +87,7 @@ export function headLoss(
   const t = enc.p.tracer;
   if (head === 'question-answering') {
     const [B, S] = x.shape as [number, number];
-    const spans = enc.linear(x, 'qa_outputs', 2); // [B, S, 2]
+    const { start, end } = spanLogits(enc, x);
     const clamp = (pos: Value) => {
       const c = raw(
         t,
@@ -97,11 +104,10 @@ export function headLoss(
         'int64',
       );
     };
-    const part = (k: number, pos: Value) => crossEntropy(squeeze(slice(spans, 2, k, k + 1), [2]), clamp(pos));
     return mul(
       add(
-        part(0, required(labels.startPositions, 'start_positions', head)),
-        part(1, required(labels.endPositions, 'end_positions', head)),
+        crossEntropy(start, clamp(required(labels.startPositions, 'start_positions', head))),
+        crossEntropy(end, clamp(required(labels.endPositions, 'end_positions', head))),
       ),
       0.5,
     );

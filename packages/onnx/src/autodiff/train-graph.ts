@@ -4,7 +4,7 @@ import type { LoraMixtureSpec, TrainGraph, TrainGraphSignature } from '../train.
 import { backward } from './backward.js';
 import { dropoutRates } from './dropout.js';
 import { type EncoderInputs, type EncoderOptions, XmodEncoder } from './encoder.js';
-import { type HeadLabels, headLogits, headLoss, type ObjectiveOptions } from './heads.js';
+import { type HeadLabels, headLogits, headLoss, type ObjectiveOptions, spanLogits } from './heads.js';
 import { type OieInputs, oieLogits, oieLoss } from './oie-head.js';
 import { appendAdamW, clipByGlobalNorm, globalNorm, type TracedAdamWSettings } from './optimizer.js';
 import { Parameters } from './parameters.js';
@@ -19,7 +19,10 @@ export interface TracedTrainGraphOptions {
   head: HeadKind;
   /** Hugging Face names of the parameters that train. */
   trainable: string[];
-  /** `grads`: raw gradients; `adamw`: updated parameters and moments; `logits`: the head's logits only. */
+  /**
+   * `grads`: raw gradients; `adamw`: updated parameters and moments; `logits`: the head's outputs
+   * only (`logits`, or `start_logits`/`end_logits`, or `pred_logits`/`arg_logits`).
+   */
   mode: 'grads' | 'adamw' | 'logits';
   adamw?: TracedAdamWSettings;
   /** The static batch shape the graph is traced for. */
@@ -122,6 +125,10 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
       const { pred, arg } = oieLogits(enc, x, oie);
       t.output(pred, 'pred_logits');
       t.output(arg, 'arg_logits');
+    } else if (o.head === 'question-answering') {
+      const { start, end } = spanLogits(enc, x);
+      t.output(start, 'start_logits');
+      t.output(end, 'end_logits');
     } else t.output(headLogits(enc, o.head, x), 'logits');
     return { model: t.toBytes(), signature: { batch, params: [] } };
   }
