@@ -184,4 +184,29 @@ describe('traced gradients equal tfjs autograd', () => {
     });
     expectClose(traced, reference, 1e-4);
   });
+
+  it('a new layer needs no rule: a gated feed-forward block (the docs/architecture.md example)', async () => {
+    const [M, D, inner] = [5, 4, 6];
+    const params: Params = {
+      gate: { shape: [inner, D], data: rand(inner * D, 31) },
+      up: { shape: [inner, D], data: rand(inner * D, 32) },
+      down: { shape: [D, inner], data: rand(D * inner, 33) },
+      x: { shape: [M, D], data: rand(M * D, 34) },
+    };
+    const r = rand(M * D, 35);
+    const traced = await tracedGradients(params, (p, t) => {
+      const x = p.x as Value;
+      const y = linear(
+        op.mul(linear(x, p.up as Value), op.sigmoid(linear(x, p.gate as Value))),
+        p.down as Value,
+      );
+      return op.reduceSum(op.mul(y, t.constant(r, [M, D])));
+    });
+    const reference = tfjsGradients(params, (p) => {
+      const x = p.x as tf.Tensor;
+      const h = tf.mul(tfLinear(x, p.up as tf.Tensor), tf.sigmoid(tfLinear(x, p.gate as tf.Tensor)));
+      return tf.sum(tf.mul(tfLinear(h, p.down as tf.Tensor), tf.tensor(r, [M, D]))) as tf.Scalar;
+    });
+    expectClose(traced, reference, 1e-5);
+  });
 });
