@@ -56,9 +56,13 @@ function binary(op: 'Add' | 'Sub' | 'Mul' | 'Div', a: Operand, b: Operand): Valu
   return out as Value;
 }
 
+/** a + b (numpy broadcasting; a number is a scalar constant). */
 export const add = (a: Operand, b: Operand): Value => binary('Add', a, b);
+/** a - b (broadcasting). */
 export const sub = (a: Operand, b: Operand): Value => binary('Sub', a, b);
+/** a * b (broadcasting). */
 export const mul = (a: Operand, b: Operand): Value => binary('Mul', a, b);
+/** a / b (broadcasting). */
 export const div = (a: Operand, b: Operand): Value => binary('Div', a, b);
 /** x ** p for a constant exponent p. */
 export function pow(x: Value, p: number): Value {
@@ -79,13 +83,21 @@ function unary(op: string, x: Value): Value {
   })[0] as Value;
 }
 
+/** -x. */
 export const neg = (x: Value): Value => unary('Neg', x);
+/** e^x. */
 export const exp = (x: Value): Value => unary('Exp', x);
+/** Natural logarithm. */
 export const log = (x: Value): Value => unary('Log', x);
+/** Square root. */
 export const sqrt = (x: Value): Value => unary('Sqrt', x);
+/** The error function (onnxruntime's CPU kernel: float32 only). */
 export const erf = (x: Value): Value => unary('Erf', x);
+/** Hyperbolic tangent. */
 export const tanh = (x: Value): Value => unary('Tanh', x);
+/** max(x, 0). */
 export const relu = (x: Value): Value => unary('Relu', x);
+/** 1 / (1 + e^-x). */
 export const sigmoid = (x: Value): Value => unary('Sigmoid', x);
 
 /** Matrix product with numpy batch broadcasting; both operands have rank 2 or more. */
@@ -155,7 +167,9 @@ function alongAxis(op: 'Softmax' | 'LogSoftmax', x: Value, axis: number): Value 
   })[0] as Value;
 }
 
+/** Softmax along `axis` (default the last). */
 export const softmax = (x: Value, axis = -1): Value => alongAxis('Softmax', x, axis);
+/** Log-softmax along `axis` (default the last). */
 export const logSoftmax = (x: Value, axis = -1): Value => alongAxis('LogSoftmax', x, axis);
 
 /** LayerNorm over the last axis with weight and bias of that axis' size. */
@@ -195,6 +209,7 @@ export function reshape(x: Value, shape: readonly number[]): Value {
   })[0] as Value;
 }
 
+/** Permutes the axes (`perm[i]` is the input axis of output axis i). */
 export function transpose(x: Value, perm: readonly number[]): Value {
   if ([...perm].sort().join(',') !== x.shape.map((_, i) => i).join(','))
     fail(`perm [${perm}] is not a permutation of the axes`, perm, x.shape);
@@ -242,6 +257,7 @@ export function cast(x: Value, to: DType): Value {
   })[0] as Value;
 }
 
+/** Joins values along `axis` (the other dimensions must agree). */
 export function concat(parts: Value[], axis: number): Value {
   const first = parts[0];
   if (first === undefined) throw new XltShapeError('Concat needs at least one input');
@@ -276,6 +292,7 @@ export function slice(x: Value, axis: number, start: number, end: number): Value
   })[0] as Value;
 }
 
+/** Inserts size-1 axes at `axes` (positions in the output). */
 export function unsqueeze(x: Value, axes: readonly number[]): Value {
   const rank = x.rank + axes.length;
   const ax = axes.map((a) => normAxis(a, rank));
@@ -290,6 +307,7 @@ export function unsqueeze(x: Value, axes: readonly number[]): Value {
   })[0] as Value;
 }
 
+/** Removes the size-1 axes `axes`. */
 export function squeeze(x: Value, axes: readonly number[]): Value {
   const ax = axes.map((a) => normAxis(a, x.rank));
   for (const a of ax) if (x.shape[a] !== 1) fail(`cannot squeeze axis ${a} of size ${x.shape[a]}`, x.shape);
