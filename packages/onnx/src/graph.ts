@@ -8,10 +8,11 @@ type TensorProto = InstanceType<Onnx['TensorProto']>;
 type ValueInfoProto = InstanceType<Onnx['ValueInfoProto']>;
 
 /** Element types the builder writes. */
-export type ElemType = 'float32' | 'int64' | 'int32' | 'bool';
+export type ElemType = 'float32' | 'float64' | 'int64' | 'int32' | 'bool';
 
 const ELEM: Record<ElemType, number> = {
   float32: onnx.TensorProto.DataType.FLOAT,
+  float64: onnx.TensorProto.DataType.DOUBLE,
   int64: onnx.TensorProto.DataType.INT64,
   int32: onnx.TensorProto.DataType.INT32,
   bool: onnx.TensorProto.DataType.BOOL,
@@ -24,10 +25,11 @@ export type Dim = number | string;
 export type AttrValue = number | string | number[] | { float: number } | { floats: number[] };
 
 /** Data for an initializer. */
-export type InitData = Float32Array | BigInt64Array | Int32Array;
+export type InitData = Float32Array | Float64Array | BigInt64Array | Int32Array;
 
 function elemOf(data: InitData): ElemType {
   if (data instanceof Float32Array) return 'float32';
+  if (data instanceof Float64Array) return 'float64';
   if (data instanceof BigInt64Array) return 'int64';
   return 'int32';
 }

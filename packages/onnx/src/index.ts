@@ -1,3 +1,11 @@
+/** Reverse-mode autodiff over traced ONNX graphs (op vocabulary, tracer, gradient rules, AdamW). */
+export * as autodiff from './autodiff/index.js';
+export {
+  buildApplyGraph,
+  buildTracedTrainGraph,
+  type TracedAdamWSettings,
+  type TracedTrainGraphOptions,
+} from './autodiff/index.js';
 export {
   type EncoderConfig,
   type ExportOptions,

@@ -1,0 +1,98 @@
+import { XltConfigError } from '@xlt/core';
+import type { EncoderConfig } from '../export.js';
+import { mul, raw, reshape } from './ops.js';
+import type { Tracer, Value } from './tracer.js';
+
+/** Dropout probabilities of the encoder's sites, from the config (as transformers reads them). */
+export interface DropoutRates {
+  hidden: number;
+  attention: number;
+  classifier: number;
+}
+
+/** The config's dropout probabilities, checked to lie in [0, 1). */
+export function dropoutRates(cfg: EncoderConfig): DropoutRates {
+  const hidden = cfg.hidden_dropout_prob ?? 0;
+  const rates = {
+    hidden,
+    attention: cfg.attention_probs_dropout_prob ?? 0,
+    classifier: cfg.classifier_dropout ?? hidden,
+  };
+  for (const [k, v] of Object.entries(rates))
+    if (!(v >= 0 && v < 1))
+      throw new XltConfigError(`${k} dropout probability must be in [0, 1), got ${v}`, { field: 'dropout' });
+  return rates;
+}
+
+/**
+ * Inverted dropout with in-graph masks: uniform numbers from a counter-based integer hash of
+ * (element index, the int64 scalar input `dropout_seed`, site number), so a step's masks depend only
+ * on its seed and the forward's order of sites. The hash is the compiled step's (`train.ts`), so
+ * the same seed drops the same elements in both graphs.
+ */
+export class DropoutSites {
+  private seed: Value | undefined;
+  private site = 0;
+
+  constructor(private readonly t: Tracer) {}
+
+  /** The `dropout_seed` input, once a site used it. */
+  get seedInput(): Value | undefined {
+    return this.seed;
+  }
+
+  /** x times a fresh mask (identity at rate 0, where no site is used). */
+  apply(x: Value, rate: number): Value {
+    if (!(rate > 0)) return x;
+    return mul(x, this.mask(x.shape, rate));
+  }
+
+  /** A mask of 1/(1-rate) where kept and 0 where dropped. */
+  mask(shape: readonly number[], rate: number): Value {
+    const t = this.t;
+    if (this.seed === undefined) this.seed = t.input('dropout_seed', [], 'int64');
+    const site = this.site++;
+    const n = shape.reduce((a, b) => a * b, 1);
+    const scalar = (v: number) => t.ints([v], []);
+    const int = (op: string, a: Value, b: Value, s: readonly number[]) => raw(t, op, [a, b], s, 'int64');
+    // mod(a * k + c, p) on scalars or [n] vectors
+    const affine = (a: Value, k: number, c: Value | number, p: number, s: readonly number[]) =>
+      int(
+        'Mod',
+        int('Add', int('Mul', a, scalar(k), s), typeof c === 'number' ? scalar(c) : c, s),
+        scalar(p),
+        s,
+      );
+    const P = [2147483647, 2147483629, 2147483587] as const;
+    const C = [12345, 1013904223, 987654321] as const;
+    const s1 = affine(
+      int('Mod', this.seed, scalar(P[0]), []),
+      48271,
+      (site * 2654435761) % 2147483647,
+      P[0],
+      [],
+    );
+    const s2 = affine(int('Mod', this.seed, scalar(P[1]), []), 69621, site * 7 + 11, P[1], []);
+    const idx = raw(t, 'Range', [scalar(0), scalar(n), scalar(1)], [n], 'int64');
+    let x = affine(idx, 16807, s1, P[0], [n]);
+    // three rounds of x <- x^2 + c (mod a prime < 2^31; x^2 < 2^62 fits int64)
+    for (let r = 0; r < 3; r++) {
+      x = int('Mod', int('Add', int('Mul', x, x, [n]), scalar(C[r] as number), [n]), scalar(P[r] as number), [
+        n,
+      ]);
+      if (r === 0) x = int('Mod', int('Add', x, s2, [n]), scalar(P[r] as number), [n]);
+    }
+    const f = t.floatType;
+    const u = raw(
+      t,
+      'Mul',
+      [raw(t, 'Cast', [x], [n], f, { to: f === 'float32' ? 1 : 11 }), t.scalar(2 ** -31)],
+      [n],
+      f,
+    );
+    const keep = raw(t, 'Cast', [raw(t, 'Less', [u, t.scalar(1 - rate)], [n], 'bool')], [n], f, {
+      to: f === 'float32' ? 1 : 11,
+    });
+    return reshape(raw(t, 'Mul', [keep, t.scalar(1 / (1 - rate))], [n], f), shape);
+  }
+}

@@ -1,0 +1,185 @@
+import { XltConfigError } from '@xlt/core';
+import type { EncoderConfig, HeadKind } from '../export.js';
+import type { XmodEncoder } from './encoder.js';
+import { crossEntropy, gelu, linear } from './layers.js';
+import {
+  add,
+  cast,
+  div,
+  exp,
+  gather,
+  logSoftmax,
+  mul,
+  raw,
+  reduceSum,
+  reshape,
+  slice,
+  squeeze,
+  sub,
+  tanh,
+} from './ops.js';
+import type { Value } from './tracer.js';
+
+/** The heads over the encoder's last hidden state, and their training losses. */
+
+/** Number of labels of a classification head. */
+export function labelCount(cfg: EncoderConfig): number {
+  return cfg.num_labels ?? (cfg.id2label ? Object.keys(cfg.id2label).length : 2);
+}
+
+/** Logits of a head over the last hidden state x [B, S, H]: masked-lm, token and sequence classification. */
+export function headLogits(enc: XmodEncoder, head: HeadKind, x: Value): Value {
+  const { p, config: cfg, hidden: H } = enc;
+  if (head === 'masked-lm') {
+    const h = enc.layerNorm(gelu(enc.linear(x, 'lm_head.dense', H)), 'lm_head.layer_norm');
+    // tied decoder: the word embeddings, unless the model has its own decoder and they are frozen
+    const word = enc.wordEmbeddingName;
+    const dec = p.has('lm_head.decoder.weight') && !p.isTrainable(word) ? 'lm_head.decoder.weight' : word;
+    return linear(h, p.get(dec, [cfg.vocab_size, H]), p.get('lm_head.bias', [cfg.vocab_size]));
+  }
+  if (head === 'token-classification')
+    return enc.linear(enc.dropout(x, 'classifier'), 'classifier', labelCount(cfg));
+  if (head === 'sequence-classification') {
+    const first = enc.dropout(squeeze(slice(x, 1, 0, 1), [1]), 'classifier');
+    const pooled = enc.dropout(tanh(enc.linear(first, 'classifier.dense', H)), 'classifier');
+    return enc.linear(pooled, 'classifier.out_proj', labelCount(cfg));
+  }
+  throw new XltConfigError(`head '${head}' is not written with the op vocabulary yet`, { field: 'head' });
+}
+
+/** Question answering: start and end logits [B, S] over the last hidden state x [B, S, H]. */
+export function spanLogits(enc: XmodEncoder, x: Value): { start: Value; end: Value } {
+  const spans = enc.linear(x, 'qa_outputs', 2); // [B, S, 2]
+  const part = (k: number) => squeeze(slice(spans, 2, k, k + 1), [2]);
+  return { start: part(0), end: part(1) };
+}
+
+/** Label inputs of a head: `labels`, or `startPositions` and `endPositions` (int64 [B]) for QA. */
+export interface HeadLabels {
+  labels?: Value;
+  startPositions?: Value;
+  endPositions?: Value;
+  /**
+   * masked-lm only: int64 [M] flat indices (b * S + s) of the positions the head runs on (the
+   * labelled ones, padded with any unlabelled position): the same loss and gradients as the dense
+   * head, at M / (B S) of the decoder's cost.
+   */
+  positions?: Value;
+}
+
+function required(v: Value | undefined, name: string, head: HeadKind): Value {
+  if (v === undefined) throw new XltConfigError(`the ${head} loss needs '${name}'`, { field: name });
+  return v;
+}
+
+/**
+ * The training loss of a head: cross-entropy with ignore index -100 (`labels` int64 [B, S] for
+ * masked-lm and tokens, [B] for sequences); for question answering the mean of the start and end
+ * cross-entropies over positions, positions clamped to [0, S] and S ignored (as transformers).
+ */
+export function headLoss(
+  enc: XmodEncoder,
+  head: HeadKind,
+  x: Value,
+  labels: HeadLabels,
+  objective: ObjectiveOptions = {},
+): Value {
+  const t = enc.p.tracer;
+  if (head === 'question-answering') {
+    const [B, S] = x.shape as [number, number];
+    const { start, end } = spanLogits(enc, x);
+    const clamp = (pos: Value) => {
+      const c = raw(
+        t,
+        'Min',
+        [raw(t, 'Max', [pos, t.ints([0], [])], [B], 'int64'), t.ints([S], [])],
+        [B],
+        'int64',
+      );
+      return raw(
+        t,
+        'Where',
+        [raw(t, 'Equal', [c, t.ints([S], [])], [B], 'bool'), t.ints([-100], []), c],
+        [B],
+        'int64',
+      );
+    };
+    return mul(
+      add(
+        crossEntropy(start, clamp(required(labels.startPositions, 'start_positions', head))),
+        crossEntropy(end, clamp(required(labels.endPositions, 'end_positions', head))),
+      ),
+      0.5,
+    );
+  }
+  let flatLabels = reshape(required(labels.labels, 'labels', head), [-1]);
+  let states = x;
+  const at = labels.positions;
+  if (at !== undefined) {
+    if (head !== 'masked-lm')
+      throw new XltConfigError('labelled positions are for the masked-lm head', { field: 'positions' });
+    states = gather(reshape(x, [-1, x.shape[x.rank - 1] as number]), at);
+    flatLabels = raw(t, 'Gather', [flatLabels, at], at.shape, 'int64', { axis: 0 });
+  }
+  const logits = headLogits(enc, head, states);
+  const classes = logits.shape[logits.rank - 1] as number;
+  const rows = reshape(logits, [-1, classes]);
+  if (objective.salt === undefined) return crossEntropy(rows, flatLabels);
+  if (head !== 'sequence-classification' && head !== 'token-classification')
+    throw new XltConfigError(`the SALT objective needs a classification head, not ${head}`, {
+      field: 'salt',
+    });
+  return saltLoss(rows, flatLabels, objective.salt);
+}
+
+/** Options of the training objective beyond the head's cross-entropy. */
+export interface ObjectiveOptions {
+  /**
+   * SALT-style objective: the batch holds the originals then their augmented versions; loss =
+   * task(originals) + augWeight task(augmented) + klWeight KL(p(originals) || p(augmented)).
+   */
+  salt?: { augWeight?: number; klWeight?: number };
+}
+
+/**
+ * weight x the mean over rows where `rowMask` (float [M]) is 1 of KL(softmax(a) || softmax(b)),
+ * for logits a and b [M, C].
+ */
+export function klDivergence(a: Value, b: Value, rowMask: Value, weight: number): Value {
+  const t = a.tracer;
+  const logp = logSoftmax(a);
+  const perRow = reduceSum(mul(exp(logp), sub(logp, logSoftmax(b))), [-1]); // [M]
+  const count = raw(t, 'Max', [reduceSum(rowMask), t.scalar(1)], [], t.floatType);
+  return mul(div(reduceSum(mul(perRow, rowMask)), count), weight);
+}
+
+function saltLoss(logits: Value, labels: Value, salt: NonNullable<ObjectiveOptions['salt']>): Value {
+  const t = logits.tracer;
+  const M = logits.shape[0] as number;
+  const half = Math.floor(M / 2);
+  const aug = salt.augWeight ?? 1;
+  const kl = salt.klWeight ?? 1;
+  const isOriginal = raw(
+    t,
+    'Less',
+    [t.ints(Array.from({ length: M }, (_, i) => i)), t.ints([half], [])],
+    [M],
+    'bool',
+  );
+  const ignore = t.ints([-100], []);
+  const origLabels = raw(t, 'Where', [isOriginal, labels, ignore], [M], 'int64');
+  const augLabels = raw(t, 'Where', [isOriginal, ignore, labels], [M], 'int64');
+  let loss = add(crossEntropy(logits, origLabels), mul(crossEntropy(logits, augLabels), aug));
+  if (kl > 0) {
+    const firstLabels = raw(t, 'Slice', [labels], [half], 'int64', {}, [
+      t.ints([0]).name,
+      t.ints([half]).name,
+    ]);
+    const valid = cast(
+      raw(t, 'Not', [raw(t, 'Equal', [firstLabels, ignore], [half], 'bool')], [half], 'bool'),
+      t.floatType,
+    );
+    loss = add(loss, klDivergence(slice(logits, 0, 0, half), slice(logits, 0, half, M), valid, kl));
+  }
+  return loss;
+}

@@ -1,0 +1,58 @@
+import { XltNotFoundError, XltShapeError } from '@xlt/core';
+import type { WeightSource } from '../export.js';
+import type { Tracer, Value } from './tracer.js';
+
+/**
+ * Model parameters by Hugging Face name as traced values: a trainable one becomes the graph input
+ * `param:<name>` (and requires a gradient), a frozen one an initializer holding its values. Each
+ * name is materialised once, so a parameter used twice (a tied decoder) accumulates its gradient.
+ */
+export class Parameters {
+  private readonly trainableNames: Set<string>;
+  private readonly values = new Map<string, Value>();
+
+  constructor(
+    readonly tracer: Tracer,
+    readonly weights: WeightSource,
+    trainable: Iterable<string>,
+  ) {
+    this.trainableNames = new Set(trainable);
+    for (const n of this.trainableNames)
+      if (!weights.has(n)) throw new XltNotFoundError('trainable parameter not in the model', { tensor: n });
+  }
+
+  has(name: string): boolean {
+    return this.weights.has(name);
+  }
+
+  isTrainable(name: string): boolean {
+    return this.trainableNames.has(name);
+  }
+
+  /** The parameter `name`, checked against `shape` when given. */
+  get(name: string, shape?: readonly number[]): Value {
+    const hit = this.values.get(name);
+    if (hit !== undefined) return hit;
+    if (!this.weights.has(name)) throw new XltNotFoundError('missing weight', { tensor: name });
+    const w = this.weights.get(name);
+    if (shape !== undefined && w.shape.join(',') !== shape.join(','))
+      throw new XltShapeError('weight has the wrong shape', {
+        tensor: name,
+        expected: [...shape],
+        got: w.shape,
+      });
+    const t = this.tracer;
+    const v = this.trainableNames.has(name)
+      ? t.input(`param:${name}`, w.shape, t.floatType, true)
+      : t.constant(w.data, w.shape, t.floatType, name);
+    this.values.set(name, v);
+    return v;
+  }
+
+  /** The trainable parameters the traced forward used, in first-use order. */
+  used(): Array<{ name: string; value: Value }> {
+    return [...this.values]
+      .filter(([n]) => this.trainableNames.has(n))
+      .map(([name, value]) => ({ name, value }));
+  }
+}

@@ -1,0 +1,244 @@
+import { XltConfigError } from '@xlt/core';
+import type { EncoderConfig, HeadKind, WeightSource } from '../export.js';
+import type { LoraMixtureSpec, TrainGraph, TrainGraphSignature } from '../train.js';
+import { backward } from './backward.js';
+import { dropoutRates } from './dropout.js';
+import { type EncoderInputs, type EncoderOptions, XmodEncoder } from './encoder.js';
+import { type HeadLabels, headLogits, headLoss, type ObjectiveOptions, spanLogits } from './heads.js';
+import { type OieInputs, oieLogits, oieLoss } from './oie-head.js';
+import { appendAdamW, clipByGlobalNorm, globalNorm, type TracedAdamWSettings } from './optimizer.js';
+import { Parameters } from './parameters.js';
+import { Tracer, type Value } from './tracer.js';
+
+/** Options of {@link buildTracedTrainGraph}. */
+export interface TracedTrainGraphOptions {
+  config: EncoderConfig;
+  /** Values of every parameter (frozen ones are baked in; trainable ones only give shapes). */
+  weights: WeightSource;
+  /** masked-lm, token or sequence classification, open-ie, or (losses only) question-answering. */
+  head: HeadKind;
+  /** Hugging Face names of the parameters that train. */
+  trainable: string[];
+  /**
+   * `grads`: raw gradients; `adamw`: updated parameters and moments; `logits`: the head's outputs
+   * only (`logits`, or `start_logits`/`end_logits`, or `pred_logits`/`arg_logits`).
+   */
+  mode: 'grads' | 'adamw' | 'logits';
+  adamw?: TracedAdamWSettings;
+  /** The static batch shape the graph is traced for. */
+  batchSize: number;
+  sequenceLength: number;
+  /**
+   * Embedding mixup with `candidates` tokens per position: inputs `mix_ids`, `mix_probs` [B, S, K]
+   * and `mix_lambda` [B, S] (see {@link EncoderInputs}).
+   */
+  embeddingMixup?: { candidates: number };
+  /**
+   * masked-lm: run the head on `maskedPositions` positions given by the int64 input `mlm_positions`
+   * [M] (flat indices b * S + s of the labelled positions, padded with unlabelled ones) instead of
+   * all B S positions. Same loss and gradients, less decoder work.
+   */
+  maskedPositions?: number;
+  /** SALT-style objective for classification heads (see {@link ObjectiveOptions}). */
+  salt?: ObjectiveOptions['salt'];
+  /** Live LoRA: module name -> scaling (see {@link EncoderOptions}). */
+  lora?: Map<string, number>;
+  /** Live LoRA mixtures by module name; language routing adds the `lang_ids` input. */
+  loraMixtures?: Map<string, LoraMixtureSpec>;
+  /**
+   * Apply the config's dropout where transformers does in training (default true, as
+   * `buildTrainGraph`); the graph then has an int64 scalar input `dropout_seed`.
+   */
+  dropout?: boolean;
+  /** float64 for gradient checks (default float32). */
+  floatType?: 'float32' | 'float64';
+}
+
+/** Declares the batch inputs of an encoder graph (`input_ids`, `attention_mask`, `lang_ids`?). */
+export function encoderInputs(
+  t: Tracer,
+  config: EncoderConfig,
+  B: number,
+  S: number,
+  mixupCandidates?: number,
+  /** Also take `lang_ids` when the model has no languages (language-routed LoRA mixtures). */
+  needLangIds = false,
+): EncoderInputs {
+  const K = mixupCandidates;
+  const langs = (config.languages ?? []).length > 0 || needLangIds;
+  return {
+    inputIds: t.input('input_ids', [B, S], 'int64'),
+    attentionMask: t.input('attention_mask', [B, S], 'int64'),
+    ...(langs ? { langIds: t.input('lang_ids', [B], 'int64') } : {}),
+    ...(K !== undefined
+      ? {
+          mixup: {
+            ids: t.input('mix_ids', [B, S, K], 'int64'),
+            probs: t.input('mix_probs', [B, S, K]),
+            lambda: t.input('mix_lambda', [B, S]),
+          },
+        }
+      : {}),
+  };
+}
+
+/**
+ * A training step for an X-Mod / XLM-R model with a head, traced from the encoder's one forward
+ * definition: forward, loss, backward by reverse-mode autodiff, global gradient norm (`grad_norm`),
+ * then either the gradients (`grad:<name>`) or clipping and AdamW (`new:<name>`, `new_m:<name>`,
+ * `new_v:<name>`). Inputs and outputs are named as {@link buildTrainGraph}'s.
+ */
+export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
+  const t = new Tracer({ name: 'train_step', floatType: o.floatType ?? 'float32' });
+  const p = new Parameters(t, o.weights, o.trainable);
+  const training = o.mode !== 'logits' && o.dropout !== false;
+  const enc = new XmodEncoder(p, o.config, {
+    ...(o.lora !== undefined ? { lora: o.lora } : {}),
+    ...(o.loraMixtures !== undefined ? { loraMixtures: o.loraMixtures } : {}),
+    ...(training ? { dropout: dropoutRates(o.config) } : {}),
+  });
+  const byLanguage = [...(o.loraMixtures?.values() ?? [])].some((m) => m.mode === 'language');
+  const inputs = encoderInputs(
+    t,
+    o.config,
+    o.batchSize,
+    o.sequenceLength,
+    o.embeddingMixup?.candidates,
+    byLanguage,
+  );
+  const batch = [inputs.inputIds.name, inputs.attentionMask.name];
+  if (inputs.langIds !== undefined) batch.push(inputs.langIds.name);
+  if (inputs.mixup !== undefined)
+    batch.push(inputs.mixup.ids.name, inputs.mixup.probs.name, inputs.mixup.lambda.name);
+  const x = enc.forward(inputs);
+  const [B, S] = [o.batchSize, o.sequenceLength];
+  let oie: OieInputs | undefined;
+  if (o.head === 'open-ie') {
+    oie = {
+      predMask: t.input('pred_mask', [B, S], 'int64'),
+      predPosition: t.input('pred_position', [B, S], 'int64'),
+    };
+    batch.push(oie.predMask.name, oie.predPosition.name);
+  }
+  if (o.mode === 'logits') {
+    if (oie !== undefined) {
+      const { pred, arg } = oieLogits(enc, x, oie);
+      t.output(pred, 'pred_logits');
+      t.output(arg, 'arg_logits');
+    } else if (o.head === 'question-answering') {
+      const { start, end } = spanLogits(enc, x);
+      t.output(start, 'start_logits');
+      t.output(end, 'end_logits');
+    } else t.output(headLogits(enc, o.head, x), 'logits');
+    return { model: t.toBytes(), signature: { batch, params: [] } };
+  }
+  const label = (name: string, shape: number[]) => {
+    const v = t.input(name, shape, 'int64');
+    batch.push(v.name);
+    return v;
+  };
+  let loss: Value;
+  if (oie !== undefined)
+    loss = oieLoss(enc, x, oie, {
+      predLabels: label('pred_labels', [B, S]),
+      argLabels: label('arg_labels', [B, S]),
+    });
+  else {
+    const labels: HeadLabels =
+      o.head === 'question-answering'
+        ? { startPositions: label('start_positions', [B]), endPositions: label('end_positions', [B]) }
+        : {
+            labels: label('labels', o.head === 'sequence-classification' ? [B] : [B, S]),
+            ...(o.maskedPositions !== undefined
+              ? { positions: label('mlm_positions', [o.maskedPositions]) }
+              : {}),
+          };
+    loss = headLoss(enc, o.head, x, labels, o.salt !== undefined ? { salt: o.salt } : {});
+  }
+  const seed = enc.drop?.sites.seedInput;
+  if (seed !== undefined) batch.push(seed.name);
+  t.output(loss, 'loss');
+  const used = new Map(p.used().map((u) => [u.name, u.value]));
+  const params: Array<{ name: string; value: Value }> = o.trainable.map((name) => {
+    const value = used.get(name);
+    if (value === undefined)
+      throw new XltConfigError(`trainable parameter '${name}' is not used by the ${o.head} graph`, {
+        tensor: name,
+      });
+    return { name, value };
+  });
+  const grads = backward(
+    loss,
+    params.map((q) => q.value),
+  );
+  t.noGrad = true;
+  const norm = globalNorm(grads);
+  t.output(norm, 'grad_norm');
+  const signature: TrainGraphSignature = { batch, params: [] };
+  if (o.mode === 'grads') {
+    params.forEach(({ name, value }, i) => {
+      const grad = t.output(grads[i] as Value, `grad:${name}`);
+      signature.params.push({ name, shape: [...value.shape], input: value.name, grad });
+    });
+    return { model: t.toBytes(), signature };
+  }
+  if (o.adamw === undefined)
+    throw new XltConfigError("mode 'adamw' needs adamw settings", { field: 'adamw' });
+  appendUpdate(t, params, grads, norm, o.adamw, signature);
+  return { model: t.toBytes(), signature };
+}
+
+/** Clipping (when set) and AdamW for `params` with gradients `grads`; fills the signature's params. */
+function appendUpdate(
+  t: Tracer,
+  params: ReadonlyArray<{ name: string; value: Value }>,
+  grads: readonly Value[],
+  norm: Value,
+  s: TracedAdamWSettings,
+  signature: TrainGraphSignature,
+): void {
+  const clipped = s.maxGradNorm !== undefined ? clipByGlobalNorm(grads, norm, s.maxGradNorm) : grads;
+  const { lr, step, updates } = appendAdamW(
+    t,
+    params.map((q, i) => ({ ...q, grad: clipped[i] as Value })),
+    s,
+  );
+  updates.forEach((u, i) => {
+    const value = (params[i] as { value: Value }).value;
+    const grad = grads[i] as Value;
+    signature.params.push({
+      name: u.name,
+      shape: [...value.shape],
+      input: value.name,
+      ...(grad.producer === undefined ? { grad: grad.name } : {}),
+      m: u.m.name,
+      v: u.v.name,
+      newParam: t.output(u.newParam, `new:${u.name}`),
+      newM: t.output(u.newM, `new_m:${u.name}`),
+      newV: t.output(u.newV, `new_v:${u.name}`),
+    });
+  });
+  signature.batch.push(lr.name, step.name);
+}
+
+/**
+ * The update half of a step on its own, for gradient accumulation: run the `grads` graph on each
+ * micro-batch, sum the gradients (times 1/K for a mean), then run this graph once. Inputs:
+ * `param:<name>`, `grad:<name>` (the accumulated gradient), `m:<name>`, `v:<name>`, `lr`, `step`;
+ * outputs `grad_norm` (of the accumulated gradient, before clipping) and the updated values.
+ */
+export function buildApplyGraph(
+  params: ReadonlyArray<{ name: string; shape: number[] }>,
+  adamw: TracedAdamWSettings,
+  floatType: 'float32' | 'float64' = 'float32',
+): TrainGraph {
+  const t = new Tracer({ name: 'apply_step', floatType });
+  t.noGrad = true;
+  const values = params.map((q) => ({ name: q.name, value: t.input(`param:${q.name}`, q.shape) }));
+  const grads = params.map((q) => t.input(`grad:${q.name}`, q.shape));
+  const norm = globalNorm(grads);
+  t.output(norm, 'grad_norm');
+  const signature: TrainGraphSignature = { batch: [], params: [] };
+  appendUpdate(t, values, grads, norm, adamw, signature);
+  return { model: t.toBytes(), signature };
+}
