@@ -39,11 +39,19 @@ function accountedPairs(r: Awaited<ReturnType<typeof runGrid>>, runDir: string) 
   for (const rec of r.records.values()) {
     const d = path.join(runDir, rec.artifactsDir);
     const lines = (f: string) =>
-      existsSync(f) ? readFileSync(f, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l)) : [];
+      existsSync(f)
+        ? readFileSync(f, 'utf8')
+            .split('\n')
+            .filter((l) => l !== '')
+            .map((l) => JSON.parse(l))
+        : [];
     for (const k of lines(path.join(d, 'annotated.jsonl'))) kept.add(`${k.id}/${k.lang}`);
-    for (const k of lines(path.join(d, 'annotated.jsonl.rejects.jsonl'))) rejected.set(`${k.id}/${k.lang}`, k.reason);
+    for (const k of lines(path.join(d, 'annotated.jsonl.rejects.jsonl')))
+      rejected.set(`${k.id}/${k.lang}`, k.reason);
   }
-  const failedIds = r.failed.flatMap((f) => (f.cell.config.examples as Array<{ id: string }>).map((e) => `${e.id}/de`));
+  const failedIds = r.failed.flatMap((f) =>
+    (f.cell.config.examples as Array<{ id: string }>).map((e) => `${e.id}/de`),
+  );
   return { kept, rejected, failedIds };
 }
 

@@ -21,13 +21,18 @@ export function annotationCells(
   sliceSize: number,
 ): GridCell[] {
   if (!(Number.isInteger(sliceSize) && sliceSize >= 1))
-    throw new XltConfigError(`sliceSize must be a positive integer, got ${sliceSize}`, { field: 'sliceSize' });
+    throw new XltConfigError(`sliceSize must be a positive integer, got ${sliceSize}`, {
+      field: 'sliceSize',
+    });
   const cells: GridCell[] = [];
   for (let i = 0; i < examples.length; i += sliceSize)
     cells.push({
       kind: 'annotate',
       seed: 0,
-      config: { ...(settings as unknown as Record<string, Json>), examples: examples.slice(i, i + sliceSize) as unknown as Json },
+      config: {
+        ...(settings as unknown as Record<string, Json>),
+        examples: examples.slice(i, i + sliceSize) as unknown as Json,
+      },
     });
   return cells;
 }
@@ -39,7 +44,8 @@ export function annotationCells(
  */
 export const annotateHandler: JobHandler = async (cell, ctx) => {
   const c = cell.config as unknown as AnnotateSliceSettings & { examples?: SourceExample[] };
-  if (!Array.isArray(c.examples)) throw new XltConfigError('annotate cell: config.examples must be a list', { field: 'examples' });
+  if (!Array.isArray(c.examples))
+    throw new XltConfigError('annotate cell: config.examples must be a list', { field: 'examples' });
   const key = c.apiKeyEnv !== undefined ? process.env[c.apiKeyEnv] : undefined;
   const report = await annotate(c.examples, {
     endpoint: { ...(c.endpoint as { baseUrl: string; model: string }), ...(key ? { apiKey: key } : {}) },

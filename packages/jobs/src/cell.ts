@@ -53,14 +53,20 @@ export function checkCell(value: unknown, where: string): GridCell {
   const v = value as Partial<GridCell> | null;
   if (v === null || typeof v !== 'object') throw new XltConfigError(`${where}: a cell must be a mapping`);
   if (!JOB_KINDS.includes(v.kind as JobKind))
-    throw new XltConfigError(`${where}.kind: expected one of ${JOB_KINDS.join(', ')}, got ${JSON.stringify(v.kind)}`, {
-      field: `${where}.kind`,
-    });
+    throw new XltConfigError(
+      `${where}.kind: expected one of ${JOB_KINDS.join(', ')}, got ${JSON.stringify(v.kind)}`,
+      {
+        field: `${where}.kind`,
+      },
+    );
   if (v.config === null || typeof v.config !== 'object' || Array.isArray(v.config))
     throw new XltConfigError(`${where}.config: expected a mapping`, { field: `${where}.config` });
   if (!Number.isInteger(v.seed) || (v.seed as number) < 0)
-    throw new XltConfigError(`${where}.seed: expected a non-negative integer, got ${JSON.stringify(v.seed)}`, {
-      field: `${where}.seed`,
-    });
+    throw new XltConfigError(
+      `${where}.seed: expected a non-negative integer, got ${JSON.stringify(v.seed)}`,
+      {
+        field: `${where}.seed`,
+      },
+    );
   return { kind: v.kind as JobKind, config: v.config, seed: v.seed as number };
 }

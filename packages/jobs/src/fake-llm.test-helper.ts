@@ -17,7 +17,9 @@ export interface FakeLlm {
 export const sentenceOf = (i: number): string => `Sentence number ${i} is good.`;
 const translate = (s: string) => s.replace(/^Sentence number (\d+) is good\.$/, 'Satz nummer $1 ist gut.');
 
-export async function startFakeLlm(opts: { errorRate?: number; latencyMs?: number; seed?: number } = {}): Promise<FakeLlm> {
+export async function startFakeLlm(
+  opts: { errorRate?: number; latencyMs?: number; seed?: number } = {},
+): Promise<FakeLlm> {
   let state = (opts.seed ?? 1) >>> 0;
   const random = () => {
     state = (state * 1664525 + 1013904223) >>> 0;
@@ -46,7 +48,12 @@ export async function startFakeLlm(opts: { errorRate?: number; latencyMs?: numbe
         const de = translate(sentence);
         const content = msg.startsWith('Translate')
           ? de
-          : JSON.stringify({ spans: [{ label: 'arg0', text: 'Satz' }, { label: 'rel', text: 'ist' }] });
+          : JSON.stringify({
+              spans: [
+                { label: 'arg0', text: 'Satz' },
+                { label: 'rel', text: 'ist' },
+              ],
+            });
         res.writeHead(200, { 'content-type': 'application/json' }).end(
           JSON.stringify({
             choices: [{ message: { role: 'assistant', content } }],

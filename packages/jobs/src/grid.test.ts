@@ -54,9 +54,17 @@ describe('in-process grid', () => {
     const runDir = path.join(dir, 'local');
     const bad: GridCell = { kind: 'train', seed: 9, config: { steps: 1, lr: 1, fail: true } };
     const lines: string[] = [];
-    const r = await runGrid([...cells, bad], { runDir, handlers, attempts: 2, backoffMs: 10, log: (l) => lines.push(l) });
+    const r = await runGrid([...cells, bad], {
+      runDir,
+      handlers,
+      attempts: 2,
+      backoffMs: 10,
+      log: (l) => lines.push(l),
+    });
     expect(r.records.size).toBe(cells.length);
-    expect(r.failed.map((f) => [f.key, f.error, f.attempts])).toEqual([[cellKey(bad), 'cell 9 always fails', 2]]);
+    expect(r.failed.map((f) => [f.key, f.error, f.attempts])).toEqual([
+      [cellKey(bad), 'cell 9 always fails', 2],
+    ]);
     expect(lines.filter((l) => /^job \w+ completed in \d+\.\d s$/.test(l))).toHaveLength(cells.length);
     const again = await runGrid(cells, { runDir, handlers });
     expect(again.progress).toMatchObject({ total: cells.length, done: cells.length, skipped: cells.length });

@@ -23,7 +23,14 @@ export {
   subscribeLanguageModules,
 } from './modules.js';
 export { type GridProgress, parseRedisUrl, progressLine, type RetryOptions } from './options.js';
-export { DEFAULT_PREFIX, type JobPayload, jobIdOf, queueName, type RedisGridOptions, runRedisGrid } from './redis-grid.js';
+export {
+  DEFAULT_PREFIX,
+  type JobPayload,
+  jobIdOf,
+  queueName,
+  type RedisGridOptions,
+  runRedisGrid,
+} from './redis-grid.js';
 export { hasRedisServer, type LocalRedis, startLocalRedis, testRedis } from './redis-server.js';
 export { type CellRecord, checksumTree, DirectoryStore, type FailedCell, type RunStore } from './store.js';
 export { startWorker, type WorkerOptions, type XltWorker } from './worker.js';

@@ -21,7 +21,10 @@ export interface LocalPoolOptions extends RetryOptions {
  * a cell that fails every attempt goes to the store's dead-letter list. Cells are async functions:
  * I/O-bound ones (LLM annotation) overlap; CPU-bound ones share this process's thread(s).
  */
-export async function runLocalPool(cells: readonly GridCell[], opts: LocalPoolOptions): Promise<GridProgress> {
+export async function runLocalPool(
+  cells: readonly GridCell[],
+  opts: LocalPoolOptions,
+): Promise<GridProgress> {
   const attempts = opts.attempts ?? DEFAULT_ATTEMPTS;
   const backoff = opts.backoffMs ?? DEFAULT_BACKOFF_MS;
   const log = opts.log ?? (() => {});

@@ -26,7 +26,9 @@ export function parseRedisUrl(url: string, field = 'queue'): string {
   try {
     u = new URL(url);
   } catch {
-    throw new XltConfigError(`${field}: '${url}' is not a URL; expected 'local' or redis://host:port`, { field });
+    throw new XltConfigError(`${field}: '${url}' is not a URL; expected 'local' or redis://host:port`, {
+      field,
+    });
   }
   if (u.protocol !== 'redis:' && u.protocol !== 'rediss:')
     throw new XltConfigError(`${field}: expected 'local' or redis://host:port, got '${url}'`, { field });

@@ -47,7 +47,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * cell's key and the run directory, so enqueueing twice adds nothing) and waits until each has a
  * result or has failed its last attempt. Cells finished earlier are skipped; a failed one is retried.
  */
-export async function runRedisGrid(cells: readonly GridCell[], opts: RedisGridOptions): Promise<GridProgress> {
+export async function runRedisGrid(
+  cells: readonly GridCell[],
+  opts: RedisGridOptions,
+): Promise<GridProgress> {
   const connection = connectionOf(opts.url);
   const prefix = opts.prefix ?? DEFAULT_PREFIX;
   const runDir = path.resolve(opts.runDir);
@@ -88,7 +91,8 @@ export async function runRedisGrid(cells: readonly GridCell[], opts: RedisGridOp
       const state = existing ? await existing.getState() : 'unknown';
       // a job that failed before, or completed without a result here (removed since), runs again
       if (existing && (state === 'failed' || state === 'completed')) await existing.remove();
-      if (!existing || state === 'failed' || state === 'completed' || state === 'unknown') await add(cell, id);
+      if (!existing || state === 'failed' || state === 'completed' || state === 'unknown')
+        await add(cell, id);
     }
     progress.total = progress.skipped + pending.size;
     opts.onProgress?.({ ...progress });

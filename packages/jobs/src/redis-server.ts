@@ -37,7 +37,10 @@ export async function startLocalRedis(): Promise<LocalRedis> {
   );
   await new Promise<void>((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${out.slice(-500)}`)), 10_000);
+    const timer = setTimeout(
+      () => reject(new Error(`redis-server did not start: ${out.slice(-500)}`)),
+      10_000,
+    );
     child.stdout?.on('data', (d: Buffer) => {
       out += d.toString();
       if (/ready to accept connections/i.test(out)) {

@@ -82,7 +82,9 @@ export async function startWorker(opts: WorkerOptions): Promise<XltWorker> {
     w.on('failed', (job, err) => {
       if (job === undefined) return;
       const last = job.attemptsMade >= (job.opts.attempts ?? 1);
-      log(`job ${job.id} ${last ? 'failed' : `attempt ${job.attemptsMade} failed, will retry`}: ${err.message}`);
+      log(
+        `job ${job.id} ${last ? 'failed' : `attempt ${job.attemptsMade} failed, will retry`}: ${err.message}`,
+      );
       if (!last) return;
       try {
         const cell = checkCell(job.data.cell, `job ${job.id}`);
