@@ -14,7 +14,7 @@ const redisReason = 'no redis-server installed and no XLT_REDIS_URL (Debian: apt
 let redis: Awaited<ReturnType<typeof testRedis>>;
 let fake: FakeLlm;
 beforeAll(async () => {
-  redis = await testRedis();
+  redis = await testRedis(2);
   fake = await startFakeLlm({ errorRate: 0.3, seed: 7 });
 });
 afterAll(async () => {

@@ -74,7 +74,7 @@ describe('in-process grid', () => {
 const redisReason = 'no redis-server installed and no XLT_REDIS_URL (Debian: apt-get install redis-server)';
 let redis: Awaited<ReturnType<typeof testRedis>>;
 beforeAll(async () => {
-  redis = await testRedis();
+  redis = await testRedis(1);
   if (redis === undefined) console.warn(`skipping the Redis tests: ${redisReason}`);
 });
 afterAll(async () => redis?.stop());

@@ -5,7 +5,7 @@ import { testRedis } from './redis-server.js';
 const redisReason = 'no redis-server installed and no XLT_REDIS_URL (Debian: apt-get install redis-server)';
 let redis: Awaited<ReturnType<typeof testRedis>>;
 beforeAll(async () => {
-  redis = await testRedis();
+  redis = await testRedis(3);
 });
 afterAll(async () => redis?.stop());
 

@@ -67,10 +67,14 @@ export async function startLocalRedis(): Promise<LocalRedis> {
   };
 }
 
-/** The Redis of the tests: `$XLT_REDIS_URL` (as `.ci/run` sets it), else a fresh local one, else undefined. */
-export async function testRedis(): Promise<{ url: string; stop(): Promise<void> } | undefined> {
+/**
+ * The Redis of the tests: `$XLT_REDIS_URL` (as `.ci/run` sets it), else a fresh local one, else
+ * undefined. `db` selects a database (0-15) so that test files running at once never share queues.
+ */
+export async function testRedis(db: number): Promise<{ url: string; stop(): Promise<void> } | undefined> {
   const env = process.env.XLT_REDIS_URL;
-  if (env) return { url: env, stop: async () => {} };
+  if (env) return { url: `${env.replace(/\/\d*$/, '')}/${db}`, stop: async () => {} };
   if (!hasRedisServer()) return undefined;
-  return startLocalRedis();
+  const r = await startLocalRedis();
+  return { url: `${r.url}/${db}`, stop: r.stop };
 }

@@ -25,7 +25,7 @@ let redis: Awaited<ReturnType<typeof testRedis>>;
 const workers: Array<{ child: ChildProcess; out: string[] }> = [];
 
 beforeAll(async () => {
-  redis = await testRedis();
+  redis = await testRedis(4);
 });
 afterAll(async () => {
   for (const w of workers)
