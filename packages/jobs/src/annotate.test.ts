@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { annotateHandler, annotationCells } from './annotate.js';
 import { type FakeLlm, sentenceOf, startFakeLlm } from './fake-llm.test-helper.js';
 import { runGrid } from './grid.js';
+import { localRateLimiter } from './rate.js';
 import { testRedis } from './redis-server.js';
 import { startWorker } from './worker.js';
 
@@ -121,5 +122,43 @@ describe('LLM annotation as jobs over Redis', () => {
         { label: 'rel', text: 'ist', start: 14, end: 17 },
       ],
     });
+  });
+
+  it('keeps to requestsPerSecond over all workers (a shared counter in Redis)', async (t) => {
+    if (redis === undefined) return t.skip(redisReason);
+    fake.errorRate = 0;
+    const url = redis.url;
+    const cells = annotationCells(
+      examples.slice(0, 20),
+      {
+        endpoint: { baseUrl: fake.url, model: 'fake' },
+        languages: [{ code: 'de', name: 'German' }],
+        requestsPerSecond: 8,
+      },
+      5,
+    );
+    const workers = await Promise.all(
+      [0, 1].map(() => startWorker({ queue: url, handlers: { annotate: annotateHandler }, concurrency: 2 })),
+    );
+    try {
+      const before = fake.requests;
+      const t0 = Date.now();
+      const r = await runGrid(cells, { runDir: path.join(dir, 'rate'), queue: url });
+      // 40 requests at 8 a second need 5 one-second windows: more than 3 s from the first request
+      expect(fake.requests - before).toBe(40);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(3000);
+      expect(accountedPairs(r, path.join(dir, 'rate')).kept.size).toBe(20);
+    } finally {
+      await Promise.all(workers.map((w) => w.close()));
+    }
+  });
+});
+
+describe('a local rate limiter', () => {
+  it('spaces permits evenly', async () => {
+    const limiter = localRateLimiter(20);
+    const t0 = Date.now();
+    for (let i = 0; i < 11; i++) await limiter.acquire();
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(490);
   });
 });

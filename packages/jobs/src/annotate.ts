@@ -1,7 +1,14 @@
 import path from 'node:path';
-import { annotate, type SourceExample, type TargetLanguage } from '@xlt/augment';
+import {
+  annotate,
+  ChatClient,
+  type ChatMessage,
+  type SourceExample,
+  type TargetLanguage,
+} from '@xlt/augment';
 import { XltConfigError } from '@xlt/core';
-import type { GridCell, JobHandler, Json } from './cell.js';
+import { type GridCell, type JobHandler, type Json, sha256 } from './cell.js';
+import { localRateLimiter, type RateLimiter, redisRateLimiter } from './rate.js';
 
 /** Settings of an annotation slice (the cell's config besides `examples`). */
 export interface AnnotateSliceSettings {
@@ -9,6 +16,11 @@ export interface AnnotateSliceSettings {
   /** Environment variable holding the API key on the worker (keys never travel through Redis). */
   apiKeyEnv?: string;
   languages: TargetLanguage[];
+  /**
+   * Requests started per second: over every worker on the same Redis (a shared counter), or in this
+   * process when run in-process. Each request's own retries (429 / 5xx) come on top, with backoff.
+   */
+  requestsPerSecond?: number;
   /** Requests in flight within one slice (default 4). */
   concurrency?: number;
   templates?: { system?: string; translate?: string; align?: string };
@@ -47,16 +59,42 @@ export const annotateHandler: JobHandler = async (cell, ctx) => {
   if (!Array.isArray(c.examples))
     throw new XltConfigError('annotate cell: config.examples must be a list', { field: 'examples' });
   const key = c.apiKeyEnv !== undefined ? process.env[c.apiKeyEnv] : undefined;
-  const report = await annotate(c.examples, {
-    endpoint: { ...(c.endpoint as { baseUrl: string; model: string }), ...(key ? { apiKey: key } : {}) },
-    languages: c.languages,
-    outFile: path.join(ctx.workDir, 'annotated.jsonl'),
-    concurrency: c.concurrency ?? 4,
-    ...(c.templates ? { templates: c.templates } : {}),
-  });
-  return {
-    total: report.total,
-    kept: report.kept,
-    rejected: report.rejected as unknown as Json,
-  };
+  const endpoint = { ...(c.endpoint as { baseUrl: string; model: string }), ...(key ? { apiKey: key } : {}) };
+  const limiter =
+    c.requestsPerSecond === undefined
+      ? undefined
+      : ctx.queue !== undefined
+        ? redisRateLimiter(
+            ctx.queue,
+            `xlt:rate:${sha256(endpoint.baseUrl).slice(0, 16)}`,
+            c.requestsPerSecond,
+          )
+        : localRateLimiter(c.requestsPerSecond);
+  try {
+    const report = await annotate(c.examples, {
+      endpoint: limiter ? new RateLimitedClient(endpoint, limiter) : endpoint,
+      languages: c.languages,
+      outFile: path.join(ctx.workDir, 'annotated.jsonl'),
+      concurrency: c.concurrency ?? 4,
+      ...(c.templates ? { templates: c.templates } : {}),
+    });
+    return { total: report.total, kept: report.kept, rejected: report.rejected as unknown as Json };
+  } finally {
+    await limiter?.close();
+  }
 };
+
+/** A chat client that takes a permit from a rate limiter before each call. */
+class RateLimitedClient extends ChatClient {
+  constructor(
+    endpoint: ConstructorParameters<typeof ChatClient>[0],
+    private readonly limiter: RateLimiter,
+  ) {
+    super(endpoint);
+  }
+
+  override async complete(messages: ChatMessage[]): Promise<string> {
+    await this.limiter.acquire();
+    return super.complete(messages);
+  }
+}

@@ -20,6 +20,8 @@ export interface JobContext {
   /** An empty folder of this attempt; everything written here becomes the cell's artifacts. */
   workDir: string;
   log: (line: string) => void;
+  /** The Redis the job came from (`redis://...`), for limits shared by all workers; absent in-process. */
+  queue?: string;
 }
 
 /** Runs one cell; returns its result (JSON). The same code runs in-process and on a worker. */

@@ -21,6 +21,7 @@ export async function executeCell(
   store: RunStore,
   handlers: JobHandlers,
   log: (line: string) => void = () => {},
+  queue?: string,
 ): Promise<CellOutcome> {
   const key = cellKey(cell);
   const done = store.read(key);
@@ -31,7 +32,7 @@ export async function executeCell(
   const attempt = `${Date.now().toString(36)}-${process.pid}-${randomBytes(4).toString('hex')}`;
   const workDir = store.attemptDir(key, attempt);
   const t0 = performance.now();
-  const result = await handler(cell, { workDir, log });
+  const result = await handler(cell, { workDir, log, ...(queue !== undefined ? { queue } : {}) });
   const record = store.commit({
     key,
     cell,

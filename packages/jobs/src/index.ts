@@ -23,6 +23,7 @@ export {
   subscribeLanguageModules,
 } from './modules.js';
 export { type GridProgress, parseRedisUrl, progressLine, type RetryOptions } from './options.js';
+export { localRateLimiter, type RateLimiter, redisRateLimiter } from './rate.js';
 export {
   DEFAULT_PREFIX,
   type JobPayload,

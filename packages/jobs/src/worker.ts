@@ -5,7 +5,7 @@ import { cellKey, checkCell, JOB_KINDS, type JobHandlers, type JobKind } from '.
 import { executeCell } from './execute.js';
 import { connectionOf } from './options.js';
 import { DEFAULT_PREFIX, type JobPayload, queueName } from './redis-grid.js';
-import { DirectoryStore } from './store.js';
+import { DirectoryStore, type RunStore } from './store.js';
 
 /** Options of a worker process that serves xlt queues. */
 export interface WorkerOptions {
@@ -25,6 +25,8 @@ export interface WorkerOptions {
   /** Rate limit of `annotate` jobs over all workers: at most `max` started per `durationMs`. */
   annotateRate?: { max: number; durationMs: number };
   prefix?: string;
+  /** The store of a job's run directory (default: a {@link DirectoryStore} on that path). */
+  storeFor?: (runDir: string) => RunStore;
   log?: (line: string) => void;
 }
 
@@ -51,17 +53,18 @@ export async function startWorker(opts: WorkerOptions): Promise<XltWorker> {
     throw new XltConfigError(`no handler for any of the kinds ${(opts.kinds ?? JOB_KINDS).join(', ')}`, {
       field: 'kinds',
     });
+  const storeFor = opts.storeFor ?? ((runDir: string) => new DirectoryStore(runDir));
   const runJob = async (job: Job<JobPayload>) => {
     const { runDir } = job.data;
     const cell = checkCell(job.data.cell, `job ${job.id}`);
-    if (typeof runDir !== 'string' || !existsSync(runDir))
+    if (typeof runDir !== 'string' || (opts.storeFor === undefined && !existsSync(runDir)))
       throw new XltConfigError(
         `job ${job.id}: run directory ${String(runDir)} does not exist here (workers need the shared storage at the same path)`,
         { field: 'runDir' },
       );
     log(`job ${job.id} started (${cell.kind}, attempt ${job.attemptsMade + 1})`);
     const t0 = performance.now();
-    const { reused } = await executeCell(cell, new DirectoryStore(runDir), opts.handlers, log);
+    const { reused } = await executeCell(cell, storeFor(runDir), opts.handlers, log, opts.queue);
     log(
       `job ${job.id} completed in ${((performance.now() - t0) / 1000).toFixed(1)} s${reused ? ' (result already committed)' : ''}`,
     );
@@ -88,7 +91,7 @@ export async function startWorker(opts: WorkerOptions): Promise<XltWorker> {
       if (!last) return;
       try {
         const cell = checkCell(job.data.cell, `job ${job.id}`);
-        new DirectoryStore(job.data.runDir).fail({
+        storeFor(job.data.runDir).fail({
           key: cellKey(cell),
           cell,
           error: err.message,
