@@ -1,4 +1,6 @@
+import type { ChildProcess } from 'node:child_process';
 import { cellKey, type GridCell, type JobHandlers } from './cell.js';
+import { forkedCellRunner } from './fork-pool.js';
 import { runLocalPool } from './local.js';
 import { type GridProgress, parseRedisUrl, type RetryOptions } from './options.js';
 import { runRedisGrid } from './redis-grid.js';
@@ -12,6 +14,8 @@ export interface RunGridOptions extends RetryOptions {
   queue?: 'local' | string;
   /** Handlers for the in-process pool (workers bring their own in Redis mode). */
   handlers?: JobHandlers;
+  /** In-process mode: start a child process per lane (it calls `serveForkedCells`) instead of running cells here. */
+  fork?: () => ChildProcess;
   /** Cells in flight in the in-process pool (default: the number of cores). */
   concurrency?: number;
   /** Another store than the run directory (e.g. object storage). */
@@ -46,20 +50,30 @@ export async function runGrid(cells: readonly GridCell[], opts: RunGridOptions):
     ...(opts.backoffMs !== undefined ? { backoffMs: opts.backoffMs } : {}),
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
   };
-  const progress =
-    queue === 'local'
-      ? await runLocalPool(cells, {
-          ...common,
-          handlers: opts.handlers ?? {},
-          ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
-          ...(opts.log ? { log: opts.log } : {}),
-        })
-      : await runRedisGrid(cells, {
-          ...common,
-          url: parseRedisUrl(queue),
-          runDir: opts.runDir,
-          ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
-        });
+  const runner =
+    queue === 'local' && opts.fork !== undefined
+      ? forkedCellRunner(opts.fork, opts.runDir, opts.log)
+      : undefined;
+  let progress: GridProgress;
+  try {
+    progress =
+      queue === 'local'
+        ? await runLocalPool(cells, {
+            ...common,
+            handlers: opts.handlers ?? {},
+            ...(runner ? { runner } : {}),
+            ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
+            ...(opts.log ? { log: opts.log } : {}),
+          })
+        : await runRedisGrid(cells, {
+            ...common,
+            url: parseRedisUrl(queue),
+            runDir: opts.runDir,
+            ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+          });
+  } finally {
+    await runner?.close();
+  }
   const records = new Map<string, CellRecord>();
   const unfinished: GridCell[] = [];
   const failedKeys = new Set(store.failed().map((f) => f.key));

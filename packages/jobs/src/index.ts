@@ -13,6 +13,7 @@ export {
   sha256,
 } from './cell.js';
 export { type CellOutcome, executeCell } from './execute.js';
+export { type CellRunner, forkedCellRunner, serveForkedCells } from './fork-pool.js';
 export { type GridResult, type RunGridOptions, runGrid } from './grid.js';
 export { type LocalPoolOptions, runLocalPool } from './local.js';
 export {

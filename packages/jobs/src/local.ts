@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { cellKey, type GridCell, type JobHandlers } from './cell.js';
 import { executeCell } from './execute.js';
+import type { CellRunner } from './fork-pool.js';
 import { DEFAULT_ATTEMPTS, DEFAULT_BACKOFF_MS, type GridProgress, type RetryOptions } from './options.js';
 import type { RunStore } from './store.js';
 
@@ -14,12 +15,15 @@ export interface LocalPoolOptions extends RetryOptions {
   concurrency?: number;
   onProgress?: (p: GridProgress) => void;
   log?: (line: string) => void;
+  /** Runs cells elsewhere (e.g. {@link forkedCellRunner}: a child process per lane) instead of in this process. */
+  runner?: CellRunner;
 }
 
 /**
  * Runs cells in this process with at most `concurrency` in flight, retrying failures with backoff;
- * a cell that fails every attempt goes to the store's dead-letter list. Cells are async functions:
- * I/O-bound ones (LLM annotation) overlap; CPU-bound ones share this process's thread(s).
+ * a cell that fails every attempt goes to the store's dead-letter list. In this process, cells are
+ * async functions: I/O-bound ones (LLM annotation) overlap, CPU-bound ones share the process; with
+ * a `runner` from {@link forkedCellRunner}, each lane is a child process (one per core).
  */
 export async function runLocalPool(
   cells: readonly GridCell[],
@@ -46,7 +50,8 @@ export async function runLocalPool(
       for (let attempt = 1; ; attempt++) {
         const t0 = performance.now();
         try {
-          await executeCell(cell, opts.store, opts.handlers, log);
+          if (opts.runner !== undefined) await opts.runner.run(cell);
+          else await executeCell(cell, opts.store, opts.handlers, log);
           log(`job ${key} completed in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
           progress.done++;
           break;

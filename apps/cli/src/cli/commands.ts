@@ -20,7 +20,7 @@ import { oieCommand } from '../commands/oie.js';
 import { pretrainCommand } from '../commands/pretrain.js';
 import { demoReport } from '../demo/report.js';
 import { runDemo } from '../demo/run.js';
-import { gridRunCommand, workerCommand } from '../jobs/commands.js';
+import { gridChildCommand, gridRunCommand, workerCommand } from '../jobs/commands.js';
 import type { Command } from './main.js';
 
 const demoSchema = z.strictObject({
@@ -294,5 +294,6 @@ export const COMMANDS: Command[] = [
   augmentLlmCommand,
   oieCommand,
   gridRunCommand,
+  gridChildCommand,
   workerCommand,
 ] as Command[];

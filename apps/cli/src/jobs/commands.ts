@@ -1,7 +1,8 @@
+import { fork } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { writeFileAtomic, XltError } from '@xlt/core';
-import { cellKey, JOB_KINDS, progressLine, runGrid, startWorker } from '@xlt/jobs';
+import { cellKey, JOB_KINDS, progressLine, runGrid, serveForkedCells, startWorker } from '@xlt/jobs';
 import { z } from 'zod';
 import type { Command } from '../cli/main.js';
 import { expandGrid, gridFields } from './grid-file.js';
@@ -15,7 +16,7 @@ const queueOption = z
 const gridRunSchema = z.strictObject({
   ...gridFields,
   queue: queueOption,
-  /** In-process cells at once (default: 1 when a cell trains, evaluates or augments; the cores for annotation). */
+  /** In-process cells at once (default: the cores; cells that train run in child processes). */
   concurrency: z.number().int().positive().optional(),
   /** Redis mode: stop waiting after this many seconds (the jobs stay queued; re-run to resume). */
   timeoutS: z.number().positive().optional(),
@@ -40,7 +41,7 @@ export const gridRunCommand: Command<typeof gridRunSchema> = {
 
 Options:
   --queue local|redis://host:port   default local (in this process); with Redis, 'xlt worker' processes run the cells
-  --concurrency N                   in-process cells at once
+  --concurrency N                   in-process cells at once (default: the cores; each training cell in a child process)
   --run-dir DIR                     where results go (shared by every worker); run again with the same DIR to resume
   --timeout-s S                     Redis mode: stop waiting after S seconds
 
@@ -54,13 +55,19 @@ Examples:
   schema: gridRunSchema,
   async run(cfg, ctx) {
     const cells = expandGrid(cfg.cells);
-    const cpuBound = cells.some((c) => c.kind !== 'annotate');
+    // cells that train share a process badly: in-process, each lane is an 'xlt grid child' process
+    const self = ctx.self;
+    const lanes = cells.some((c) => c.kind !== 'annotate') && self !== undefined;
     let last = '';
     const result = await runGrid(cells, {
       runDir: ctx.runDir,
       queue: cfg.queue,
       handlers: cliJobHandlers(),
-      concurrency: cfg.concurrency ?? (cpuBound ? 1 : availableParallelism()),
+      ...(lanes
+        ? { fork: () => fork(self, ['grid', 'child'], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }) }
+        : {}),
+      concurrency:
+        cfg.concurrency ?? (lanes || cells.every((c) => c.kind === 'annotate') ? availableParallelism() : 1),
       attempts: cfg.attempts,
       backoffMs: cfg.backoffMs,
       ...(cfg.timeoutS !== undefined ? { timeoutMs: cfg.timeoutS * 1000 } : {}),
@@ -102,6 +109,17 @@ Examples:
         'IO',
         `${result.failed.length} cells failed (see ${path.join(ctx.runDir, 'failed')})`,
       );
+  },
+};
+
+export const gridChildCommand: Command<z.ZodObject> = {
+  name: 'grid child',
+  summary: "Internal: runs cells for a parent 'xlt grid run' over its IPC channel",
+  help: "Started by 'xlt grid run' (one per lane); exits when the parent disconnects.",
+  schema: z.strictObject({}),
+  runDir: false,
+  async run() {
+    await serveForkedCells(cliJobHandlers());
   },
 };
 

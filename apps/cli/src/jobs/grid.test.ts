@@ -161,6 +161,27 @@ describe.skipIf(fixtures !== undefined)('a grid of 12 tiny fine-tuning cells', (
     expect(again.out).not.toMatch(/completed in/);
   });
 
+  it('runs from the xlt binary with a child process per lane, with the same results', async () => {
+    if (!existsSync(bin)) throw new Error(`${bin} is missing: build the CLI first (pnpm build)`);
+    const runDir = path.join(dir, 'lanes');
+    const child = spawn(
+      process.execPath,
+      [bin, 'grid', 'run', '--config', writeGrid(), '--run-dir', runDir, '--concurrency', '2'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr?.resume();
+    const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    expect(code).toBe(0);
+    expect(out).toMatch(/12\/12 done, 0 failed/);
+    expect(checkRun(runDir)).toEqual(local);
+  });
+
   it('runs over 3 worker processes on Redis with the same results as in-process', async (t) => {
     if (redis === undefined) return t.skip(redisReason);
     if (!existsSync(bin)) throw new Error(`${bin} is missing: build the CLI first (pnpm build)`);
