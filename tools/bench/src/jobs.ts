@@ -111,14 +111,14 @@ export async function jobsSpeedup(): Promise<string[]> {
         model: sharedPath('fixtures', 'xmod-postnorm', 'mlm'),
         tokenizer: sharedPath('fixtures', 'tokenizer', 'tokenizer.json'),
         train: data,
-        steps: 30,
+        steps: 20,
         batchSize: 8,
         lr: 0.01,
         engine: 'tfjs',
         backend: 'cpu',
       };
       grids.push([
-        'cpu-bound: 8 fine-tuning cells (fixture X-Mod, 30 steps, tfjs cpu)',
+        'cpu-bound: 8 fine-tuning cells (fixture X-Mod, 20 steps, tfjs cpu)',
         { cells: [{ kind: 'train', command: 'finetune', config, seeds: [0, 1, 2, 3, 4, 5, 6, 7] }] },
       ]);
     } else lines.push('jobs cpu-bound grid: skipped (../shared fixtures not found)');
