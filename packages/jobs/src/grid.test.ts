@@ -106,4 +106,58 @@ describe('grid over Redis (BullMQ workers)', () => {
       await Promise.all(workers.map((w) => w.close()));
     }
   });
+
+  it('on close() finishes the current job; on close(true) hands it back to another worker', async (t) => {
+    if (redis === undefined) return t.skip(redisReason);
+    // a database of its own: BullMQ skips stalled checks for a while after any worker's check, and
+    // the workers above check every 30 s
+    const url = redis.url.replace(/\/\d+$/, '/5');
+    let release: () => void = () => {};
+    const started: string[] = [];
+    const slow: JobHandlers = {
+      train: async (cell) => {
+        started.push(`seed ${cell.seed}`);
+        if (cell.seed === 1) await new Promise<void>((r) => (release = r));
+        return { seed: cell.seed };
+      },
+    };
+    const fast = { lockDurationMs: 1500, stalledIntervalMs: 300 };
+    const until = async (cond: () => boolean) => {
+      for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(cond()).toBe(true);
+    };
+    // graceful: close() waits for the job in flight, whose result is committed
+    const a = await startWorker({ queue: url, handlers: slow, ...fast });
+    const runA = runGrid([{ kind: 'train', seed: 1, config: { steps: 1 } }], {
+      runDir: path.join(dir, 'graceful'),
+      queue: url,
+    });
+    await until(() => started.length >= 1);
+    let closed = false;
+    const closing = a.close().then(() => {
+      closed = true;
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(closed).toBe(false);
+    release();
+    await closing;
+    expect((await runA).records.size).toBe(1);
+    // forced: close(true) returns at once; another worker takes the job when its lock expires
+    started.length = 0;
+    const b = await startWorker({ queue: url, handlers: slow, ...fast });
+    const runB = runGrid([{ kind: 'train', seed: 1, config: { steps: 1 } }], {
+      runDir: path.join(dir, 'forced'),
+      queue: url,
+    });
+    await until(() => started.length >= 1);
+    const firstRelease = release;
+    await b.close(true);
+    const c = await startWorker({ queue: url, handlers: slow, ...fast });
+    await until(() => started.length >= 2);
+    release();
+    const r = await runB;
+    expect(r.records.size).toBe(1);
+    firstRelease();
+    await c.close();
+  });
 });

@@ -18,7 +18,10 @@ export interface WorkerOptions {
   concurrency?: number;
   /** A job whose worker has not renewed its lock for this long is handed to another (default 60,000). */
   lockDurationMs?: number;
-  /** How often stalled jobs are looked for (default 30,000). */
+  /**
+   * How often stalled jobs are looked for (default 30,000). Give every worker of a Redis the same value:
+   * after any worker's check, BullMQ skips checks for that long.
+   */
   stalledIntervalMs?: number;
   /** Times a job may stall before it fails (default 2). */
   maxStalledCount?: number;

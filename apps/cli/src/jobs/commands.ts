@@ -144,7 +144,8 @@ export const workerCommand: Command<typeof workerSchema> = {
   --concurrency 1               cells at once in this process (CPU-bound cells: start one worker per core instead)
   --kinds train,evaluate        queues to serve (default: train, evaluate, annotate, augment)
   --lock-ms 60000               a cell whose worker is gone is retried after this long
-  --stalled-ms 30000            how often stalled cells are looked for
+  --stalled-ms 30000            how often stalled cells are looked for (the same on every worker of a Redis:
+                                after any worker's check, BullMQ skips checks for that long)
   --annotate-rate N             at most N annotate slices started per second over all workers
   --shutdown-s 60               on SIGTERM, finish the current cells for up to this long, then hand them back
 
