@@ -102,6 +102,16 @@ describe('grid over Redis (BullMQ workers)', () => {
       expect(log.filter((l) => / completed in \d+\.\d s/.test(l))).toHaveLength(cells.length);
       const again = await runGrid(cells, { runDir, queue: url });
       expect(again.progress.skipped).toBe(cells.length);
+      // a worker confined to other run roots fails such a job at once, without retries
+      await Promise.all(workers.splice(0).map((w) => w.close()));
+      workers.push(await startWorker({ queue: url, handlers, runRoots: [path.join(dir, 'elsewhere')] }));
+      const outside = await runGrid([{ kind: 'train', seed: 7, config: { steps: 1, lr: 1 } }], {
+        runDir: path.join(dir, 'outside'),
+        queue: url,
+        attempts: 3,
+      });
+      expect(outside.failed[0]?.error).toMatch(/outside this worker's run roots/);
+      expect(outside.failed[0]?.attempts).toBe(1);
     } finally {
       await Promise.all(workers.map((w) => w.close()));
     }

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { XltConfigError } from '@xlt/core';
-import { type Job, Worker } from 'bullmq';
+import { type Job, UnrecoverableError, Worker } from 'bullmq';
 import { cellKey, checkCell, JOB_KINDS, type JobHandlers, type JobKind } from './cell.js';
 import { executeCell } from './execute.js';
 import { connectionOf } from './options.js';
@@ -28,9 +29,16 @@ export interface WorkerOptions {
   /** Rate limit of `annotate` jobs over all workers: at most `max` started per `durationMs`. */
   annotateRate?: { max: number; durationMs: number };
   prefix?: string;
+  /** Accept only jobs whose run directory lies under one of these folders (default: any). */
+  runRoots?: readonly string[];
   /** The store of a job's run directory (default: a {@link DirectoryStore} on that path). */
   storeFor?: (runDir: string) => RunStore;
   log?: (line: string) => void;
+}
+
+function isUnder(dir: string, root: string): boolean {
+  const rel = path.relative(path.resolve(root), path.resolve(dir));
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
 }
 
 /** A running worker. */
@@ -65,6 +73,10 @@ export async function startWorker(opts: WorkerOptions): Promise<XltWorker> {
         `job ${job.id}: run directory ${String(runDir)} does not exist here (workers need the shared storage at the same path)`,
         { field: 'runDir' },
       );
+    if (opts.runRoots !== undefined && !opts.runRoots.some((root) => isUnder(runDir, root)))
+      throw new UnrecoverableError(
+        `job ${job.id}: run directory ${runDir} is outside this worker's run roots (${opts.runRoots.join(', ')})`,
+      );
     log(`job ${job.id} started (${cell.kind}, attempt ${job.attemptsMade + 1})`);
     const t0 = performance.now();
     const { reused } = await executeCell(cell, storeFor(runDir), opts.handlers, log, opts.queue);
@@ -87,7 +99,7 @@ export async function startWorker(opts: WorkerOptions): Promise<XltWorker> {
     });
     w.on('failed', (job, err) => {
       if (job === undefined) return;
-      const last = job.attemptsMade >= (job.opts.attempts ?? 1);
+      const last = err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
       log(
         `job ${job.id} ${last ? 'failed' : `attempt ${job.attemptsMade} failed, will retry`}: ${err.message}`,
       );

@@ -134,6 +134,7 @@ const workerSchema = z.strictObject({
   stalledMs: z.number().int().min(500).default(30_000),
   annotateRate: z.number().positive().optional(),
   shutdownS: z.number().positive().default(60),
+  runRoot: z.union([z.string(), z.array(z.string())]).optional(),
 });
 
 export const workerCommand: Command<typeof workerSchema> = {
@@ -147,6 +148,7 @@ export const workerCommand: Command<typeof workerSchema> = {
   --stalled-ms 30000            how often stalled cells are looked for (the same on every worker of a Redis:
                                 after any worker's check, BullMQ skips checks for that long)
   --annotate-rate N             at most N annotate slices started per second over all workers
+  --run-root DIR                accept only jobs whose run directory is under DIR (repeatable)
   --shutdown-s 60               on SIGTERM, finish the current cells for up to this long, then hand them back
 
 Logs one line per finished cell: 'job <id> completed in S s'. Workers read and write the run
@@ -167,6 +169,7 @@ Example:
       ...(cfg.annotateRate !== undefined
         ? { annotateRate: { max: cfg.annotateRate, durationMs: 1000 } }
         : {}),
+      ...(cfg.runRoot !== undefined ? { runRoots: [cfg.runRoot].flat() } : {}),
       log: ctx.log,
     });
     ctx.log(
@@ -180,6 +183,7 @@ Example:
         const force = () => {
           ctx.log('handing the current cells back');
           void worker.close(true).then(resolve, resolve);
+          setTimeout(resolve, 5000).unref(); // even if Redis does not answer
         };
         const timer = setTimeout(force, cfg.shutdownS * 1000);
         timer.unref();
