@@ -142,7 +142,8 @@ function checkRun(runDir: string): Map<string, { result: unknown; weights: strin
   return out;
 }
 
-describe.skipIf(fixtures !== undefined)('a grid of 12 tiny fine-tuning cells', () => {
+// each test starts Node processes: generous limits for a loaded 2-core machine
+describe.skipIf(fixtures !== undefined)('a grid of 12 tiny fine-tuning cells', { timeout: 600_000 }, () => {
   let local: Map<string, { result: unknown; weights: string | undefined }>;
 
   it('runs in-process, prints progress over jobs, and skips finished cells when run again', async () => {
@@ -212,11 +213,11 @@ describe.skipIf(fixtures !== undefined)('a grid of 12 tiny fine-tuning cells', (
     const url = redis.url;
     const ws = workers.filter((w) => w.child.exitCode === null);
     const victim = startWorker(url);
-    await until(() => victim.out.some((l) => l.includes('serving')), 30_000, 'the new worker to start');
+    await until(() => victim.out.some((l) => l.includes('serving')), 120_000, 'the new worker to start');
     const runDir = path.join(dir, 'killed');
     mkdirSync(runDir, { recursive: true });
     const run = cli('grid', 'run', '--config', writeGrid(), '--run-dir', runDir, '--queue', url);
-    await until(() => victim.out.some((l) => / started /.test(l)), 60_000, 'the victim to start a job');
+    await until(() => victim.out.some((l) => / started /.test(l)), 120_000, 'the victim to start a job');
     const killedJob = /job (\S+) started/.exec(victim.out.find((l) => / started /.test(l)) ?? '')?.[1];
     victim.child.kill('SIGKILL');
     const r = await run;
