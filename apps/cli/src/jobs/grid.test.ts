@@ -190,7 +190,7 @@ describe.skipIf(fixtures !== undefined)('a grid of 12 tiny fine-tuning cells', {
     const ws = [startWorker(url), startWorker(url), startWorker(url)];
     await until(
       () => ws.every((w) => w.out.some((l) => l.includes('serving'))),
-      30_000,
+      120_000,
       'the workers to start',
     );
     const runDir = path.join(dir, 'redis');
