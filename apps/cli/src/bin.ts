@@ -5,6 +5,7 @@ import { runCli } from './cli/main.js';
 runCli(process.argv.slice(2), COMMANDS, {
   out: (s) => process.stdout.write(s),
   err: (s) => process.stderr.write(s),
+  ...(process.argv[1] !== undefined ? { self: process.argv[1] } : {}),
 }).then(
   (code) => process.exit(code),
   (e: unknown) => {

@@ -3,6 +3,7 @@
  * otherwise idle machine. `XLT_BENCH=matmul,tokenizer` selects suites.
  */
 import { BACKEND_ORDER, type BackendName, initBackend } from '@xlt/core';
+import { jobsSpeedup } from './jobs.js';
 import { matmulGflops } from './matmul.js';
 import {
   onnxInferenceTokensPerSecond,
@@ -18,6 +19,7 @@ import { tokenizerEncode, tokenizerTrain } from './tokenizer.js';
 import { FIXTURE_XMOD, tfjsTrainTokensPerSecond } from './train.js';
 import { xmodLoad } from './xmod-load.js';
 
+export { jobsSpeedup } from './jobs.js';
 export { matmulGflops } from './matmul.js';
 export {
   encoderFlopsPerToken,
@@ -128,6 +130,9 @@ async function main(): Promise<void> {
   }
   if (want('serve')) {
     for (const line of await serveLoad()) console.log(line);
+  }
+  if (want('jobs')) {
+    for (const line of await jobsSpeedup()) console.log(line);
   }
   console.log(`peak RSS: ${peakRssMiB().toFixed(0)} MiB`);
 }

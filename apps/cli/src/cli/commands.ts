@@ -22,6 +22,7 @@ import { serveCommand } from '../commands/serve.js';
 import { readSourceExamples } from '../commands/source-examples.js';
 import { demoReport } from '../demo/report.js';
 import { runDemo } from '../demo/run.js';
+import { gridChildCommand, gridRunCommand, workerCommand } from '../jobs/commands.js';
 import type { Command } from './main.js';
 
 const demoSchema = z.strictObject({
@@ -247,4 +248,7 @@ export const COMMANDS: Command[] = [
   augmentSelfCommand,
   augmentLlmCommand,
   oieCommand,
+  gridRunCommand,
+  gridChildCommand,
+  workerCommand,
 ] as Command[];

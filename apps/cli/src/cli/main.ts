@@ -9,6 +9,8 @@ export interface CommandContext {
   /** The command's run directory (created; holds `config.json` and the command's outputs). */
   runDir: string;
   log: (line: string) => void;
+  /** The running `xlt` script (for child processes); absent when the CLI runs inside another program. */
+  self?: string;
 }
 
 /** One `xlt` subcommand. */
@@ -113,7 +115,7 @@ Exit codes: 0 success, 1 failure, 2 bad usage, config or input files. 'xlt <comm
 export async function runCli(
   argv: readonly string[],
   commands: readonly Command[],
-  io: { out: (s: string) => void; err: (s: string) => void },
+  io: { out: (s: string) => void; err: (s: string) => void; self?: string },
 ): Promise<number> {
   let parsed: ReturnType<typeof parseArgv>;
   try {
@@ -155,7 +157,11 @@ export async function runCli(
     writeFileAtomic(path.join(runDir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
   }
   try {
-    await cmd.run(config, { runDir, log: (l) => io.out(`${l}\n`) });
+    await cmd.run(config, {
+      runDir,
+      log: (l) => io.out(`${l}\n`),
+      ...(io.self !== undefined ? { self: io.self } : {}),
+    });
     return EXIT.ok;
   } catch (e) {
     const usage = isXltError(e, 'CONFIG') || isXltError(e, 'NOT_FOUND') || isXltError(e, 'FORMAT');
