@@ -132,6 +132,21 @@ export async function readText(file: string, lang: string, limit: number): Promi
   return out;
 }
 
+/** Up to `maxSentences` sentences of one language from its files (paths relative to the data root). */
+async function readLanguageText(
+  lang: string,
+  files: readonly string[],
+  dataRoot: string | undefined,
+  maxSentences: number,
+): Promise<string[]> {
+  const sentences: string[] = [];
+  for (const file of files) {
+    const full = requireFile(dataPath(dataRoot, file), `text.${lang}`);
+    sentences.push(...(await readText(full, lang, maxSentences - sentences.length)));
+  }
+  return sentences;
+}
+
 /** Tokenised MLM sentences per language. */
 export async function loadMlmCorpus(
   tok: XltTokenizer,
@@ -141,11 +156,7 @@ export async function loadMlmCorpus(
   const out = new Map<string, number[][]>();
   for (const [lang, f] of Object.entries(files)) {
     const list = Array.isArray(f) ? f : [f];
-    const sentences: string[] = [];
-    for (const file of list) {
-      const full = requireFile(dataPath(o.dataRoot, file), `text.${lang}`);
-      sentences.push(...(await readText(full, lang, o.maxSentences - sentences.length)));
-    }
+    const sentences = await readLanguageText(lang, list, o.dataRoot, o.maxSentences);
     const ids: number[][] = [];
     for (let i = 0; i < sentences.length; i += 512) {
       const enc = await tok.encodeBatch(sentences.slice(i, i + 512), { maxLength: o.maxLength });
@@ -186,11 +197,7 @@ export async function loadPackedMlmCorpus(
   const out = new Map<string, number[][]>();
   for (const [lang, f] of Object.entries(files)) {
     const list = Array.isArray(f) ? f : [f];
-    const sentences: string[] = [];
-    for (const file of list) {
-      const full = requireFile(dataPath(o.dataRoot, file), `text.${lang}`);
-      sentences.push(...(await readText(full, lang, o.maxSentences - sentences.length)));
-    }
+    const sentences = await readLanguageText(lang, list, o.dataRoot, o.maxSentences);
     const stream: number[] = [];
     for (let i = 0; i < sentences.length; i += 512) {
       const enc = await tok.encodeBatch(sentences.slice(i, i + 512), { addSpecialTokens: false });
