@@ -61,6 +61,29 @@ describe('fit', () => {
     m.dispose();
   });
 
+  it('gives timers a turn between steps (a signal handler or progress timer is never starved)', async () => {
+    const m = new TinyModel(23);
+    const steps: number[] = [];
+    let firedAfterStep = -1;
+    await fit<TokenBatch>(m, modelLoss(m), {
+      lr: 1e-3,
+      totalSteps: 5,
+      data: ({ rng }) => tinyBatch(rng),
+      callbacks: {
+        onStep: (r) => {
+          steps.push(r.step);
+          // a timer set during step 1 runs before step 2, not after all five steps
+          if (r.step === 1)
+            setTimeout(() => {
+              firedAfterStep = steps.length;
+            }, 0);
+        },
+      },
+    });
+    expect(firedAfterStep).toBe(1);
+    m.dispose();
+  });
+
   it('calls onStep with lr from the schedule and counts tokens; prints plain lines off a TTY', async () => {
     const m = new TinyModel(22);
     const seen: Array<{ step: number; lr: number; tokens: number }> = [];

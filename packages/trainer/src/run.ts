@@ -257,6 +257,9 @@ export async function fit<B>(
       } finally {
         for (const b of batches) disposeTensors(b);
       }
+      // a tfjs step is synchronous: give timers, signals and messages a turn after every step, so
+      // that SIGINT/SIGTERM handlers, progress timers and a test runner's RPC are never starved
+      await new Promise<void>((resolve) => setImmediate(resolve));
       tokens += stepTokens;
       summary.losses.push(result.loss);
       summary.gradNorms.push(result.gradNorm);

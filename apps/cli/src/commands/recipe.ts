@@ -6,7 +6,7 @@ import { trainUnigram } from '@xlt/tokenizer';
 import { z } from 'zod';
 import { validateConfig } from '../cli/config.js';
 import type { Command, CommandContext } from '../cli/main.js';
-import { dataPath, defaultDataRoot } from '../tasks/common.js';
+import { dataPath, defaultDataRoot, setupBackend } from '../tasks/common.js';
 import { buildCorpus, type CorpusManifest } from '../tasks/corpus.js';
 import { loadTokenizer } from '../tasks/model.js';
 import { RECIPES, type Recipe, type RecipeSettings } from '../tasks/recipes.js';
@@ -29,6 +29,9 @@ const recipeSchema = z.strictObject({
   layers: z.number().int().positive().optional(),
   pretrainSteps: z.number().int().positive().optional(),
   pretrainBatchSize: z.number().int().positive().optional(),
+  pretrainLr: z.number().positive().optional(),
+  pretrainDropout: z.number().min(0).max(1).optional(),
+  maskProbability: z.number().positive().max(1).optional(),
   blockSize: z.number().int().min(16).optional(),
   finetuneEpochs: z.number().positive().optional(),
   finetuneLr: z.number().positive().optional(),
@@ -54,6 +57,9 @@ export function recipeSettings(recipe: Recipe, cfg: RecipeConfig): RecipeSetting
       ...base.pretrain,
       steps: cfg.pretrainSteps ?? base.pretrain.steps,
       batchSize: cfg.pretrainBatchSize ?? base.pretrain.batchSize,
+      lr: cfg.pretrainLr ?? base.pretrain.lr,
+      dropout: cfg.pretrainDropout ?? base.pretrain.dropout,
+      maskProbability: cfg.maskProbability ?? base.pretrain.maskProbability,
       maxLength: cfg.blockSize ?? base.pretrain.maxLength,
     },
     finetune: {
@@ -177,6 +183,8 @@ async function runRecipe(all: Recipe, cfg: RecipeConfig, ctx: CommandContext): P
           maxLength: s.pretrain.maxLength,
           lr: s.pretrain.lr,
           warmupRatio: s.pretrain.warmupRatio,
+          dropout: s.pretrain.dropout,
+          maskProbability: s.pretrain.maskProbability,
           checkpointEvery: Math.max(50, Math.round(s.pretrain.steps / 10)),
           resume: true,
           ...common,
@@ -187,7 +195,8 @@ async function runRecipe(all: Recipe, cfg: RecipeConfig, ctx: CommandContext): P
     );
   }
   if (s.baseline) {
-    await step(ctx, 'init-random', index, async (dir) => {
+    await step(ctx, 'init-random', index, async (dir, log) => {
+      await setupBackend('auto', log);
       const tok = await loadTokenizer(tokFile, undefined);
       const m = newMaskedLm(tok, {
         init: 'small',
@@ -229,6 +238,7 @@ async function runRecipe(all: Recipe, cfg: RecipeConfig, ctx: CommandContext): P
           maxLength: s.finetune.maxLength,
           lr: s.finetune.lr,
           warmupRatio: s.finetune.warmupRatio,
+          dropout: s.finetune.dropout,
           evalEvery: Math.max(1, Math.floor(stepsPerEpoch / s.finetune.evalsPerEpoch)),
           earlyStoppingPatience: s.finetune.earlyStoppingPatience,
           ...(cfg.maxTrainExamples !== undefined ? { maxTrainExamples: cfg.maxTrainExamples } : {}),
@@ -406,6 +416,7 @@ Options:
   --quick              the quick variant (smaller budget; about 45 minutes on 2 cores)
   --seed 0 --data-root DIR --threads N --engine auto|tfjs|onnxruntime --resamples 1000
   Overrides: --vocab-size --hidden-size --layers --pretrain-steps --pretrain-batch-size --block-size
+  --pretrain-lr --pretrain-dropout --mask-probability
   --finetune-epochs --finetune-lr --max-train-examples --max-sentences-per-language --max-eval-examples
   --max-dev-examples --baseline true|false
 

@@ -16,13 +16,23 @@ export interface RecipeSettings {
   vocabSize: number;
   hiddenSize: number;
   layers: number;
-  pretrain: { steps: number; batchSize: number; maxLength: number; lr: number; warmupRatio: number };
+  pretrain: {
+    steps: number;
+    batchSize: number;
+    maxLength: number;
+    lr: number;
+    warmupRatio: number;
+    /** Dropout while pre-training (the saved models get the fine-tuning dropout). */
+    dropout: number;
+    maskProbability: number;
+  };
   finetune: {
     epochs: number;
     batchSize: number;
     maxLength: number;
     lr: number;
     warmupRatio: number;
+    dropout: number;
     /** Dev evaluations per epoch (best weights kept). */
     evalsPerEpoch: number;
     earlyStoppingPatience: number;
@@ -54,13 +64,22 @@ const FULL: RecipeSettings = {
   vocabSize: 16000,
   hiddenSize: 256,
   layers: 4,
-  pretrain: { steps: 6000, batchSize: 16, maxLength: 128, lr: 1e-3, warmupRatio: 0.05 },
+  pretrain: {
+    steps: 6000,
+    batchSize: 16,
+    maxLength: 128,
+    lr: 1e-3,
+    warmupRatio: 0.05,
+    dropout: 0.1,
+    maskProbability: 0.15,
+  },
   finetune: {
     epochs: 6,
     batchSize: 32,
     maxLength: 128,
     lr: 5e-4,
     warmupRatio: 0.1,
+    dropout: 0.1,
     evalsPerEpoch: 1,
     earlyStoppingPatience: 2,
     maxDevExamples: 2000,
