@@ -1,9 +1,11 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { sharedSkipReason } from '@xlt/core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { EXIT } from '../cli/main.js';
+import { COMMANDS } from '../cli/commands.js';
+import { EXIT, runCli } from '../cli/main.js';
 import { cli } from '../test-cli.js';
 
 const skipNer = sharedSkipReason('data', 'panx');
@@ -116,6 +118,47 @@ describe.skipIf(skipNer !== undefined)('xlt recipe ner', () => {
     expect(r.out.match(/done before, skipped/g)?.length).toBe(11);
     expect(readFileSync(path.join(run, 'results.md'), 'utf8').split('Wall time')[0]).toBe(before);
   }, 120_000);
+
+  // the built CLI (pnpm build runs before the tests): lanes are child processes of it
+  const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/bin.js');
+  it.skipIf(!existsSync(bin))(
+    'with --lanes 2 runs each model in its own xlt process, to the same results as in one process',
+    async () => {
+      const laned = path.join(dir, 'ner-lanes');
+      // the finished corpus and tokenizer are reused: only the models' chains run again
+      for (const d of ['corpus', 'tokenizer'])
+        cpSync(path.join(run, d), path.join(laned, d), { recursive: true });
+      let out = '';
+      const code = await runCli(
+        [
+          'recipe',
+          'ner',
+          '--languages',
+          '["en","de","fr"]',
+          '--baseline',
+          'true',
+          ...tiny,
+          '--lanes',
+          '2',
+          '--run-dir',
+          laned,
+        ],
+        COMMANDS,
+        { out: (t) => (out += t), err: (t) => (out += t), self: bin },
+      );
+      if (code !== EXIT.ok) console.error(out);
+      expect(code).toBe(EXIT.ok);
+      expect(out).toMatch(/2 lanes \(one xlt process per model\), 1 thread\(s\) each/);
+      // the children's lines come back tagged with their step
+      expect(out).toMatch(/\[pretrain-xmod\] \[pretrain\] step 4\/4/);
+      const table = (d: string) => readFileSync(path.join(d, 'results.md'), 'utf8').split('Wall time')[0];
+      expect(table(laned)).toBe(table(run));
+      expect(readdirSync(path.join(laned, 'model')).sort()).toEqual(
+        readdirSync(path.join(run, 'model')).sort(),
+      );
+    },
+    300_000,
+  );
 
   it('names a language that is not in the recipe', async () => {
     const r = await cli('recipe', 'ner', '--languages', '["en","xx"]', '--run-dir', path.join(dir, 'bad'));

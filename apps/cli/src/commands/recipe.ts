@@ -1,6 +1,8 @@
+import { spawn } from 'node:child_process';
 import { cpSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import { writeFileAtomic, XltConfigError } from '@xlt/core';
+import { writeFileAtomic, XltConfigError, XltError } from '@xlt/core';
 import { pairedBootstrap } from '@xlt/evaluator';
 import { trainUnigram } from '@xlt/tokenizer';
 import { z } from 'zod';
@@ -22,6 +24,8 @@ const recipeSchema = z.strictObject({
   seed: z.number().int().nonnegative().default(0),
   dataRoot: z.string().optional(),
   threads: z.number().int().positive().optional(),
+  /** Models trained at once, each in its own `xlt` process (default: the cores; 1 in-process). */
+  lanes: z.number().int().positive().optional(),
   engine: z.enum(['auto', 'tfjs', 'onnxruntime']).default('auto'),
   // overrides of the variant's settings (tests use tiny ones)
   vocabSize: z.number().int().min(50).optional(),
@@ -95,15 +99,76 @@ async function step(
   ctx.log(`== ${name} finished in ${(seconds / 60).toFixed(1)} min`);
 }
 
-async function runCommand<S extends z.ZodType>(
+/** Runs a step's command: in this process, or as an `xlt` child process (`self`, the CLI script). */
+type StepRunner = <S extends z.ZodType>(
   cmd: Command<S>,
   config: Record<string, unknown>,
   dir: string,
   log: (l: string) => void,
-): Promise<void> {
+) => Promise<void>;
+
+const runCommand: StepRunner = async (cmd, config, dir, log) => {
   const cfg = validateConfig(cmd.schema, config, `recipe step ${cmd.name}`);
   writeFileAtomic(path.join(dir, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
   await cmd.run(cfg, { runDir: dir, log });
+};
+
+/** Child processes of this recipe, ended with it (a lane never outlives the command). */
+const children = new Set<import('node:child_process').ChildProcess>();
+process.once('exit', () => {
+  for (const c of children) c.kill('SIGTERM');
+});
+
+/** A {@link StepRunner} that runs each command as `node <self> <command> --config <its config.json>`. */
+function childRunner(self: string): StepRunner {
+  return async (cmd, config, dir, log) => {
+    const cfg = validateConfig(cmd.schema, config, `recipe step ${cmd.name}`);
+    const file = path.join(dir, 'config.json');
+    writeFileAtomic(file, `${JSON.stringify(cfg, null, 2)}\n`);
+    const args = [self, ...cmd.name.split(' '), '--config', file, '--run-dir', dir];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    const tail: string[] = [];
+    const lines = (stream: NodeJS.ReadableStream) => {
+      let rest = '';
+      stream.setEncoding('utf8');
+      stream.on('data', (chunk: string) => {
+        const parts = (rest + chunk).split('\n');
+        rest = parts.pop() ?? '';
+        for (const l of parts) {
+          const line = l.replace(/\r/g, '');
+          if (line.trim() === '') continue;
+          log(`[${path.basename(dir)}] ${line}`);
+          tail.push(line);
+          if (tail.length > 5) tail.shift();
+        }
+      });
+    };
+    lines(child.stdout);
+    lines(child.stderr);
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', (c) => resolve(c));
+    });
+    children.delete(child);
+    if (code !== 0)
+      throw new XltError(
+        'STATE',
+        `recipe step ${cmd.name} in ${dir} exited with ${code}: ${tail.join(' | ')}`,
+      );
+  };
+}
+
+/** Runs the tasks, at most `lanes` at once, in order; the first failure rejects. */
+async function inLanes(tasks: Array<() => Promise<void>>, lanes: number): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < tasks.length) {
+      const task = tasks[next++] as () => Promise<void>;
+      await task();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(lanes, tasks.length)) }, lane));
 }
 
 function readJson<T>(file: string): T {
@@ -162,9 +227,17 @@ async function runRecipe(all: Recipe, cfg: RecipeConfig, ctx: CommandContext): P
     log(`vocabulary of ${r.tokenizer.vocabSize} pieces in ${(r.elapsedMs / 1000).toFixed(1)} s`);
     return { vocabSize: r.tokenizer.vocabSize };
   });
-  for (const arch of ['shared', 'xmod'] as const) {
-    await step(ctx, `pretrain-${arch}`, index, (dir, log) =>
-      runCommand(
+  // each model's chain (pre-training, fine-tuning, evaluation) runs in its own lane: a child
+  // process per lane when the CLI runs as a program (onnxruntime runs on the calling JS thread)
+  const cores = availableParallelism();
+  const lanes = ctx.self === undefined ? 1 : Math.max(1, Math.min(cfg.lanes ?? cores, models.length));
+  const run: StepRunner = lanes > 1 ? childRunner(ctx.self as string) : runCommand;
+  const laneThreads = cfg.threads ?? (lanes > 1 ? Math.max(1, Math.floor(cores / lanes)) : undefined);
+  const laneCommon = { ...common, ...(laneThreads !== undefined ? { threads: laneThreads } : {}) };
+  if (lanes > 1) ctx.log(`${lanes} lanes (one xlt process per model), ${laneThreads} thread(s) each`);
+  const pretrain = (arch: 'shared' | 'xmod') =>
+    step(ctx, `pretrain-${arch}`, index, (dir, log) =>
+      run(
         pretrainCommand,
         {
           init: 'small',
@@ -187,13 +260,12 @@ async function runRecipe(all: Recipe, cfg: RecipeConfig, ctx: CommandContext): P
           maskProbability: s.pretrain.maskProbability,
           checkpointEvery: Math.max(50, Math.round(s.pretrain.steps / 10)),
           resume: true,
-          ...common,
+          ...laneCommon,
         },
         dir,
         log,
       ),
     );
-  }
   if (s.baseline) {
     await step(ctx, 'init-random', index, async (dir, log) => {
       await setupBackend('auto', log);
@@ -221,9 +293,10 @@ async function runRecipe(all: Recipe, cfg: RecipeConfig, ctx: CommandContext): P
   const trainFile = dataPath(dataRoot, recipe.train);
   const sentences = cfg.maxTrainExamples ?? (await countExamples(recipe.task, trainFile));
   const stepsPerEpoch = Math.ceil(sentences / s.finetune.batchSize);
-  for (const m of models) {
+  const chain = async (m: string) => {
+    if (m === 'shared' || m === 'xmod') await pretrain(m);
     await step(ctx, `finetune-${m}`, index, (dir, log) =>
-      runCommand(
+      run(
         finetuneCommand,
         {
           task: recipe.task,
@@ -242,7 +315,7 @@ async function runRecipe(all: Recipe, cfg: RecipeConfig, ctx: CommandContext): P
           evalEvery: Math.max(1, Math.floor(stepsPerEpoch / s.finetune.evalsPerEpoch)),
           earlyStoppingPatience: s.finetune.earlyStoppingPatience,
           ...(cfg.maxTrainExamples !== undefined ? { maxTrainExamples: cfg.maxTrainExamples } : {}),
-          ...common,
+          ...laneCommon,
         },
         dir,
         log,
@@ -250,7 +323,7 @@ async function runRecipe(all: Recipe, cfg: RecipeConfig, ctx: CommandContext): P
     );
     for (const ev of recipe.evals) {
       await step(ctx, `eval-${ev.name}-${m}`, index, (dir, log) =>
-        runCommand(
+        run(
           evaluateCommand,
           {
             model: path.join(ctx.runDir, `finetune-${m}`, 'model'),
@@ -260,14 +333,18 @@ async function runRecipe(all: Recipe, cfg: RecipeConfig, ctx: CommandContext): P
             batchSize: 64,
             resamples: cfg.resamples,
             ...(s.maxEvalExamples !== undefined ? { maxExamplesPerLanguage: s.maxEvalExamples } : {}),
-            ...common,
+            ...laneCommon,
           },
           dir,
           log,
         ),
       );
     }
-  }
+  };
+  await inLanes(
+    models.map((m) => () => chain(m)),
+    lanes,
+  );
   index.i++;
   ctx.log(`== ${index.i}/${index.n} results`);
   const summary = summarise(recipe, ctx.runDir, models, cfg, s, (performance.now() - t0) / 1000);
@@ -415,6 +492,8 @@ Options:
   --languages '["en","de"]'  a subset of the recipe's languages (the source always stays)
   --quick              the quick variant (smaller budget; about 45 minutes on 2 cores)
   --seed 0 --data-root DIR --threads N --engine auto|tfjs|onnxruntime --resamples 1000
+  --lanes N            models trained at once, each chain (pre-training, fine-tuning, evaluation) in its
+                       own xlt process with cores/N threads (default: the cores, here ${availableParallelism()})
   Overrides: --vocab-size --hidden-size --layers --pretrain-steps --pretrain-batch-size --block-size
   --pretrain-lr --pretrain-dropout --mask-probability
   --finetune-epochs --finetune-lr --max-train-examples --max-sentences-per-language --max-eval-examples
