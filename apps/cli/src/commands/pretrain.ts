@@ -64,6 +64,9 @@ export function newMaskedLm(
   return model;
 }
 
+/** Masking rate of the held-out masked-LM loss (fixed, so that runs with other training rates compare). */
+const HELD_OUT_MASK_PROBABILITY = 0.15;
+
 const pretrainSchema = z
   .strictObject({
     model: z.string().optional().describe('Hugging Face model folder to continue from'),
@@ -112,7 +115,7 @@ Options (or config keys):
   --text LANG=PATH          repeatable; or a config map  text: { en: panx/train-en.tsv, de: [a.txt, b.txt] }
                             one sentence a line, or PAN-X/CoNLL .tsv (first column, tags dropped)
   --data-root DIR           data paths are relative to it (default ../shared/data beside the repo)
-  --held-out LANG=PATH      repeatable: held-out text; masked-LM loss per language after training
+  --held-out LANG=PATH      repeatable: held-out text; masked-LM loss per language after training (15% masked)
   --packing true|false     pack sentences into full blocks of --max-length tokens (default on:
                             no padding; </s> after every sentence, one language per block)
   --max-sentences-per-language 100000 --alpha 0.3 --mask-probability 0.15
@@ -215,8 +218,9 @@ Examples:
         blockSize: maxLength,
         log: () => {},
       });
+      // always at BERT's 15%, whatever the training rate: held-out losses of runs compare
       heldOut = await heldOutMlmLoss(model, blocks, {
-        mask: mlmOptions(tok, model.config.vocab_size, cfg.maskProbability),
+        mask: mlmOptions(tok, model.config.vocab_size, HELD_OUT_MASK_PROBABILITY),
         seed: 1234,
         ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
       });
