@@ -341,8 +341,10 @@ async function runRecipe(all: Recipe, cfg: RecipeConfig, ctx: CommandContext): P
       );
     }
   };
+  // the baseline (no pre-training, the shortest chain) first, so that the lanes end together
+  const order = [...models].sort((a, b) => Number(b === 'random') - Number(a === 'random'));
   await inLanes(
-    models.map((m) => () => chain(m)),
+    order.map((m) => () => chain(m)),
     lanes,
   );
   index.i++;
@@ -490,7 +492,7 @@ when the command runs again (pre-training resumes from its newest checkpoint):
 
 Options:
   --languages '["en","de"]'  a subset of the recipe's languages (the source always stays)
-  --quick              the quick variant (smaller budget; about 45 minutes on 2 cores)
+  --quick              the quick variant (smaller budget; at most 45 minutes on 2 cores)
   --seed 0 --data-root DIR --threads N --engine auto|tfjs|onnxruntime --resamples 1000
   --lanes N            models trained at once, each chain (pre-training, fine-tuning, evaluation) in its
                        own xlt process with cores/N threads (default: the cores, here ${availableParallelism()})
