@@ -242,10 +242,11 @@ export function lineChartSvg(
   series: readonly LineSeries[],
   o: { title: string; xLabel: string; yLabel: string; logX?: boolean; yDigits?: number },
 ): string {
-  const W = 560;
+  const W = 680;
   const H = 340;
   const left = 60;
-  const right = W - 170;
+  // room for the legend: 46 px of line and gap, then about 6.5 px a character
+  const right = W - 56 - Math.ceil(6.5 * Math.max(10, ...series.map((s) => s.name.length)));
   const top = 40;
   const bottom = H - 50;
   const pts = series.flatMap((s) => s.points).filter((p) => Number.isFinite(p.y));

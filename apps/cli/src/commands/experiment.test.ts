@@ -16,7 +16,7 @@ const tiny = [
   '--languages',
   '["en","ru","zh"]',
   '--vocab-size',
-  '800',
+  '2000',
   '--hidden-size',
   '32',
   '--layers',

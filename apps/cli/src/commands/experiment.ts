@@ -174,7 +174,7 @@ a resumable step (<run dir>/pretrain-<architecture>-<n>lang-seed<s>/); a rerun s
 
 Variants: full h${f.hiddenSize} L${f.layers}, vocabulary ${f.vocabSize}, ${f.pretrain.steps} steps of ${f.pretrain.batchSize} x ${f.pretrain.maxLength}, ${f.seeds} seeds
 (30 models; about 2 s a step on 2 cores); --quick h${q.hiddenSize} L${q.layers}, vocabulary ${q.vocabSize}, ${q.pretrain.steps} steps, ${q.seeds} seed,
-${q.maxSentencesPerLanguage} sentences per language (under 30 minutes on 2 cores).
+${q.maxSentencesPerLanguage} sentences per language (about 25–30 minutes on 2 idle cores).
 
 Options:
   --languages '["en","ru","zh"]'  the languages in the order the sets add them (English always first)

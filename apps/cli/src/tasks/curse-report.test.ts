@@ -63,7 +63,7 @@ describe('xmod-curse results', () => {
     expect(md).toMatch(/^\| 4 \| 5\.610 \(5\.600 to 5\.620\) \|/m);
     expect(md).toContain('| -0.450 (-0.450 to -0.450) |');
     expect(md).toMatch(/^\| shared \| 2 \| 5\.210 \| 5\.710 \| – \| – \|$/m);
-    expect(md).toContain('Wall time: 18.0 min of pre-training over 18 cells');
+    expect(md).toContain('Wall time: 18.0 min of pre-training summed over the 18 cells');
     const svg = curseChart(rows);
     expect((svg.match(/<g data-series=/g) ?? []).length).toBe(4);
     // CI whiskers where there are several seeds

@@ -129,7 +129,7 @@ export function curseMarkdown(
   lines.push(
     '',
     `Settings: ${o.settings}.`,
-    `Wall time: ${(wall / 60).toFixed(1)} min of pre-training over ${cells.length} cells (each cell's first run); this invocation ${(o.seconds / 60).toFixed(1)} min.`,
+    `Wall time: ${(wall / 60).toFixed(1)} min of pre-training summed over the ${cells.length} cells (each cell's first run; lanes run several at once); this invocation ${(o.seconds / 60).toFixed(1)} min.`,
   );
   return `${lines.join('\n')}\n`;
 }
