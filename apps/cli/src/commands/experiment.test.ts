@@ -150,3 +150,13 @@ describe.skipIf(skip !== undefined)('xlt experiment xmod-curse', () => {
     expect(existsSync(path.join(bad, 'corpus'))).toBe(false);
   });
 });
+
+describe('xlt experiment xmod-curse --help', () => {
+  it('names the grid, the outputs and runnable examples', async () => {
+    const h = await cli('experiment', 'xmod-curse', '--help');
+    expect(h.code).toBe(EXIT.ok);
+    expect(h.out).toMatch(/Order of the languages: en ru zh ar hi de ja sw ko es fr tr/);
+    expect(h.out).toMatch(/results\.json .*report\.md .*chart\.svg/s);
+    expect(h.out).toMatch(/Examples:\n\s+xlt experiment xmod-curse --quick --run-dir/);
+  });
+});

@@ -17,6 +17,7 @@ import {
   corpusAndTokenizerSteps,
   inLanes,
   lanePlan,
+  pipelineFields,
   pretrainOverrideFields,
   pretrainStepConfig,
   readJson,
@@ -34,12 +35,7 @@ const curseSchema = z.strictObject({
   counts: z.array(z.number().int()).min(1).optional(),
   /** Seeds per cell (default: 3 full, 1 quick); the seeds are seed, seed + 1, ... */
   seeds: z.number().int().positive().optional(),
-  seed: z.number().int().nonnegative().default(0),
-  dataRoot: z.string().optional(),
-  threads: z.number().int().positive().optional(),
-  /** Models pre-trained at once, each in its own `xlt` process (default: the cores; 1 in-process). */
-  lanes: z.number().int().positive().optional(),
-  engine: z.enum(['auto', 'tfjs', 'onnxruntime']).default('auto'),
+  ...pipelineFields,
   ...pretrainOverrideFields,
   maxSentencesPerLanguage: z.number().int().positive().optional(),
   resamples: z.number().int().min(10).default(1000),

@@ -11,6 +11,7 @@ import {
   corpusAndTokenizerSteps,
   inLanes,
   lanePlan,
+  pipelineFields,
   pretrainOverrideFields,
   pretrainStepConfig,
   readJson,
@@ -28,12 +29,7 @@ const recipeSchema = z.strictObject({
   quick: z.boolean().default(false),
   /** A subset of the recipe's languages (the source is always kept). */
   languages: z.array(z.string()).min(1).optional(),
-  seed: z.number().int().nonnegative().default(0),
-  dataRoot: z.string().optional(),
-  threads: z.number().int().positive().optional(),
-  /** Models trained at once, each in its own `xlt` process (default: the cores; 1 in-process). */
-  lanes: z.number().int().positive().optional(),
-  engine: z.enum(['auto', 'tfjs', 'onnxruntime']).default('auto'),
+  ...pipelineFields,
   // overrides of the variant's settings (tests use tiny ones)
   ...pretrainOverrideFields,
   finetuneEpochs: z.number().positive().optional(),

@@ -251,6 +251,16 @@ export function pretrainStepConfig(
   };
 }
 
+/** Config fields of every multi-step command: the first seed, data, threads, lanes and engine. */
+export const pipelineFields = {
+  seed: z.number().int().nonnegative().default(0),
+  dataRoot: z.string().optional(),
+  threads: z.number().int().positive().optional(),
+  /** Models trained at once, each in its own `xlt` process (default: the cores; 1 in-process). */
+  lanes: z.number().int().positive().optional(),
+  engine: z.enum(['auto', 'tfjs', 'onnxruntime']).default('auto'),
+};
+
 /** Config fields that override a variant's model size and pre-training settings (tests use tiny ones). */
 export const pretrainOverrideFields = {
   vocabSize: z.number().int().min(50).optional(),
