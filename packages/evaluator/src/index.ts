@@ -25,10 +25,14 @@ export {
   type PairedDifference,
   type PairedReport,
   pairedBootstrap,
+  type SeedMean,
+  seedMean,
 } from './paired.js';
 export {
   heatmapSvg,
   type LanguageRow,
+  type LineSeries,
+  lineChartSvg,
   type ReportOptions,
   reportCsv,
   reportMarkdown,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { pairedBootstrap } from './paired.js';
+import { pairedBootstrap, seedMean } from './paired.js';
 
 const acc = (xs: readonly number[]) => (100 * xs.reduce((a, x) => a + x, 0)) / xs.length;
 
@@ -29,5 +29,24 @@ describe('pairedBootstrap', () => {
     expect(() =>
       pairedBootstrap({ en: [1], de: [1, 0] }, { en: [1], de: [1] }, { source: 'en', score: acc }),
     ).toThrow(/language 'de' has 2 examples for A but 1 for B/);
+  });
+});
+
+describe('seedMean', () => {
+  it('gives the mean over seeds with a bootstrap CI that holds it, and no CI for one seed', () => {
+    const r = seedMean([2.0, 2.2, 2.4], { resamples: 500, seed: 3 });
+    expect(r.mean).toBeCloseTo(2.2, 9);
+    expect(r.n).toBe(3);
+    expect(r.ciLow).toBeGreaterThanOrEqual(2.0);
+    expect(r.ciLow).toBeLessThan(2.2);
+    expect(r.ciHigh).toBeGreaterThan(2.2);
+    expect(r.ciHigh).toBeLessThanOrEqual(2.4);
+    const one = seedMean([1.5]);
+    expect(one.mean).toBe(1.5);
+    expect(Number.isNaN(one.ciLow) && Number.isNaN(one.ciHigh)).toBe(true);
+  });
+
+  it('names a value that is not a finite number', () => {
+    expect(() => seedMean([1, Number.NaN])).toThrow(/value 1 is NaN/);
   });
 });

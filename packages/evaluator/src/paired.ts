@@ -103,3 +103,38 @@ export function pairedBootstrap<E>(
     resamples: B,
   };
 }
+
+/** The mean of one value per seed (run) with a bootstrap 95% CI; NaN bounds for fewer than 2 seeds. */
+export interface SeedMean {
+  mean: number;
+  ciLow: number;
+  ciHigh: number;
+  /** Number of seeds. */
+  n: number;
+}
+
+/**
+ * Bootstrap over seeds: the mean of `values` (one per seed, e.g. a loss, or a paired difference
+ * B − A of two systems trained with the same seed) and the percentile 95% CI of the mean of `n`
+ * values drawn with replacement. Non-finite values are an error naming their position.
+ */
+export function seedMean(values: readonly number[], o: { resamples?: number; seed?: number } = {}): SeedMean {
+  values.forEach((v, i) => {
+    if (!Number.isFinite(v))
+      throw new XltConfigError(`seed mean: value ${i} is ${v}, expected a finite number`, {
+        field: String(i),
+      });
+  });
+  const n = values.length;
+  const mean = n === 0 ? Number.NaN : values.reduce((a, v) => a + v, 0) / n;
+  if (n < 2) return { mean, ciLow: Number.NaN, ciHigh: Number.NaN, n };
+  const rng = new Rng(o.seed ?? 0).fork('seeds');
+  const draws: number[] = [];
+  for (let r = 0; r < (o.resamples ?? 1000); r++) {
+    let sum = 0;
+    for (let i = 0; i < n; i++) sum += values[rng.int(n)] as number;
+    draws.push(sum / n);
+  }
+  draws.sort((x, y) => x - y);
+  return { mean, ciLow: percentile(draws, 0.025), ciHigh: percentile(draws, 0.975), n };
+}

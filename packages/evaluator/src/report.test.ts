@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { heatmapSvg, reportMarkdown, writeReport, zeroShotReport } from './report.js';
+import { heatmapSvg, lineChartSvg, reportMarkdown, writeReport, zeroShotReport } from './report.js';
 
 const XNLI = ['ar', 'bg', 'de', 'el', 'en', 'es', 'fr', 'hi', 'ru', 'sw', 'th', 'tr', 'ur', 'vi', 'zh'];
 const dir = mkdtempSync(path.join(tmpdir(), 'xlt-report-'));
@@ -65,5 +65,35 @@ describe('per-language zero-shot report', () => {
     expect(() => zeroShotReport({ de: [true] }, { source: 'en', metric: 'accuracy', score: acc })).toThrow(
       /source language 'en'/,
     );
+  });
+});
+
+describe('lineChartSvg', () => {
+  it('draws one group per series with a point and CI whisker per x, on a log2 x axis', () => {
+    const svg = lineChartSvg(
+      [
+        {
+          name: 'shared: en',
+          color: '#1b9e77',
+          points: [1, 2, 4].map((x) => ({ x, y: 5 + x / 4, ciLow: 4.9 + x / 4, ciHigh: 5.1 + x / 4 })),
+        },
+        {
+          name: 'xmod & co: en',
+          color: '#d95f02',
+          dashed: true,
+          points: [1, 2, 4].map((x) => ({ x, y: 5 })),
+        },
+      ],
+      { title: 'loss', xLabel: 'languages', yLabel: 'nats', logX: true },
+    );
+    expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
+    expect(svg).toContain('<g data-series="shared: en">');
+    expect(svg).toContain('<g data-series="xmod &amp; co: en">');
+    expect((svg.match(/<circle /g) ?? []).length).toBe(6);
+    expect(svg).toContain('stroke-dasharray="6,4"');
+    // x = 1, 2, 4 equally spaced on the log2 scale
+    const xs = [...svg.matchAll(/<circle cx="([\d.]+)"/g)].slice(0, 3).map((m) => Number(m[1]));
+    expect((xs[1] as number) - (xs[0] as number)).toBeCloseTo((xs[2] as number) - (xs[1] as number), 0);
+    expect(svg).not.toMatch(/NaN|href=|<script/);
   });
 });

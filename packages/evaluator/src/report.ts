@@ -223,3 +223,94 @@ export function writeReport(
   writeFileAtomic(out.svg, reportSvg(r));
   return out;
 }
+
+/** One line of {@link lineChartSvg}: points (x ascending), each with an optional 95% CI. */
+export interface LineSeries {
+  name: string;
+  color: string;
+  /** Dashed line (e.g. a second metric of the same system). */
+  dashed?: boolean;
+  points: ReadonlyArray<{ x: number; y: number; ciLow?: number; ciHigh?: number }>;
+}
+
+/**
+ * A self-contained SVG line chart: one polyline per series (a `<g data-series="name">` with a
+ * marker per point and its CI whisker where given), axes with ticks, a legend; x on a log2 scale
+ * with `logX` (e.g. numbers of languages 1, 2, 4, 8).
+ */
+export function lineChartSvg(
+  series: readonly LineSeries[],
+  o: { title: string; xLabel: string; yLabel: string; logX?: boolean; yDigits?: number },
+): string {
+  const W = 680;
+  const H = 340;
+  const left = 60;
+  // room for the legend: 46 px of line and gap, then about 6.5 px a character
+  const right = W - 56 - Math.ceil(6.5 * Math.max(10, ...series.map((s) => s.name.length)));
+  const top = 40;
+  const bottom = H - 50;
+  const pts = series.flatMap((s) => s.points).filter((p) => Number.isFinite(p.y));
+  const xs = [...new Set(pts.map((p) => p.x))].sort((a, b) => a - b);
+  const ys = pts.flatMap((p) => [p.y, p.ciLow ?? p.y, p.ciHigh ?? p.y]).filter(Number.isFinite);
+  const tx = (v: number) => (o.logX ? Math.log2(Math.max(v, 1e-9)) : v);
+  const x0 = tx(xs[0] ?? 0);
+  const x1 = tx(xs[xs.length - 1] ?? 1);
+  let y0 = ys.length > 0 ? Math.min(...ys) : 0;
+  let y1 = ys.length > 0 ? Math.max(...ys) : 1;
+  const pad = (y1 - y0) * 0.08 || Math.abs(y1) * 0.05 || 1;
+  y0 -= pad;
+  y1 += pad;
+  const X = (v: number) =>
+    x1 === x0 ? (left + right) / 2 : left + ((right - left) * (tx(v) - x0)) / (x1 - x0);
+  const Y = (v: number) => bottom - ((bottom - top) * (v - y0)) / (y1 - y0);
+  const d = o.yDigits ?? 2;
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${esc(o.title)}</text>`,
+    `<line x1="${left}" y1="${bottom}" x2="${right}" y2="${bottom}" stroke="#333"/>`,
+    `<line x1="${left}" y1="${top}" x2="${left}" y2="${bottom}" stroke="#333"/>`,
+    `<text x="${(left + right) / 2}" y="${H - 12}" text-anchor="middle">${esc(o.xLabel)}</text>`,
+    `<text x="14" y="${(top + bottom) / 2}" text-anchor="middle" transform="rotate(-90 14 ${(top + bottom) / 2})">${esc(o.yLabel)}</text>`,
+  ];
+  for (let i = 0; i <= 4; i++) {
+    const v = y0 + ((y1 - y0) * i) / 4;
+    parts.push(
+      `<line x1="${left}" y1="${Y(v).toFixed(1)}" x2="${right}" y2="${Y(v).toFixed(1)}" stroke="#eee"/>`,
+      `<text x="${left - 6}" y="${(Y(v) + 4).toFixed(1)}" text-anchor="end">${v.toFixed(d)}</text>`,
+    );
+  }
+  for (const v of xs)
+    parts.push(`<text x="${X(v).toFixed(1)}" y="${bottom + 16}" text-anchor="middle">${v}</text>`);
+  series.forEach((s, i) => {
+    const ok = s.points.filter((p) => Number.isFinite(p.y));
+    const line = ok.map((p) => `${X(p.x).toFixed(1)},${Y(p.y).toFixed(1)}`).join(' ');
+    parts.push(
+      `<g data-series="${esc(s.name)}">`,
+      `<polyline points="${line}" fill="none" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6,4"' : ''}/>`,
+    );
+    for (const p of ok) {
+      const cx = X(p.x).toFixed(1);
+      const ci =
+        p.ciLow !== undefined &&
+        p.ciHigh !== undefined &&
+        Number.isFinite(p.ciLow) &&
+        Number.isFinite(p.ciHigh);
+      if (ci)
+        parts.push(
+          `<line x1="${cx}" y1="${Y(p.ciLow as number).toFixed(1)}" x2="${cx}" y2="${Y(p.ciHigh as number).toFixed(1)}" stroke="${s.color}"/>`,
+        );
+      parts.push(
+        `<circle cx="${cx}" cy="${Y(p.y).toFixed(1)}" r="3" fill="${s.color}"><title>${esc(s.name)} at ${p.x}: ${p.y.toFixed(d + 1)}${ci ? ` (95% CI ${(p.ciLow as number).toFixed(d + 1)}–${(p.ciHigh as number).toFixed(d + 1)})` : ''}</title></circle>`,
+      );
+    }
+    const ly = top + 10 + i * 18;
+    parts.push(
+      `<line x1="${right + 14}" y1="${ly}" x2="${right + 40}" y2="${ly}" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6,4"' : ''}/>`,
+      `<text x="${right + 46}" y="${ly + 4}">${esc(s.name)}</text>`,
+      '</g>',
+    );
+  });
+  parts.push('</svg>');
+  return `${parts.join('\n')}\n`;
+}

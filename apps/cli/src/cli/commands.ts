@@ -14,6 +14,7 @@ import { addLanguageCommand } from '../commands/add-language.js';
 import { augmentDictCommand, augmentSelfCommand } from '../commands/augment.js';
 import { corpusBuildCommand } from '../commands/corpus.js';
 import { evaluateCommand } from '../commands/evaluate.js';
+import { experimentXmodCurseCommand } from '../commands/experiment.js';
 import { finetuneCommand } from '../commands/finetune.js';
 import { oieCommand } from '../commands/oie.js';
 import { pretrainCommand } from '../commands/pretrain.js';
@@ -236,6 +237,7 @@ export const COMMANDS: Command[] = [
   demoCommand,
   recipeNerCommand,
   recipePosCommand,
+  experimentXmodCurseCommand,
   corpusBuildCommand,
   tokenizerTrainCommand,
   pretrainCommand,

@@ -1,16 +1,24 @@
-import { spawn } from 'node:child_process';
-import { cpSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import { writeFileAtomic, XltConfigError, XltError } from '@xlt/core';
+import { writeFileAtomic, XltConfigError } from '@xlt/core';
 import { pairedBootstrap } from '@xlt/evaluator';
-import { trainUnigram } from '@xlt/tokenizer';
 import { z } from 'zod';
-import { validateConfig } from '../cli/config.js';
 import type { Command, CommandContext } from '../cli/main.js';
 import { dataPath, defaultDataRoot, setupBackend } from '../tasks/common.js';
-import { buildCorpus, type CorpusManifest } from '../tasks/corpus.js';
 import { loadTokenizer } from '../tasks/model.js';
+import {
+  corpusAndTokenizerSteps,
+  inLanes,
+  lanePlan,
+  pipelineFields,
+  pretrainOverrideFields,
+  pretrainStepConfig,
+  readJson,
+  step,
+  stepSeconds,
+  withPretrainOverrides,
+} from '../tasks/pipeline.js';
 import { RECIPES, type Recipe, type RecipeSettings } from '../tasks/recipes.js';
 import { readExamples, statsScore, type TaskName } from '../tasks/tasks.js';
 import { evaluateCommand } from './evaluate.js';
@@ -21,22 +29,9 @@ const recipeSchema = z.strictObject({
   quick: z.boolean().default(false),
   /** A subset of the recipe's languages (the source is always kept). */
   languages: z.array(z.string()).min(1).optional(),
-  seed: z.number().int().nonnegative().default(0),
-  dataRoot: z.string().optional(),
-  threads: z.number().int().positive().optional(),
-  /** Models trained at once, each in its own `xlt` process (default: the cores; 1 in-process). */
-  lanes: z.number().int().positive().optional(),
-  engine: z.enum(['auto', 'tfjs', 'onnxruntime']).default('auto'),
+  ...pipelineFields,
   // overrides of the variant's settings (tests use tiny ones)
-  vocabSize: z.number().int().min(50).optional(),
-  hiddenSize: z.number().int().positive().optional(),
-  layers: z.number().int().positive().optional(),
-  pretrainSteps: z.number().int().positive().optional(),
-  pretrainBatchSize: z.number().int().positive().optional(),
-  pretrainLr: z.number().positive().optional(),
-  pretrainDropout: z.number().min(0).max(1).optional(),
-  maskProbability: z.number().positive().max(1).optional(),
-  blockSize: z.number().int().min(16).optional(),
+  ...pretrainOverrideFields,
   finetuneEpochs: z.number().positive().optional(),
   finetuneLr: z.number().positive().optional(),
   maxTrainExamples: z.number().int().positive().optional(),
@@ -53,19 +48,7 @@ type RecipeConfig = z.infer<typeof recipeSchema>;
 export function recipeSettings(recipe: Recipe, cfg: RecipeConfig): RecipeSettings {
   const base = cfg.quick ? recipe.quick : recipe.full;
   return {
-    ...base,
-    vocabSize: cfg.vocabSize ?? base.vocabSize,
-    hiddenSize: cfg.hiddenSize ?? base.hiddenSize,
-    layers: cfg.layers ?? base.layers,
-    pretrain: {
-      ...base.pretrain,
-      steps: cfg.pretrainSteps ?? base.pretrain.steps,
-      batchSize: cfg.pretrainBatchSize ?? base.pretrain.batchSize,
-      lr: cfg.pretrainLr ?? base.pretrain.lr,
-      dropout: cfg.pretrainDropout ?? base.pretrain.dropout,
-      maskProbability: cfg.maskProbability ?? base.pretrain.maskProbability,
-      maxLength: cfg.blockSize ?? base.pretrain.maxLength,
-    },
+    ...withPretrainOverrides(base, cfg),
     finetune: {
       ...base.finetune,
       epochs: cfg.finetuneEpochs ?? base.finetune.epochs,
@@ -75,104 +58,6 @@ export function recipeSettings(recipe: Recipe, cfg: RecipeConfig): RecipeSetting
     baseline: cfg.baseline ?? base.baseline,
     ...(cfg.maxEvalExamples !== undefined ? { maxEvalExamples: cfg.maxEvalExamples } : {}),
   };
-}
-
-/** A step of the pipeline: done when `<run dir>/<name>/done.json` exists (so a rerun skips it). */
-async function step(
-  ctx: CommandContext,
-  name: string,
-  index: { i: number; n: number },
-  work: (dir: string, log: (l: string) => void) => Promise<unknown>,
-): Promise<void> {
-  index.i++;
-  const dir = path.join(ctx.runDir, name);
-  const marker = path.join(dir, 'done.json');
-  if (existsSync(marker)) {
-    ctx.log(`== ${index.i}/${index.n} ${name}: done before, skipped`);
-    return;
-  }
-  ctx.log(`== ${index.i}/${index.n} ${name}`);
-  const t0 = performance.now();
-  const result = await work(dir, (l) => ctx.log(`  ${l}`));
-  const seconds = (performance.now() - t0) / 1000;
-  writeFileAtomic(marker, `${JSON.stringify({ seconds, result: result ?? null }, null, 2)}\n`);
-  ctx.log(`== ${name} finished in ${(seconds / 60).toFixed(1)} min`);
-}
-
-/** Runs a step's command: in this process, or as an `xlt` child process (`self`, the CLI script). */
-type StepRunner = <S extends z.ZodType>(
-  cmd: Command<S>,
-  config: Record<string, unknown>,
-  dir: string,
-  log: (l: string) => void,
-) => Promise<void>;
-
-const runCommand: StepRunner = async (cmd, config, dir, log) => {
-  const cfg = validateConfig(cmd.schema, config, `recipe step ${cmd.name}`);
-  writeFileAtomic(path.join(dir, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
-  await cmd.run(cfg, { runDir: dir, log });
-};
-
-/** Child processes of this recipe, ended with it (a lane never outlives the command). */
-const children = new Set<import('node:child_process').ChildProcess>();
-process.once('exit', () => {
-  for (const c of children) c.kill('SIGTERM');
-});
-
-/** A {@link StepRunner} that runs each command as `node <self> <command> --config <its config.json>`. */
-function childRunner(self: string): StepRunner {
-  return async (cmd, config, dir, log) => {
-    const cfg = validateConfig(cmd.schema, config, `recipe step ${cmd.name}`);
-    const file = path.join(dir, 'config.json');
-    writeFileAtomic(file, `${JSON.stringify(cfg, null, 2)}\n`);
-    const args = [self, ...cmd.name.split(' '), '--config', file, '--run-dir', dir];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(child);
-    const tail: string[] = [];
-    const lines = (stream: NodeJS.ReadableStream) => {
-      let rest = '';
-      stream.setEncoding('utf8');
-      stream.on('data', (chunk: string) => {
-        const parts = (rest + chunk).split('\n');
-        rest = parts.pop() ?? '';
-        for (const l of parts) {
-          const line = l.replace(/\r/g, '');
-          if (line.trim() === '') continue;
-          log(`[${path.basename(dir)}] ${line}`);
-          tail.push(line);
-          if (tail.length > 5) tail.shift();
-        }
-      });
-    };
-    lines(child.stdout);
-    lines(child.stderr);
-    const code = await new Promise<number | null>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', (c) => resolve(c));
-    });
-    children.delete(child);
-    if (code !== 0)
-      throw new XltError(
-        'STATE',
-        `recipe step ${cmd.name} in ${dir} exited with ${code}: ${tail.join(' | ')}`,
-      );
-  };
-}
-
-/** Runs the tasks, at most `lanes` at once, in order; the first failure rejects. */
-async function inLanes(tasks: Array<() => Promise<void>>, lanes: number): Promise<void> {
-  let next = 0;
-  const lane = async () => {
-    while (next < tasks.length) {
-      const task = tasks[next++] as () => Promise<void>;
-      await task();
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(lanes, tasks.length)) }, lane));
-}
-
-function readJson<T>(file: string): T {
-  return JSON.parse(readFileSync(file, 'utf8')) as T;
 }
 
 type Stats = Record<string, Array<[number, number, number]>>;
@@ -194,74 +79,49 @@ async function runRecipe(all: Recipe, cfg: RecipeConfig, ctx: CommandContext): P
   ctx.log(
     `recipe ${recipe.task}${cfg.quick ? ' (quick)' : ''}: ${recipe.languages.join(' ')}; source ${recipe.source}; model h${s.hiddenSize} L${s.layers}, vocabulary ${s.vocabSize}; pre-training ${s.pretrain.steps} steps of ${s.pretrain.batchSize} x ${s.pretrain.maxLength} tokens; fine-tuning ${s.finetune.epochs} epochs; seed ${cfg.seed}`,
   );
-  const corpusDir = path.join(ctx.runDir, 'corpus');
-  await step(ctx, 'corpus', index, async (dir, log) => {
-    const m = await buildCorpus({ dataRoot, languages: recipe.languages, out: dir, seed: cfg.seed, log });
-    return { units: Object.fromEntries(Object.entries(m.languages).map(([l, x]) => [l, x.trainUnits])) };
-  });
-  const manifest = readJson<CorpusManifest>(path.join(corpusDir, 'manifest.json'));
-  const text = Object.fromEntries(
-    recipe.languages.map((l) => [l, path.join(corpusDir, manifest.languages[l]?.train ?? `${l}.txt`)]),
-  );
-  const heldOut = Object.fromEntries(
-    recipe.languages.map((l) => [
-      l,
-      path.join(corpusDir, manifest.languages[l]?.heldOut ?? `${l}.heldout.txt`),
-    ]),
-  );
-  const tokFile = path.join(ctx.runDir, 'tokenizer', 'tokenizer.json');
-  await step(ctx, 'tokenizer', index, async (_dir, log) => {
-    const r = await trainUnigram({
-      files: text,
-      vocabSize: s.vocabSize,
-      alpha: 0.3,
-      seed: cfg.seed,
-      ...(cfg.maxSentencesPerLanguage !== undefined
-        ? { maxSentencesPerLanguage: cfg.maxSentencesPerLanguage }
-        : {}),
-      onProgress: (p) => {
-        if (p.stage !== 'em') log(`tokenizer: ${p.message}`);
-      },
-      output: tokFile,
-    });
-    log(`vocabulary of ${r.tokenizer.vocabSize} pieces in ${(r.elapsedMs / 1000).toFixed(1)} s`);
-    return { vocabSize: r.tokenizer.vocabSize };
+  const {
+    text,
+    heldOut,
+    tokenizer: tokFile,
+  } = await corpusAndTokenizerSteps(ctx, index, {
+    dataRoot,
+    languages: recipe.languages,
+    seed: cfg.seed,
+    vocabSize: s.vocabSize,
+    ...(cfg.maxSentencesPerLanguage !== undefined
+      ? { maxSentencesPerLanguage: cfg.maxSentencesPerLanguage }
+      : {}),
   });
   // each model's chain (pre-training, fine-tuning, evaluation) runs in its own lane: a child
   // process per lane when the CLI runs as a program (onnxruntime runs on the calling JS thread)
-  const cores = availableParallelism();
-  const lanes = ctx.self === undefined ? 1 : Math.max(1, Math.min(cfg.lanes ?? cores, models.length));
-  const run: StepRunner = lanes > 1 ? childRunner(ctx.self as string) : runCommand;
-  const laneThreads = cfg.threads ?? (lanes > 1 ? Math.max(1, Math.floor(cores / lanes)) : undefined);
+  const {
+    lanes,
+    run,
+    threads: laneThreads,
+  } = lanePlan(ctx, {
+    ...(cfg.lanes !== undefined ? { lanes: cfg.lanes } : {}),
+    ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
+    jobs: models.length,
+    what: 'model',
+  });
   const laneCommon = { ...common, ...(laneThreads !== undefined ? { threads: laneThreads } : {}) };
-  if (lanes > 1) ctx.log(`${lanes} lanes (one xlt process per model), ${laneThreads} thread(s) each`);
   const pretrain = (arch: 'shared' | 'xmod') =>
     step(ctx, `pretrain-${arch}`, index, (dir, log) =>
       run(
         pretrainCommand,
-        {
-          init: 'small',
-          hiddenSize: s.hiddenSize,
-          layers: s.layers,
-          architecture: arch,
-          tokenizer: tokFile,
-          text,
-          heldOut,
-          packing: true,
-          ...(cfg.maxSentencesPerLanguage !== undefined
-            ? { maxSentencesPerLanguage: cfg.maxSentencesPerLanguage }
-            : {}),
-          steps: s.pretrain.steps,
-          batchSize: s.pretrain.batchSize,
-          maxLength: s.pretrain.maxLength,
-          lr: s.pretrain.lr,
-          warmupRatio: s.pretrain.warmupRatio,
-          dropout: s.pretrain.dropout,
-          maskProbability: s.pretrain.maskProbability,
-          checkpointEvery: Math.max(50, Math.round(s.pretrain.steps / 10)),
-          resume: true,
-          ...laneCommon,
-        },
+        pretrainStepConfig(
+          s,
+          {
+            architecture: arch,
+            tokenizer: tokFile,
+            text,
+            heldOut,
+            ...(cfg.maxSentencesPerLanguage !== undefined
+              ? { maxSentencesPerLanguage: cfg.maxSentencesPerLanguage }
+              : {}),
+          },
+          laneCommon,
+        ),
         dir,
         log,
       ),
@@ -390,10 +250,7 @@ function summarise(
   const outDir = path.join(runDir, 'model');
   const lines: string[] = [];
   const results: Record<string, unknown> = {};
-  const minutes = (name: string) => {
-    const f = path.join(runDir, name, 'done.json');
-    return existsSync(f) ? readJson<{ seconds: number }>(f).seconds / 60 : Number.NaN;
-  };
+  const minutes = (name: string) => stepSeconds(runDir, name) / 60;
   for (const m of ['shared', 'xmod']) {
     const dst = path.join(outDir, m);
     rmSync(dst, { recursive: true, force: true });

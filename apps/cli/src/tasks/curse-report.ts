@@ -1,0 +1,157 @@
+/**
+ * The results of `xlt experiment xmod-curse`: every cell's held-out masked-LM losses, the means over
+ * seeds with bootstrap CIs, the paired X-Mod − shared differences, the Markdown report and the chart.
+ */
+import { type LineSeries, lineChartSvg, type SeedMean, seedMean } from '@xlt/evaluator';
+
+export type Architecture = 'shared' | 'xmod';
+
+export const ARCHITECTURES: readonly Architecture[] = ['shared', 'xmod'];
+
+const NAMES: Record<Architecture, string> = { shared: 'shared', xmod: 'X-Mod' };
+
+/** One pre-trained model of the grid. */
+export interface CurseCell {
+  architecture: Architecture;
+  /** Number of pre-training languages. */
+  count: number;
+  languages: string[];
+  seed: number;
+  /** Held-out masked-LM loss (nats per masked token, 15% masked) of each language of the model. */
+  heldOut: Record<string, number>;
+  /** Masked tokens each language's loss averages. */
+  maskedTokens: Record<string, number>;
+  steps: number;
+  finalTrainingLoss: number;
+  /** Wall time of the cell's step (pre-training and held-out scoring), seconds. */
+  seconds: number;
+}
+
+/** English's loss and the mean over the model's languages, over seeds. */
+export interface CurseMetrics {
+  english: SeedMean;
+  mean: SeedMean;
+}
+
+/** One language count: each architecture's metrics and the paired difference X-Mod − shared. */
+export interface CurseSummaryRow {
+  count: number;
+  languages: string[];
+  shared?: CurseMetrics;
+  xmod?: CurseMetrics;
+  /** Over the seeds both architectures ran: the mean of the per-seed differences, bootstrap CI. */
+  xmodMinusShared?: CurseMetrics;
+}
+
+const meanOf = (xs: readonly number[]) => xs.reduce((a, x) => a + x, 0) / xs.length;
+
+/** The mean held-out loss over the cell's languages. */
+export function cellMean(c: CurseCell): number {
+  return meanOf(c.languages.map((l) => c.heldOut[l] as number));
+}
+
+/** Per language count: each architecture's means over seeds and the paired differences. */
+export function summariseCurse(
+  cells: readonly CurseCell[],
+  o: { resamples: number; seed: number },
+): CurseSummaryRow[] {
+  const counts = [...new Set(cells.map((c) => c.count))].sort((a, b) => a - b);
+  const boot = (xs: number[]) => seedMean(xs, o);
+  return counts.map((count) => {
+    const of = (a: Architecture) =>
+      cells.filter((c) => c.count === count && c.architecture === a).sort((x, y) => x.seed - y.seed);
+    const row: CurseSummaryRow = { count, languages: cells.find((c) => c.count === count)?.languages ?? [] };
+    for (const a of ARCHITECTURES) {
+      const cs = of(a);
+      if (cs.length > 0)
+        row[a] = { english: boot(cs.map((c) => c.heldOut.en as number)), mean: boot(cs.map(cellMean)) };
+    }
+    const pairs = of('xmod').flatMap((x) => {
+      const s = of('shared').find((c) => c.seed === x.seed);
+      return s === undefined ? [] : [[s, x] as const];
+    });
+    if (pairs.length > 0)
+      row.xmodMinusShared = {
+        english: boot(pairs.map(([s, x]) => (x.heldOut.en as number) - (s.heldOut.en as number))),
+        mean: boot(pairs.map(([s, x]) => cellMean(x) - cellMean(s))),
+      };
+    return row;
+  });
+}
+
+const num = (m: SeedMean | undefined, sign = false) => {
+  if (m === undefined) return '–';
+  const v = (x: number) => `${sign && x > 0 ? '+' : ''}${x.toFixed(3)}`;
+  return Number.isFinite(m.ciLow) ? `${v(m.mean)} (${v(m.ciLow)} to ${v(m.ciHigh)})` : v(m.mean);
+};
+
+/** The report: the summary table, every language's loss per model, settings and wall times. */
+export function curseMarkdown(
+  rows: readonly CurseSummaryRow[],
+  cells: readonly CurseCell[],
+  o: {
+    order: readonly string[];
+    seeds: readonly number[];
+    resamples: number;
+    settings: string;
+    seconds: number;
+  },
+): string {
+  const ci = o.seeds.length > 1;
+  const lines = [
+    '# xmod-curse: held-out masked-LM loss against the number of pre-training languages',
+    '',
+    `Shared (XLM-R layout) and X-Mod models of the same size and steps, pre-trained on the first 1…${o.order.length} of ${o.order.join(' ')} (nested sets, English in every one); one tokenizer and one corpus for all. Loss in nats per masked token (15% masked, the same held-out tokens in every model): lower is better. ${o.seeds.length} seed(s) (${o.seeds.join(', ')})${ci ? `; 95% bootstrap CIs over seeds (${o.resamples} resamples), the difference paired by seed` : '; one seed: no CIs'}.`,
+    '',
+    '| languages | shared: en | shared: mean | X-Mod: en | X-Mod: mean | X-Mod − shared: en | X-Mod − shared: mean |',
+    '|---:|---:|---:|---:|---:|---:|---:|',
+    ...rows.map(
+      (r) =>
+        `| ${r.count} | ${num(r.shared?.english)} | ${num(r.shared?.mean)} | ${num(r.xmod?.english)} | ${num(r.xmod?.mean)} | ${num(r.xmodMinusShared?.english, true)} | ${num(r.xmodMinusShared?.mean, true)} |`,
+    ),
+    '',
+    '## Every language (mean over seeds)',
+    '',
+    `| model | languages | ${o.order.join(' | ')} |`,
+    `|---|---:|${o.order.map(() => '---:').join('|')}|`,
+  ];
+  for (const a of ARCHITECTURES)
+    for (const r of rows) {
+      const cs = cells.filter((c) => c.architecture === a && c.count === r.count);
+      if (cs.length === 0) continue;
+      const loss = (l: string) => {
+        const xs = cs.flatMap((c) => (c.heldOut[l] === undefined ? [] : [c.heldOut[l]]));
+        return xs.length === 0 ? '–' : meanOf(xs).toFixed(3);
+      };
+      lines.push(`| ${NAMES[a]} | ${r.count} | ${o.order.map(loss).join(' | ')} |`);
+    }
+  const wall = cells.reduce((a, c) => a + c.seconds, 0);
+  lines.push(
+    '',
+    `Settings: ${o.settings}.`,
+    `Wall time: ${(wall / 60).toFixed(1)} min of pre-training summed over the ${cells.length} cells (each cell's first run; lanes run several at once); this invocation ${(o.seconds / 60).toFixed(1)} min.`,
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+/** The chart: English's loss and the mean loss against the number of languages, both architectures. */
+export function curseChart(rows: readonly CurseSummaryRow[]): string {
+  const colors: Record<Architecture, string> = { shared: '#1b9e77', xmod: '#d95f02' };
+  const series: LineSeries[] = ARCHITECTURES.flatMap((a) =>
+    (['english', 'mean'] as const).map((k) => ({
+      name: `${NAMES[a]}: ${k === 'english' ? 'English' : 'mean over its languages'}`,
+      color: colors[a],
+      dashed: k === 'mean',
+      points: rows.flatMap((r) => {
+        const m = r[a]?.[k];
+        return m === undefined ? [] : [{ x: r.count, y: m.mean, ciLow: m.ciLow, ciHigh: m.ciHigh }];
+      }),
+    })),
+  );
+  return lineChartSvg(series, {
+    title: 'Held-out masked-LM loss against the number of pre-training languages',
+    xLabel: 'pre-training languages',
+    yLabel: 'loss (nats per masked token)',
+    logX: true,
+  });
+}
