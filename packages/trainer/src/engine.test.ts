@@ -302,63 +302,68 @@ describe.skipIf(skip !== undefined)(`engine switch (${skip ?? 'fixtures availabl
     for (const m of [plainModel, m1, m2, m3]) m.dispose();
   });
 
-  it('onnxruntime engine: interrupt and resume from a checkpoint continues with the same losses (dropout on)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'xlt-engine-'));
-    try {
-      // a different batch every other step (first two examples only), so the resumed run must draw by index
-      const batchAt = (i: number): TokenBatch => {
-        const b: TokenBatch = { ...base(), labels: inputs.mlm_labels };
-        if (i % 2 === 0) return b;
-        return {
-          inputIds: b.inputIds.slice(0, 2),
-          attentionMask: b.attentionMask.slice(0, 2),
-          langIds: (b.langIds as number[]).slice(0, 2),
-          labels: inputs.mlm_labels.slice(0, 2),
+  for (const gradAccumulation of [1, 2])
+    it(`onnxruntime engine, gradAccumulation ${gradAccumulation}: interrupt and resume from a checkpoint continues with the same losses (dropout on)`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'xlt-engine-'));
+      try {
+        // a different batch every other step (first two examples only), so the resumed run must draw by index
+        const batchAt = (i: number): TokenBatch => {
+          const b: TokenBatch = { ...base(), labels: inputs.mlm_labels };
+          if (i % 2 === 0) return b;
+          return {
+            inputIds: b.inputIds.slice(0, 2),
+            attentionMask: b.attentionMask.slice(0, 2),
+            langIds: (b.langIds as number[]).slice(0, 2),
+            labels: inputs.mlm_labels.slice(0, 2),
+          };
         };
-      };
-      const load = () =>
-        cls('XmodForMaskedLM').fromPretrained(sharedPath('fixtures', 'xmod-postnorm', 'mlm'));
-      const full = await load();
-      const a = await fit(full, modelLoss(full), {
-        ...hyper,
-        totalSteps: 8,
-        engine: 'onnxruntime',
-        data: ({ index }) => batchAt(index),
-      });
-      const first = await load();
-      await fit(first, modelLoss(first), {
-        ...hyper,
-        totalSteps: 4,
-        engine: 'onnxruntime',
-        data: ({ index }) => batchAt(index),
-        runDir: dir,
-        checkpointEvery: 2,
-      });
-      // a fresh process: new model from the original weights, resumed from the step-4 checkpoint
-      const second = await load();
-      const b = await fit(second, modelLoss(second), {
-        ...hyper,
-        totalSteps: 8,
-        engine: 'onnxruntime',
-        data: ({ index }) => batchAt(index),
-        runDir: dir,
-        checkpointEvery: 2,
-        resume: true,
-      });
-      expect(b.resumedFrom).toBe(4);
-      expect(b.losses.length).toBe(4);
-      for (let s = 0; s < 4; s++)
-        expect(Math.abs((b.losses[s] as number) - (a.losses[s + 4] as number)), `step ${s + 5}`).toBeLessThan(
-          1e-6,
-        );
-      const w = 'roberta.encoder.layer.0.attention.self.query.weight';
-      const x = full.getParameter(w).dataSync();
-      const y = second.getParameter(w).dataSync();
-      for (let i = 0; i < x.length; i++)
-        expect(Math.abs((x[i] as number) - (y[i] as number))).toBeLessThan(1e-6);
-      for (const m of [full, first, second]) m.dispose();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+        const load = () =>
+          cls('XmodForMaskedLM').fromPretrained(sharedPath('fixtures', 'xmod-postnorm', 'mlm'));
+        const full = await load();
+        const a = await fit(full, modelLoss(full), {
+          ...hyper,
+          totalSteps: 8,
+          engine: 'onnxruntime',
+          gradAccumulation,
+          data: ({ index }) => batchAt(index),
+        });
+        const first = await load();
+        await fit(first, modelLoss(first), {
+          ...hyper,
+          totalSteps: 4,
+          engine: 'onnxruntime',
+          gradAccumulation,
+          data: ({ index }) => batchAt(index),
+          runDir: dir,
+          checkpointEvery: 2,
+        });
+        // a fresh process: new model from the original weights, resumed from the step-4 checkpoint
+        const second = await load();
+        const b = await fit(second, modelLoss(second), {
+          ...hyper,
+          totalSteps: 8,
+          engine: 'onnxruntime',
+          gradAccumulation,
+          data: ({ index }) => batchAt(index),
+          runDir: dir,
+          checkpointEvery: 2,
+          resume: true,
+        });
+        expect(b.resumedFrom).toBe(4);
+        expect(b.losses.length).toBe(4);
+        for (let s = 0; s < 4; s++)
+          expect(
+            Math.abs((b.losses[s] as number) - (a.losses[s + 4] as number)),
+            `step ${s + 5}`,
+          ).toBeLessThan(1e-6);
+        const w = 'roberta.encoder.layer.0.attention.self.query.weight';
+        const x = full.getParameter(w).dataSync();
+        const y = second.getParameter(w).dataSync();
+        for (let i = 0; i < x.length; i++)
+          expect(Math.abs((x[i] as number) - (y[i] as number))).toBeLessThan(1e-6);
+        for (const m of [full, first, second]) m.dispose();
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
 });
