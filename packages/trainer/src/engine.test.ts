@@ -149,6 +149,8 @@ describe.skipIf(skip !== undefined)(`engine switch (${skip ?? 'fixtures availabl
       labels: inputs.tag_labels.slice(from, to),
     });
     const micro = [half(0, 2), half(2, 4)];
+    const realTokens = (b: TokenBatch) => b.attentionMask.flat().reduce((a, v) => a + v, 0);
+    const stepTokens: number[] = [];
     const runs: Array<{ summary: FitSummary; params: Map<string, Float32Array> }> = [];
     for (const engine of ['tfjs', 'onnxruntime'] as const) {
       const model = await cls('XmodForTokenClassification').fromPretrained(
@@ -165,8 +167,14 @@ describe.skipIf(skip !== undefined)(`engine switch (${skip ?? 'fixtures availabl
         gradAccumulation: 2,
         engine,
         data: ({ index }) => micro[index % 2] as TokenBatch,
+        tokens: realTokens,
+        callbacks: { onStep: (r) => stepTokens.push(r.tokens) },
       });
       expect(summary.engine).toBe(engine);
+      // tokens/s counts every micro-batch of a step
+      expect(stepTokens.splice(0)).toEqual(
+        [1, 2, 3, 4].map(() => realTokens(micro[0] as TokenBatch) + realTokens(micro[1] as TokenBatch)),
+      );
       runs.push({
         summary,
         params: new Map(model.namedParameters().map(([n, v]) => [n, v.dataSync().slice() as Float32Array])),

@@ -178,7 +178,8 @@ export function onnxSupport(
 }
 
 /**
- * A trainer whose steps run as one compiled ONNX graph (see `CompiledTrainStep` in `@xlt/onnx`),
+ * A trainer whose steps run as one compiled ONNX graph (see `CompiledTrainStep` in `@xlt/onnx`; with
+ * `gradAccumulation` K > 1, a gradients graph per micro-batch and one update graph per step),
  * with the same hyper-parameters, schedule, RNG, state and checkpoint format as {@link Trainer}.
  * Parameters live in onnxruntime's buffers between steps; {@link OnnxTrainer.syncModel} copies
  * them into the model's tfjs variables (done by `fit` before evaluation, checkpoints and the end).
