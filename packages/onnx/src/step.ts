@@ -1,5 +1,6 @@
 import { XltConfigError, XltError } from '@xlt/core';
 import * as ort from 'onnxruntime-node';
+import { buildApplyGraph } from './autodiff/train-graph.js';
 import type { EncoderConfig, HeadKind, WeightSource } from './export.js';
 import { sessionOptions } from './runner.js';
 import {
@@ -52,6 +53,13 @@ export interface CompiledTrainStepOptions {
   /** onnxruntime intra-op threads (default: all cores). */
   threads?: number;
   executionProviders?: string[];
+  /**
+   * Micro-batches per optimiser step (default 1). With 1, one fused graph runs the whole step. With
+   * K > 1, a gradients graph runs per micro-batch, the gradients are averaged (the mean over the
+   * micro-batches, as the tfjs trainer's accumulation) in buffers allocated once, and a separate
+   * update graph clips the averaged gradient and applies AdamW once per step.
+   */
+  gradAccumulation?: number;
 }
 
 /** Optimizer state of a {@link CompiledTrainStep}, for checkpoints. */
@@ -68,6 +76,19 @@ interface Buf {
   v: Float32Array;
 }
 
+/** The update half of an accumulated step and its gradient buffers (allocated once). */
+interface Accumulator {
+  /** Micro-batches per step (K > 1). */
+  count: number;
+  /** `buildApplyGraph`: clipping and AdamW on the averaged gradient. */
+  apply: ort.InferenceSession;
+  applySignature: TrainGraphSignature;
+  /** Per parameter: the running sum (then mean) of the micro-batch gradients. */
+  sum: Float32Array[];
+  /** Per parameter: where the gradients graph writes micro-batches after the first. */
+  scratch: Float32Array[];
+}
+
 const i64 = (rows: number[][] | number[], dims: number[]) =>
   new ort.Tensor(
     'int64',
@@ -79,8 +100,11 @@ const i64 = (rows: number[][] | number[], dims: number[]) =>
  * A training step compiled to one ONNX graph (forward, backward, clipping, AdamW) and run by
  * onnxruntime. Parameters and optimizer state stay in two pre-allocated sets of buffers that swap
  * roles every step (the outputs of one step are the inputs of the next): nothing is re-allocated.
+ * With `gradAccumulation` K > 1 a step takes up to K micro-batches: a gradients graph per
+ * micro-batch, then one update graph on the mean gradient (see {@link CompiledTrainStepOptions}).
  */
 export class CompiledTrainStep {
+  /** Signature of the graph run per batch (the fused step, or the gradients graph when accumulating). */
   readonly signature: TrainGraphSignature;
   private readonly session: ort.InferenceSession;
   private readonly head: HeadKind;
@@ -91,6 +115,7 @@ export class CompiledTrainStep {
   private readonly bufs: [Buf[], Buf[]];
   private cur: 0 | 1 = 0;
   private stepCount = 0;
+  private accumulator: Accumulator | undefined;
 
   private constructor(
     session: ort.InferenceSession,
@@ -116,14 +141,39 @@ export class CompiledTrainStep {
   }
 
   static async create(options: CompiledTrainStepOptions): Promise<CompiledTrainStep> {
-    const { model, signature } = buildTrainGraph({ ...options, mode: 'adamw' });
+    const count = options.gradAccumulation ?? 1;
+    if (!Number.isInteger(count) || count < 1)
+      throw new XltConfigError(`gradAccumulation must be a positive integer, got ${count}`, {
+        field: 'gradAccumulation',
+      });
+    const { model, signature } = buildTrainGraph({ ...options, mode: count === 1 ? 'adamw' : 'grads' });
     const so = sessionOptions(options);
     const session = await ort.InferenceSession.create(model, so);
     const init = new Map(signature.params.map((p) => [p.name, options.weights.get(p.name).data]));
     const step = new CompiledTrainStep(session, signature, options.head, init);
     step.mixup = options.embeddingMixup === true;
     if (signature.batch.includes('dropout_seed')) step.dropoutSeed = options.dropoutSeed ?? 0;
+    if (count > 1) {
+      const applyGraph = buildApplyGraph(signature.params, options.adamw);
+      const apply = await ort.InferenceSession.create(applyGraph.model, so).catch(async (e: unknown) => {
+        await session.release();
+        throw e;
+      });
+      const zeros = () => signature.params.map((p) => new Float32Array(init.get(p.name)?.length ?? 0));
+      step.accumulator = {
+        count,
+        apply,
+        applySignature: applyGraph.signature,
+        sum: zeros(),
+        scratch: zeros(),
+      };
+    }
     return step;
+  }
+
+  /** Micro-batches per optimiser step this step was compiled for. */
+  get gradAccumulation(): number {
+    return this.accumulator?.count ?? 1;
   }
 
   /** Steps taken so far (AdamW's t). */
@@ -138,8 +188,124 @@ export class CompiledTrainStep {
     return (this.bufs[this.cur][i] as Buf).p;
   }
 
-  /** Runs one optimisation step at learning rate `lr`; returns the loss and the gradient norm before clipping. */
-  async run(batch: TrainBatch, lr: number): Promise<{ loss: number; gradNorm: number }> {
+  /**
+   * Runs one optimisation step at learning rate `lr` on one batch, or on up to `gradAccumulation`
+   * micro-batches (their mean gradient); returns the loss (the mean over the micro-batches) and the
+   * norm of the (mean) gradient before clipping. Nothing is updated when a loss or the norm is not finite.
+   */
+  async run(batches: TrainBatch | TrainBatch[], lr: number): Promise<{ loss: number; gradNorm: number }> {
+    const list = Array.isArray(batches) ? batches : [batches];
+    const acc = this.accumulator;
+    if (list.length < 1 || list.length > (acc?.count ?? 1))
+      throw new XltConfigError(
+        `this step takes ${acc === undefined ? 'one batch' : `1 to ${acc.count} micro-batches`}, got ${list.length}`,
+        { field: 'gradAccumulation' },
+      );
+    const t = this.stepCount + 1;
+    const out =
+      acc === undefined
+        ? await this.runFused(list[0] as TrainBatch, lr, t)
+        : await this.runAccumulated(list, lr, t, acc);
+    this.cur = (1 - this.cur) as 0 | 1;
+    this.stepCount = t;
+    return out;
+  }
+
+  /** The whole step in one graph: read buffers in, write buffers out. */
+  private async runFused(
+    batch: TrainBatch,
+    lr: number,
+    t: number,
+  ): Promise<{ loss: number; gradNorm: number }> {
+    const feeds = this.batchFeeds(batch, t);
+    feeds.lr = new ort.Tensor('float32', Float32Array.of(lr), []);
+    feeds.step = new ort.Tensor('float32', Float32Array.of(t), []);
+    const read = this.bufs[this.cur];
+    const write = this.bufs[(1 - this.cur) as 0 | 1];
+    const fetches: Record<string, ort.Tensor | null> = { loss: null, grad_norm: null };
+    this.signature.params.forEach((p, i) => {
+      const r = read[i] as Buf;
+      const w = write[i] as Buf;
+      feeds[p.input] = new ort.Tensor('float32', r.p, p.shape);
+      feeds[p.m as string] = new ort.Tensor('float32', r.m, p.shape);
+      feeds[p.v as string] = new ort.Tensor('float32', r.v, p.shape);
+      fetches[p.newParam as string] = new ort.Tensor('float32', w.p, p.shape);
+      fetches[p.newM as string] = new ort.Tensor('float32', w.m, p.shape);
+      fetches[p.newV as string] = new ort.Tensor('float32', w.v, p.shape);
+    });
+    const out = await this.session.run(feeds, fetches as ort.InferenceSession.FetchesType);
+    const loss = (out.loss as ort.Tensor).data[0] as number;
+    const gradNorm = (out.grad_norm as ort.Tensor).data[0] as number;
+    finiteOrThrow(loss, gradNorm, t);
+    return { loss, gradNorm };
+  }
+
+  /**
+   * Gradients per micro-batch into the accumulator's buffers, their mean, then one update: the
+   * same as the tfjs trainer's accumulation (mean gradient, clipping on it, AdamW's t counts steps).
+   */
+  private async runAccumulated(
+    list: TrainBatch[],
+    lr: number,
+    t: number,
+    acc: Accumulator,
+  ): Promise<{ loss: number; gradNorm: number }> {
+    const read = this.bufs[this.cur];
+    let lossSum = 0;
+    for (let micro = 0; micro < list.length; micro++) {
+      // micro-batch u = (t - 1) K + micro + 1 of the run: its dropout masks depend on (seed, t, micro) only
+      const feeds = this.batchFeeds(list[micro] as TrainBatch, (t - 1) * acc.count + micro + 1);
+      const target = micro === 0 ? acc.sum : acc.scratch;
+      const fetches: Record<string, ort.Tensor | null> = { loss: null };
+      this.signature.params.forEach((p, i) => {
+        feeds[p.input] = new ort.Tensor('float32', (read[i] as Buf).p, p.shape);
+        fetches[p.grad as string] = new ort.Tensor('float32', target[i] as Float32Array, p.shape);
+      });
+      const out = await this.session.run(feeds, fetches as ort.InferenceSession.FetchesType);
+      const loss = (out.loss as ort.Tensor).data[0] as number;
+      if (!Number.isFinite(loss))
+        throw new XltError(
+          'NUMERIC',
+          `non-finite loss at step ${t}, micro-batch ${micro}; parameters were not updated`,
+        );
+      lossSum += loss;
+      if (micro > 0) {
+        acc.sum.forEach((sum, i) => {
+          const g = acc.scratch[i] as Float32Array;
+          for (let j = 0; j < sum.length; j++) sum[j] = (sum[j] as number) + (g[j] as number);
+        });
+      }
+    }
+    if (list.length > 1) {
+      const scale = 1 / list.length;
+      for (const sum of acc.sum) for (let j = 0; j < sum.length; j++) sum[j] = (sum[j] as number) * scale;
+    }
+    const write = this.bufs[(1 - this.cur) as 0 | 1];
+    const feeds: Record<string, ort.Tensor> = {
+      lr: new ort.Tensor('float32', Float32Array.of(lr), []),
+      step: new ort.Tensor('float32', Float32Array.of(t), []),
+    };
+    const fetches: Record<string, ort.Tensor | null> = { grad_norm: null };
+    acc.applySignature.params.forEach((p, i) => {
+      const r = read[i] as Buf;
+      const w = write[i] as Buf;
+      feeds[p.input] = new ort.Tensor('float32', r.p, p.shape);
+      feeds[p.grad as string] = new ort.Tensor('float32', acc.sum[i] as Float32Array, p.shape);
+      feeds[p.m as string] = new ort.Tensor('float32', r.m, p.shape);
+      feeds[p.v as string] = new ort.Tensor('float32', r.v, p.shape);
+      fetches[p.newParam as string] = new ort.Tensor('float32', w.p, p.shape);
+      fetches[p.newM as string] = new ort.Tensor('float32', w.m, p.shape);
+      fetches[p.newV as string] = new ort.Tensor('float32', w.v, p.shape);
+    });
+    const out = await acc.apply.run(feeds, fetches as ort.InferenceSession.FetchesType);
+    const loss = lossSum / list.length;
+    const gradNorm = (out.grad_norm as ort.Tensor).data[0] as number;
+    finiteOrThrow(loss, gradNorm, t);
+    return { loss, gradNorm };
+  }
+
+  /** The batch's graph inputs (and the dropout seed of micro-batch `u`, 1-based over the run). */
+  private batchFeeds(batch: TrainBatch, u: number): Record<string, ort.Tensor> {
     const B = batch.inputIds.length;
     const S = batch.inputIds[0]?.length ?? 0;
     const feeds: Record<string, ort.Tensor> = {
@@ -186,39 +352,12 @@ export class CompiledTrainStep {
       feeds.mix_probs = new ort.Tensor('float32', Float32Array.from(batch.mixProbs.flat(2)), [B, S, K]);
       feeds.mix_lambda = new ort.Tensor('float32', Float32Array.from(batch.mixLambda.flat()), [B, S]);
     }
-    const t = this.stepCount + 1;
-    feeds.lr = new ort.Tensor('float32', Float32Array.of(lr), []);
     if (this.dropoutSeed !== undefined) {
-      // a per-step seed from (seed, step): same masks after a resume
-      const seed = (Math.abs(Math.trunc(this.dropoutSeed)) * 1000003 + t * 7919) % 2147483647;
+      // a seed from (seed, u): same masks after a resume (u = the step number without accumulation)
+      const seed = (Math.abs(Math.trunc(this.dropoutSeed)) * 1000003 + u * 7919) % 2147483647;
       feeds.dropout_seed = new ort.Tensor('int64', BigInt64Array.of(BigInt(seed)), []);
     }
-    feeds.step = new ort.Tensor('float32', Float32Array.of(t), []);
-    const read = this.bufs[this.cur];
-    const write = this.bufs[(1 - this.cur) as 0 | 1];
-    const fetches: Record<string, ort.Tensor | null> = { loss: null, grad_norm: null };
-    this.signature.params.forEach((p, i) => {
-      const r = read[i] as Buf;
-      const w = write[i] as Buf;
-      feeds[p.input] = new ort.Tensor('float32', r.p, p.shape);
-      feeds[p.m as string] = new ort.Tensor('float32', r.m, p.shape);
-      feeds[p.v as string] = new ort.Tensor('float32', r.v, p.shape);
-      fetches[p.newParam as string] = new ort.Tensor('float32', w.p, p.shape);
-      fetches[p.newM as string] = new ort.Tensor('float32', w.m, p.shape);
-      fetches[p.newV as string] = new ort.Tensor('float32', w.v, p.shape);
-    });
-    const out = await this.session.run(feeds, fetches as ort.InferenceSession.FetchesType);
-    const loss = (out.loss as ort.Tensor).data[0] as number;
-    const gradNorm = (out.grad_norm as ort.Tensor).data[0] as number;
-    if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-      throw new XltError(
-        'NUMERIC',
-        `non-finite ${Number.isFinite(loss) ? 'gradient norm' : 'loss'} at step ${t}; parameters were not updated`,
-      );
-    }
-    this.cur = (1 - this.cur) as 0 | 1;
-    this.stepCount = t;
-    return { loss, gradNorm };
+    return feeds;
   }
 
   /** A copy of the parameters and optimizer state. */
@@ -252,7 +391,16 @@ export class CompiledTrainStep {
 
   async release(): Promise<void> {
     await this.session.release();
+    await this.accumulator?.apply.release();
   }
+}
+
+function finiteOrThrow(loss: number, gradNorm: number, t: number): void {
+  if (!Number.isFinite(loss) || !Number.isFinite(gradNorm))
+    throw new XltError(
+      'NUMERIC',
+      `non-finite ${Number.isFinite(loss) ? 'gradient norm' : 'loss'} at step ${t}; parameters were not updated`,
+    );
 }
 
 /** transformers' `get_linear_schedule_with_warmup`: the learning rate for 0-based step `t`. */

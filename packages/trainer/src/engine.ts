@@ -19,7 +19,8 @@ import { type LossFn, type StepResult, Trainer, type TrainerOptions, type Traine
 /**
  * Which engine runs the training steps. `tfjs`: eager tfjs autograd on the active backend (any
  * model, any loss). `onnxruntime`: the whole step (forward, backward, clipping, AdamW) compiled to
- * one ONNX graph and run by onnxruntime-node (an `@xlt/xmod` model with its own head loss).
+ * one ONNX graph and run by onnxruntime-node (an `@xlt/xmod` model with its own head loss); with
+ * gradient accumulation, a gradients graph per micro-batch and one update graph per step.
  * `auto` (default): onnxruntime when {@link onnxSupport} accepts the model and loss, else tfjs; with
  * the native `tensorflow` backend active, tfjs.
  */
@@ -132,8 +133,10 @@ function liveLora(
  * Decides whether the onnxruntime engine can run a training setup exactly as tfjs would: the loss
  * must be the model's own head loss ({@link modelLoss} without extra losses), the model an
  * `@xlt/xmod` `Xmod*`/`XLMRoberta*` head model whose every parameter the exporter knows (LoRA and
- * LoRA mixtures from `@xlt/lora` on linear modules stay live in the graph; embedding LoRA trains on tfjs), bias-corrected AdamW and no gradient accumulation. Dropout is applied by
- * the compiled graph with its own seeded masks (the same probabilities, other random draws than tfjs).
+ * LoRA mixtures from `@xlt/lora` on linear modules stay live in the graph; embedding LoRA trains on tfjs)
+ * and bias-corrected AdamW. Gradient accumulation runs compiled too (a gradients graph per
+ * micro-batch, their mean, one update graph), with tfjs's semantics. Dropout is applied by the
+ * compiled graph with its own seeded masks (the same probabilities, other random draws than tfjs).
  */
 export function onnxSupport(
   model: ParameterSource,
@@ -143,8 +146,6 @@ export function onnxSupport(
   if (typeof loss !== 'function' || (loss as { [HEAD_LOSS]?: boolean })[HEAD_LOSS] !== true)
     return { ok: false, reason: 'the loss is not the model head loss (modelLoss without extra losses)' };
   if ((options.extraLosses ?? []).length > 0) return { ok: false, reason: 'extra losses need tfjs autograd' };
-  if ((options.gradAccumulation ?? 1) !== 1)
-    return { ok: false, reason: 'gradient accumulation runs on tfjs' };
   if (options.correctBias === false)
     return { ok: false, reason: 'AdamW without bias correction runs on tfjs' };
   const m = model as unknown as Partial<HeadModel>;
@@ -177,7 +178,8 @@ export function onnxSupport(
 }
 
 /**
- * A trainer whose steps run as one compiled ONNX graph (see `CompiledTrainStep` in `@xlt/onnx`),
+ * A trainer whose steps run as one compiled ONNX graph (see `CompiledTrainStep` in `@xlt/onnx`; with
+ * `gradAccumulation` K > 1, a gradients graph per micro-batch and one update graph per step),
  * with the same hyper-parameters, schedule, RNG, state and checkpoint format as {@link Trainer}.
  * Parameters live in onnxruntime's buffers between steps; {@link OnnxTrainer.syncModel} copies
  * them into the model's tfjs variables (done by `fit` before evaluation, checkpoints and the end).
@@ -290,6 +292,7 @@ export class OnnxTrainer<B extends TokenBatch = TokenBatch> implements TrainEngi
         noDecay,
         ...(clip !== null ? { maxGradNorm: clip } : {}),
       },
+      gradAccumulation: options.gradAccumulation ?? 1,
       ...(options.onnx?.threads !== undefined ? { threads: options.onnx.threads } : {}),
       ...(options.onnx?.executionProviders !== undefined
         ? { executionProviders: options.onnx.executionProviders }
@@ -308,11 +311,24 @@ export class OnnxTrainer<B extends TokenBatch = TokenBatch> implements TrainEngi
 
   async trainStep(batches: B | B[]): Promise<StepResult> {
     const list = Array.isArray(batches) ? batches : [batches];
-    if (list.length !== 1)
-      throw new XltConfigError('the onnxruntime engine takes one batch per step (no gradient accumulation)', {
-        field: 'gradAccumulation',
-      });
-    const b = list[0] as B;
+    if (list.length === 0 || list.length > this.compiled.gradAccumulation)
+      throw new XltConfigError(
+        `this onnxruntime trainer takes 1 to ${this.compiled.gradAccumulation} batches per step (gradAccumulation), got ${list.length}`,
+        { field: 'gradAccumulation' },
+      );
+    const lr = this.scheduler.lr();
+    const { loss, gradNorm } = await this.compiled.run(
+      list.map((b) => this.trainBatch(b)),
+      lr,
+    );
+    this.synced = false;
+    this.scheduler.step();
+    this.steps = this.compiled.step;
+    return { step: this.steps, loss, gradNorm, lr };
+  }
+
+  /** The compiled step's view of a batch (languages filled in from `default_language`). */
+  private trainBatch(b: B): TrainBatch {
     const batch: TrainBatch = { inputIds: b.inputIds, attentionMask: b.attentionMask };
     if (b.langIds !== undefined) batch.langIds = b.langIds;
     else if (this.langCount > 0) {
@@ -329,12 +345,7 @@ export class OnnxTrainer<B extends TokenBatch = TokenBatch> implements TrainEngi
       const v = b[k];
       if (v !== undefined) batch[k] = v;
     }
-    const lr = this.scheduler.lr();
-    const { loss, gradNorm } = await this.compiled.run(batch, lr);
-    this.synced = false;
-    this.scheduler.step();
-    this.steps = this.compiled.step;
-    return { step: this.steps, loss, gradNorm, lr };
+    return batch;
   }
 
   syncModel(): void {

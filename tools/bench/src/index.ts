@@ -98,6 +98,16 @@ async function main(): Promise<void> {
     console.log(
       `train onnxruntime/cpu fixture-xmod (h32 l2 b16 s24, ${threads} threads): ${rf.tokensPerSecond.toFixed(0)} tokens/s, ${rf.gflops.toFixed(2)} GFLOP/s, ${((100 * rf.gflops) / lim).toFixed(1)}% of matmul limit, peak RSS ${peakRssMiB().toFixed(0)} MiB`,
     );
+    // gradient accumulation: 2 micro-batches of the same shape per step (gradients graph twice, one update)
+    for (const [label, cfg, b, s] of [
+      ['small-xmod (h256 l4', SMALL_XMOD, 16, 128],
+      ['fixture-xmod (h32 l2', FIXTURE_XMOD, 16, 24],
+    ] as const) {
+      const ra = await onnxTrainTokensPerSecond(cfg, b, s, threads, 5, 2);
+      console.log(
+        `train onnxruntime/cpu ${label} 2 x b${b} s${s} accumulated, ${threads} threads): ${ra.tokensPerSecond.toFixed(0)} tokens/s, ${ra.gflops.toFixed(2)} GFLOP/s`,
+      );
+    }
     // tfjs engine (@xlt/trainer's Trainer): the small X-Mod takes 1-2 min a step on cpu, so 2 steps
     // (XLT_BENCH_TRAIN_STEPS overrides); peak RSS is the process's, with this measurement's rise
     const steps = Number(process.env.XLT_BENCH_TRAIN_STEPS ?? 0);

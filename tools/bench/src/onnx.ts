@@ -111,7 +111,8 @@ export async function onnxMatmulGflops(n: number, threads: number, reps = 7): Pr
 
 /**
  * Training tokens/s of the compiled ONNX train step (forward + backward + AdamW, MLM head, every
- * parameter trainable) on `config`, and its GFLOP/s counting 3x the forward matmul FLOPs.
+ * parameter trainable) on `config`, and its GFLOP/s counting 3x the forward matmul FLOPs. With
+ * `gradAccumulation` K > 1 a step takes K micro-batches of `batch` x `seq` (all counted).
  */
 export async function onnxTrainTokensPerSecond(
   config: EncoderConfig,
@@ -119,6 +120,7 @@ export async function onnxTrainTokensPerSecond(
   seq: number,
   threads: number,
   reps = 5,
+  gradAccumulation = 1,
 ): Promise<{ tokensPerSecond: number; gflops: number }> {
   const { CompiledTrainStep, weightShapes } = await import('@xlt/onnx');
   const weights = randomWeights(config, 'masked-lm', 0);
@@ -130,15 +132,17 @@ export async function onnxTrainTokensPerSecond(
     trainable,
     adamw: { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 },
     threads,
+    gradAccumulation,
   });
   const { ids, langs } = syntheticBatch(config, batch, seq);
   const labels = ids.map((row) => row.map((v, j) => (j % 7 === 3 ? v : -100)));
   const b = { inputIds: ids, labels, ...(config.languages?.length ? { langIds: langs } : {}) };
+  const micro = Array.from({ length: gradAccumulation }, () => b);
   const times = await timeRuns(async () => {
-    await step.run(b, 1e-4);
+    await step.run(micro, 1e-4);
   }, reps);
   await step.release();
-  const tps = (batch * seq) / median(times);
+  const tps = (gradAccumulation * batch * seq) / median(times);
   // + the MLM decoder (hidden x vocab) on every token, forward and backward
   const flops = 3 * (encoderFlopsPerToken(config, seq) + 2 * config.hidden_size * config.vocab_size);
   return { tokensPerSecond: tps, gflops: (tps * flops) / 1e9 };
