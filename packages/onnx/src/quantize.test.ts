@@ -112,11 +112,16 @@ describe.skipIf(skip)('int8 dynamic quantization of the xmod-postnorm fixtures',
   });
 });
 
-/** x [2, 4] -> MatMul with a float weight, a MatMul with an int weight cast, a MatMul of two inputs. */
+/**
+ * x [2, 4] times: a float weight (MatMul), an int weight cast to float (not an initializer), another
+ * input (MatMul of two activations), an int32 initializer (MatMul of ints) and a float weight in a
+ * Gemm with alpha, beta and a bias but no transB.
+ */
 function tinyGraph(): Uint8Array {
   const g = new GraphBuilder('tiny');
   const x = g.input('x', 'float32', [2, 4]);
   const y = g.input('y', 'float32', [3, 2]);
+  const xi = g.input('xi', 'int32', [2, 4]);
   const w = g.initializer(
     'w',
     Float32Array.from({ length: 12 }, (_, i) => (i - 5) / 7),
@@ -127,12 +132,22 @@ function tinyGraph(): Uint8Array {
     Int32Array.from({ length: 12 }, (_, i) => i - 5),
     [4, 3],
   );
+  const wg = g.initializer(
+    'wg',
+    Float32Array.from({ length: 12 }, (_, i) => Math.sin(i)),
+    [4, 3],
+  );
+  const bg = g.initializer('bg', Float32Array.from([0.5, -1, 2]), [3]);
   const a = g.node('MatMul', [x, w], {}, 'float_weight');
   const b = g.node('MatMul', [x, g.node('Cast', [wi], { to: 1 })], {}, 'cast_weight');
   const c = g.node('MatMul', [a, y], {}, 'two_inputs');
+  const d = g.node('MatMul', [xi, wi], {}, 'int_weight');
+  const e = g.node('Gemm', [x, wg, bg], { alpha: { float: 0.5 }, beta: { float: 2 } }, 'gemm');
   g.output(a, 'a', 'float32', [2, 3]);
   g.output(b, 'b', 'float32', [2, 3]);
   g.output(c, 'c', 'float32', [2, 2]);
+  g.output(d, 'd', 'int32', [2, 3]);
+  g.output(e, 'e', 'float32', [2, 3]);
   return g.toBytes();
 }
 
@@ -140,21 +155,26 @@ describe('int8 dynamic quantization: what is left alone', () => {
   it('rewrites only the MatMul with a float32 rank-2 initializer weight; results stay close', async () => {
     const fp32 = tinyGraph();
     const res = quantizeDynamicInt8(fp32);
-    expect(res.quantizedNodes).toEqual(['n_float_weight']);
+    expect(res.quantizedNodes).toEqual(['n_float_weight', 'n_gemm']);
     const ops = opCounts(res.model);
-    expect(ops.get('MatMul')).toBe(2);
-    expect(ops.get('DynamicQuantizeMatMul')).toBe(1);
+    expect(ops.get('MatMul')).toBe(3);
+    expect(ops.get('DynamicQuantizeMatMul')).toBe(2);
+    expect(ops.get('Gemm')).toBeUndefined();
     const ort = await import('onnxruntime-node');
     const feeds = {
       x: new ort.Tensor('float32', Float32Array.from([1, -2, 0.5, 3, -1, 0.25, 2, -0.75]), [2, 4]),
       y: new ort.Tensor('float32', Float32Array.from([1, 0, 0, 1, 1, 1]), [3, 2]),
+      xi: new ort.Tensor('int32', Int32Array.from([1, -2, 0, 3, -1, 0, 2, 5]), [2, 4]),
     };
     const sa = await ort.InferenceSession.create(fp32);
     const sb = await ort.InferenceSession.create(res.model);
     const ya = await sa.run(feeds);
     const yb = await sb.run(feeds);
     expect(maxAbsDiff(ya.b!.data as Float32Array, yb.b!.data as Float32Array)).toBe(0);
+    expect(Array.from(yb.d!.data as Int32Array)).toEqual(Array.from(ya.d!.data as Int32Array));
     expect(maxAbsDiff(ya.a!.data as Float32Array, yb.a!.data as Float32Array)).toBeLessThan(0.05);
+    // alpha scales the product, beta the bias: the same as the float Gemm
+    expect(maxAbsDiff(ya.e!.data as Float32Array, yb.e!.data as Float32Array)).toBeLessThan(0.05);
     await sa.release();
     await sb.release();
   });
@@ -165,7 +185,7 @@ describe('int8 dynamic quantization: what is left alone', () => {
     g.output(g.node('MatMul', [x, x]), 'y', 'float32', [2, 2]);
     const bytes = g.toBytes();
     expect(quantizeDynamicInt8(bytes).model).toBe(bytes);
-    expect(quantizeDynamicInt8(tinyGraph(), { exclude: ['w'] }).quantizedNodes).toEqual([]);
+    expect(quantizeDynamicInt8(tinyGraph(), { exclude: ['w', 'n_gemm'] }).quantizedNodes).toEqual([]);
   });
 
   it('names the tensor when a weight is malformed or not finite', () => {
