@@ -55,6 +55,9 @@ describe('xlt-serve', () => {
     const bad = await runBin(['--model', modelDir, '--max-queue', 'many']).done;
     expect(bad.code).toBe(2);
     expect(bad.err).toMatch(/--max-queue must be an integer of at least 1, got 'many'/);
+    const q = await runBin(['--model', modelDir, '--quantize', 'int4']).done;
+    expect(q.code).toBe(2);
+    expect(q.err).toMatch(/--quantize must be int8, got 'int4'/);
     const none = await runBin([]).done;
     expect(none.code).toBe(2);
     expect(none.err).toMatch(/--model DIR is required/);

@@ -17,6 +17,7 @@ Usage: xlt-serve --model DIR [--tokenizer PATH] [options]
   --host HOST          default 127.0.0.1
   --port N             default 8080
   --threads N          onnxruntime intra-op threads (default: all cores)
+  --quantize int8      run the weight MatMuls in int8 (quantized at load; default float32)
   --max-batch N        most examples per model call (default 16)
   --max-wait-ms N      batching window (default 5)
 Limits (a request over one gets 413, or 503 OVERLOADED for the queue):
@@ -53,6 +54,7 @@ const OPTIONS = {
   host: { type: 'string', default: '127.0.0.1' },
   port: { type: 'string', default: '8080' },
   threads: { type: 'string' },
+  quantize: { type: 'string' },
   'max-batch': { type: 'string', default: '16' },
   'max-wait-ms': { type: 'string', default: '5' },
   'max-text': { type: 'string', default: String(DEFAULT_LIMITS.textChars) },
@@ -94,6 +96,9 @@ async function main(): Promise<void> {
   };
   const port = int('port');
   const threads = values.threads !== undefined ? int('threads', 1) : undefined;
+  if (values.quantize !== undefined && values.quantize !== 'int8')
+    usage(`--quantize must be int8, got '${values.quantize}'`);
+  const quantize = values.quantize === 'int8' ? ('int8' as const) : undefined;
   const serveOptions = {
     maxBatchSize: int('max-batch', 1),
     maxWaitMs: int('max-wait-ms'),
@@ -118,12 +123,13 @@ async function main(): Promise<void> {
   const model = await ServedModel.load(modelDir, {
     ...(values.modules !== undefined ? { modulesDir: values.modules } : {}),
     ...(threads !== undefined ? { threads } : {}),
+    ...(quantize !== undefined ? { quantize } : {}),
   });
   const tokenizer = await loadTokenizer(values.tokenizer ?? modelDir);
   const server = await createServer({ model, tokenizer, ...serveOptions });
   const address = await server.app.listen({ host: values.host, port, backlog: 4096 });
   process.stderr.write(
-    `[xlt-serve] ${model.head} model, languages: ${model.languages.join(', ') || '(none)'}; listening on ${address}\n`,
+    `[xlt-serve] ${model.head} model${quantize ? ' (int8)' : ''}, languages: ${model.languages.join(', ') || '(none)'}; listening on ${address}\n`,
   );
   let stopping = false;
   const stop = (signal: string) => {

@@ -2,7 +2,7 @@ export { type BatcherOptions, DynamicBatcher } from './batcher.js';
 export { type ErrorBody, HttpError, type ServeErrorCode } from './errors.js';
 export { type LoadResult, loadTest } from './load.js';
 export { ServeMetrics } from './metrics.js';
-export { ServedModel } from './model.js';
+export { ServedModel, type ServedModelOptions, type ServeQuantization } from './model.js';
 export {
   DEFAULT_LIMITS,
   DEFAULT_MAX_MODULE_BYTES,

@@ -10,6 +10,7 @@ import {
   type OnnxInputs,
   OnnxModel,
   type OnnxOutput,
+  quantizeDynamicInt8,
   readEncoderConfig,
   type Weight,
   type WeightSource,
@@ -19,6 +20,30 @@ import {
 function moduleNames(prefix: string, layer: number, lang: string): string[] {
   const base = `${prefix}encoder.layer.${layer}.output.adapter_modules.${lang}`;
   return [`${base}.dense1.weight`, `${base}.dense1.bias`, `${base}.dense2.weight`, `${base}.dense2.bias`];
+}
+
+/** How the served graph's weight MatMuls run: float32, or dynamically quantized int8. */
+export type ServeQuantization = 'int8';
+
+/** Options of {@link ServedModel.load}. */
+export interface ServedModelOptions {
+  /** Folder of `<lang>.safetensors` language modules added at start. */
+  modulesDir?: string;
+  /** onnxruntime intra-op threads. */
+  threads?: number;
+  /** `int8`: quantize the weight MatMuls at load (and after each language is added). Default float32. */
+  quantize?: ServeQuantization;
+}
+
+/** Exports the weights to ONNX (quantized when asked) and opens a session on it. */
+async function compile(
+  config: EncoderConfig,
+  weights: WeightSource,
+  options: ServedModelOptions,
+): Promise<OnnxModel> {
+  const exported = exportToOnnx({ config, weights }).model;
+  const model = options.quantize === 'int8' ? quantizeDynamicInt8(exported).model : exported;
+  return OnnxModel.load(model, options.threads !== undefined ? { threads: options.threads } : {});
 }
 
 /**
@@ -32,7 +57,7 @@ export class ServedModel {
   private onnx: OnnxModel;
   private readonly base: WeightSource & { close(): void };
   private readonly extra = new Map<string, Weight>();
-  private readonly threads: number | undefined;
+  private readonly options: ServedModelOptions;
   private readonly prefix: string;
 
   private constructor(
@@ -40,14 +65,14 @@ export class ServedModel {
     config: EncoderConfig,
     base: WeightSource & { close(): void },
     onnx: OnnxModel,
-    threads?: number,
+    options: ServedModelOptions,
   ) {
     this.dir = dir;
     this.config = config;
     this.head = headFromArchitectures(config.architectures);
     this.base = base;
     this.onnx = onnx;
-    this.threads = threads;
+    this.options = options;
     this.prefix = base.has('roberta.embeddings.word_embeddings.weight') ? 'roberta.' : '';
   }
 
@@ -55,17 +80,11 @@ export class ServedModel {
    * Loads `dir` (config.json + model.safetensors or pytorch_model.bin, sharded or not) and every
    * `<lang>.safetensors` in `modulesDir`.
    */
-  static async load(
-    dir: string,
-    options: { modulesDir?: string; threads?: number } = {},
-  ): Promise<ServedModel> {
+  static async load(dir: string, options: ServedModelOptions = {}): Promise<ServedModel> {
     const config = readEncoderConfig(dir);
     const base = checkpointWeights(dir);
-    const onnx = await OnnxModel.load(
-      exportToOnnx({ config, weights: base }).model,
-      options.threads !== undefined ? { threads: options.threads } : {},
-    );
-    const m = new ServedModel(dir, config, base, onnx, options.threads);
+    const onnx = await compile(config, base, options);
+    const m = new ServedModel(dir, config, base, onnx, options);
     if (options.modulesDir !== undefined) {
       for (const f of readdirSync(options.modulesDir)
         .filter((x) => x.endsWith('.safetensors'))
@@ -74,6 +93,11 @@ export class ServedModel {
       }
     }
     return m;
+  }
+
+  /** `int8` when the weight MatMuls run quantized; undefined for float32. */
+  get quantize(): ServeQuantization | undefined {
+    return this.options.quantize;
   }
 
   get languages(): string[] {
@@ -144,10 +168,7 @@ export class ServedModel {
       has: (n) => extra.has(n) || this.base.has(n),
       get: (n) => extra.get(n) ?? this.base.get(n),
     };
-    const next = await OnnxModel.load(
-      exportToOnnx({ config, weights }).model,
-      this.threads !== undefined ? { threads: this.threads } : {},
-    );
+    const next = await compile(config, weights, this.options);
     const old = this.onnx;
     this.onnx = next;
     this.config = config;

@@ -26,6 +26,7 @@ export {
   type InitData,
   type ModelOptions,
 } from './graph.js';
+export { type QuantizeOptions, type QuantizeResult, quantizeDynamicInt8 } from './quantize.js';
 export { randomWeights, weightShapes } from './random.js';
 export {
   checkpointWeights,

@@ -3,6 +3,7 @@
  * otherwise idle machine. `XLT_BENCH=matmul,tokenizer` selects suites.
  */
 import { BACKEND_ORDER, type BackendName, initBackend } from '@xlt/core';
+import { BENCH_CHILD_ENV, baseInferLines, runBenchChild } from './base-infer.js';
 import { jobsSpeedup } from './jobs.js';
 import { matmulGflops } from './matmul.js';
 import {
@@ -19,6 +20,7 @@ import { tokenizerEncode, tokenizerTrain } from './tokenizer.js';
 import { FIXTURE_XMOD, tfjsTrainTokensPerSecond } from './train.js';
 import { xmodLoad } from './xmod-load.js';
 
+export { baseInferLines, baseInferMeasure } from './base-infer.js';
 export { jobsSpeedup } from './jobs.js';
 export { matmulGflops } from './matmul.js';
 export {
@@ -50,6 +52,8 @@ async function availableBackends(): Promise<BackendName[]> {
 }
 
 async function main(): Promise<void> {
+  const childSpec = process.env[BENCH_CHILD_ENV];
+  if (childSpec !== undefined) return runBenchChild(childSpec);
   const only = process.env.XLT_BENCH?.split(',').map((s) => s.trim());
   const want = (s: string) => only === undefined || only.includes(s);
   const backends = await availableBackends();
@@ -143,6 +147,10 @@ async function main(): Promise<void> {
   }
   if (want('jobs')) {
     for (const line of await jobsSpeedup()) console.log(line);
+  }
+  // base size (XLM-R-base shapes, ~1.1 GB of weights): only when asked, XLT_BENCH=base
+  if (only?.includes('base')) {
+    for (const line of await baseInferLines()) console.log(line);
   }
   console.log(`peak RSS: ${peakRssMiB().toFixed(0)} MiB`);
 }

@@ -4,6 +4,7 @@ import { writeFileAtomic, XltError } from '@xlt/core';
 import {
   checkpointWeights,
   exportToOnnx,
+  quantizeDynamicInt8,
   readEncoderConfig,
   withPeftAdapter,
   writeOnnxModel,
@@ -91,6 +92,7 @@ const exportSchema = z.strictObject({
     .enum(['base', 'masked-lm', 'sequence-classification', 'token-classification', 'question-answering'])
     .optional(),
   lora: z.string().optional(),
+  quantize: z.enum(['int8']).optional().describe('int8: dynamic int8 quantization of the weight MatMuls'),
 });
 
 export const exportCommand: Command<typeof exportSchema> = {
@@ -102,9 +104,12 @@ export const exportCommand: Command<typeof exportSchema> = {
   --out FILE      default: <run dir>/model.onnx
   --head NAME     override the head given by config.architectures
   --lora DIR      merge a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors)
+  --quantize int8 weight MatMuls in int8 (per-channel weights, activations quantized per call):
+                  about 1/4 of their size, faster on CPU, logits slightly changed
 
 Example:
-  xlt export --model ~/models/xmod-base --out xmod.onnx`,
+  xlt export --model ~/models/xmod-base --out xmod.onnx
+  xlt export --model runs/ner/model --out ner-int8.onnx --quantize int8`,
   schema: exportSchema,
   async run(cfg, ctx) {
     const config = readEncoderConfig(cfg.model);
@@ -112,9 +117,14 @@ Example:
     try {
       const weights = cfg.lora !== undefined ? withPeftAdapter(base, cfg.lora) : base;
       const out = cfg.out ?? path.join(ctx.runDir, 'model.onnx');
-      const res = exportToOnnx({ config, weights, ...(cfg.head !== undefined ? { head: cfg.head } : {}) });
+      const fp32 = exportToOnnx({ config, weights, ...(cfg.head !== undefined ? { head: cfg.head } : {}) });
+      const quantized = cfg.quantize === 'int8' ? quantizeDynamicInt8(fp32.model) : undefined;
+      const res = quantized !== undefined ? { ...fp32, model: quantized.model } : fp32;
       writeOnnxModel(out, res);
-      ctx.log(`exported ${res.head} model (${(res.model.byteLength / 2 ** 20).toFixed(1)} MiB) to ${out}`);
+      const what = quantized !== undefined ? ` (int8: ${quantized.quantizedNodes.length} MatMuls)` : '';
+      ctx.log(
+        `exported ${res.head} model${what} (${(res.model.byteLength / 2 ** 20).toFixed(1)} MiB) to ${out}`,
+      );
     } finally {
       base.close();
     }

@@ -86,6 +86,55 @@ describe('xlt command line', () => {
       expect(y.logits?.dims).toEqual([1, 4, 7]);
     },
   );
+
+  it.skipIf(sharedSkipReason('fixtures') !== undefined)(
+    'export --quantize int8 writes a smaller model with int8 MatMuls whose logits stay close',
+    async () => {
+      const fp32 = path.join(dir, 'tokcls-fp32.onnx');
+      const int8 = path.join(dir, 'tokcls-int8.onnx');
+      const model = sharedPath('fixtures', 'xmod-postnorm', 'tokcls');
+      for (const [out, extra] of [
+        [fp32, []],
+        [int8, ['--quantize', 'int8']],
+      ] as const) {
+        const r = await cli(
+          'export',
+          '--model',
+          model,
+          '--out',
+          out,
+          '--run-dir',
+          path.join(dir, 'r3'),
+          ...extra,
+        );
+        expect(r.code, r.err).toBe(EXIT.ok);
+      }
+      expect(readFileSync(int8).byteLength).toBeLessThan(readFileSync(fp32).byteLength);
+      expect(readFileSync(int8).includes('DynamicQuantizeMatMul')).toBe(true);
+      expect(readFileSync(fp32).includes('DynamicQuantizeMatMul')).toBe(false);
+      const input = { inputIds: [[0, 5, 6, 7, 2]], langIds: ['de_DE'] };
+      const [ma, mb] = [await OnnxModel.load(fp32), await OnnxModel.load(int8)];
+      const a = (await ma.run(input)).logits!;
+      const b = (await mb.run(input)).logits!;
+      await ma.release();
+      await mb.release();
+      expect(b.dims).toEqual(a.dims);
+      const diff = Math.max(...Array.from(a.data, (v, i) => Math.abs(v - (b.data[i] as number))));
+      expect(diff).toBeGreaterThan(0);
+      expect(diff).toBeLessThan(0.2);
+      const bad = await cli(
+        'export',
+        '--model',
+        model,
+        '--quantize',
+        'int4',
+        '--run-dir',
+        path.join(dir, 'r4'),
+      );
+      expect(bad.code).toBe(EXIT.usage);
+      expect(bad.err).toMatch(/quantize/);
+    },
+  );
 });
 
 describe('xlt tokenizer train and serve', () => {

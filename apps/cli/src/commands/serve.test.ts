@@ -44,6 +44,7 @@ describe('xlt serve options', () => {
       ['--max-text', '-1'],
       ['--shutdown-timeout-ms', 'soon'],
       ['--max-bodies', '5'],
+      ['--quantize', 'int4'],
     ]) {
       const r = await cli('serve', '--model', '/nonexistent', ...args);
       expect(r.code, args.join(' ')).toBe(EXIT.usage);
@@ -57,6 +58,7 @@ describe('xlt serve options', () => {
       '--max-queue',
       '--headers-timeout-ms',
       '--shutdown-timeout-ms',
+      '--quantize',
     ])
       expect(h.out).toContain(flag);
   });

@@ -19,6 +19,7 @@ const serveSchema = z.strictObject({
   host: z.string().default('127.0.0.1'),
   port: z.number().int().min(0).max(65535).default(8080),
   threads: z.number().int().positive().optional(),
+  quantize: z.enum(['int8']).optional(),
   maxBatch: positive(16),
   maxWaitMs: z.number().int().nonnegative().default(5),
   maxText: positive(DEFAULT_LIMITS.textChars),
@@ -73,6 +74,7 @@ export const serveCommand: Command<typeof serveSchema> = {
   --modules DIR      language modules to add at start: DIR/<lang>.safetensors; POST /admin/languages {"code"}
                      adds DIR/<code>.safetensors later (only from this folder)
   --host 127.0.0.1 --port 8080 --threads N --max-batch 16 --max-wait-ms 5
+  --quantize int8    run the weight MatMuls in int8 (quantized at load; default float32)
   Limits: --max-text ${DEFAULT_LIMITS.textChars} (characters) --max-body ${DEFAULT_LIMITS.bodyBytes} (bytes) --max-items ${DEFAULT_LIMITS.batchItems}
     --max-queue ${DEFAULT_LIMITS.queueItems} (examples admitted at once; beyond: 503 + Retry-After) --max-module-bytes ${DEFAULT_MAX_MODULE_BYTES}
   Timeouts (ms): --timeout-ms ${DEFAULT_TIMEOUTS.modelWaitMs} (waiting for the model) --headers-timeout-ms ${DEFAULT_TIMEOUTS.headersMs}
@@ -89,6 +91,7 @@ Example:
     const model = await ServedModel.load(cfg.model, {
       ...(cfg.modules !== undefined ? { modulesDir: cfg.modules } : {}),
       ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
+      ...(cfg.quantize !== undefined ? { quantize: cfg.quantize } : {}),
     });
     const server = await createServer({
       model,
