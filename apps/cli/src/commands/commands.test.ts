@@ -223,4 +223,41 @@ describe.skipIf(fixtures !== undefined)('on the fixture X-Mod model (h32, 2 laye
     expect(miss.code).toBe(EXIT.usage);
     expect(miss.err).toMatch(/source language 'en' has no evaluation file/);
   });
+
+  it('evaluates the int8-quantized model with --quantize int8, close to float32, and refuses it on tfjs', async () => {
+    const model = path.join(dir, 'ft', 'model');
+    const args = [
+      '--model',
+      model,
+      '--eval',
+      'dev-*.tsv',
+      '--data-root',
+      data,
+      '--resamples',
+      '20',
+      '--backend',
+      'cpu',
+    ];
+    const q = await cli('evaluate', ...args, '--quantize', 'int8', '--run-dir', path.join(dir, 'ev-int8'));
+    expect(q.code).toBe(EXIT.ok);
+    expect(q.out).toMatch(/inference on onnxruntime \(int8\)/);
+    const fp32 = JSON.parse(readFileSync(path.join(dir, 'ev', 'report.json'), 'utf8'));
+    const int8 = JSON.parse(readFileSync(path.join(dir, 'ev-int8', 'report.json'), 'utf8'));
+    expect(int8.rows.map((x: { lang: string }) => x.lang)).toEqual(['en', 'de', 'sw']);
+    int8.rows.forEach((row: { score: number }, i: number) => {
+      expect(Math.abs(row.score - fp32.rows[i].score)).toBeLessThan(5);
+    });
+    const bad = await cli(
+      'evaluate',
+      ...args,
+      '--engine',
+      'tfjs',
+      '--quantize',
+      'int8',
+      '--run-dir',
+      path.join(dir, 'ev-bad'),
+    );
+    expect(bad.code).toBe(EXIT.usage);
+    expect(bad.err).toMatch(/quantize int8 runs on onnxruntime/);
+  });
 });

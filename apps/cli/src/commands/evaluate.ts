@@ -51,6 +51,8 @@ const evaluateSchema = z.strictObject({
   /** Inference engine: the model exported to ONNX and run by onnxruntime (auto), or tfjs. */
   engine: z.enum(['auto', 'tfjs', 'onnxruntime']).default('auto'),
   threads: z.number().int().positive().optional(),
+  /** int8: run the exported model with its weight MatMuls dynamically quantized (onnxruntime only). */
+  quantize: z.enum(['int8']).optional(),
   dataRoot: z.string().optional(),
 });
 
@@ -78,6 +80,8 @@ Options (or config keys):
   --engine auto|tfjs|onnxruntime  (auto: the model is exported to ONNX and run by onnxruntime, LoRA
                                    mixtures live; tfjs for X-Mod models with language-routed mixtures)
   --threads N
+  --quantize int8      score the int8 model that \`xlt export --quantize int8\` and \`xlt-serve --quantize
+                       int8\` run (weight MatMuls dynamically quantized; onnxruntime only)
 
 Examples:
   xlt evaluate --model runs/ner/ft-xmod/model --eval 'panx/dev-*.tsv' \\
@@ -127,8 +131,9 @@ Examples:
     const runner = await logitsRunner(model, spec.kind, {
       engine: cfg.engine,
       ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
+      ...(cfg.quantize !== undefined ? { quantize: cfg.quantize } : {}),
     });
-    ctx.log(`inference on ${runner.engine}`);
+    ctx.log(`inference on ${runner.engine}${cfg.quantize !== undefined ? ` (${cfg.quantize})` : ''}`);
     const byLang = new Map<string, Scored[]>();
     const warned = new Set<string>();
     const perLang: Record<string, { file: string; n: number; score: number; seconds: number }> = {};

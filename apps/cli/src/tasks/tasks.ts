@@ -10,6 +10,7 @@ import {
   moduleWeights,
   type NamedParameterSource,
   OnnxModel,
+  quantizeDynamicInt8,
 } from '@xlt/onnx';
 import { alignLabels, wordPredictions, type XltTokenizer } from '@xlt/tokenizer';
 import { collateLabelled, type TokenBatch } from '@xlt/trainer';
@@ -233,10 +234,12 @@ function tfjsRunner(model: XmodPreTrainedModel): LogitsRunner {
 export async function logitsRunner(
   model: XmodPreTrainedModel,
   kind: 'token' | 'sequence',
-  options: { engine?: 'auto' | 'tfjs' | 'onnxruntime'; threads?: number } = {},
+  options: { engine?: 'auto' | 'tfjs' | 'onnxruntime'; threads?: number; quantize?: 'int8' } = {},
 ): Promise<LogitsRunner> {
   const engine = options.engine ?? 'auto';
   model.eval();
+  if (options.quantize !== undefined && engine === 'tfjs')
+    throw new XltConfigError('--quantize int8 runs on onnxruntime, not tfjs', { field: 'quantize' });
   if (engine === 'tfjs') return tfjsRunner(model);
   const isXmod = model.config.model_type === 'xmod';
   const mixtures = new Map<string, LoraMixtureSpec>(
@@ -247,9 +250,9 @@ export async function logitsRunner(
   );
   const languageRouted = [...mixtures.values()].some((m) => m.mode === 'language');
   if (isXmod && languageRouted) {
-    if (engine === 'onnxruntime')
+    if (engine === 'onnxruntime' || options.quantize !== undefined)
       throw new XltConfigError('an X-Mod model with a language-routed LoRA mixture runs on tfjs', {
-        field: 'engine',
+        field: options.quantize !== undefined ? 'quantize' : 'engine',
       });
     return tfjsRunner(model);
   }
@@ -259,7 +262,10 @@ export async function logitsRunner(
     head: kind === 'token' ? 'token-classification' : 'sequence-classification',
     ...(mixtures.size > 0 ? { loraMixtures: mixtures } : {}),
   });
-  const onnx = await OnnxModel.load(bytes, options.threads !== undefined ? { threads: options.threads } : {});
+  const onnx = await OnnxModel.load(
+    options.quantize === 'int8' ? quantizeDynamicInt8(bytes).model : bytes,
+    options.threads !== undefined ? { threads: options.threads } : {},
+  );
   return {
     engine: 'onnxruntime',
     async run(batch, langId, expert) {
