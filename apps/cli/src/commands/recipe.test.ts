@@ -7,6 +7,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { COMMANDS } from '../cli/commands.js';
 import { EXIT, runCli } from '../cli/main.js';
 import { cli } from '../test-cli.js';
+import { RECIPES } from '../tasks/recipes.js';
+import { recipeNerCommand, recipeSettings } from './recipe.js';
 
 const skipNer = sharedSkipReason('data', 'panx');
 const skipPos = sharedSkipReason('data', 'ud');
@@ -46,6 +48,20 @@ const tiny = [
 
 const readJson = (f: string) => JSON.parse(readFileSync(f, 'utf8'));
 
+describe('recipe settings', () => {
+  it('take the fine-tuning batch size and the X-Mod preset from the command line over the variant', () => {
+    const parse = (extra: object) => recipeNerCommand.schema.parse({ quick: true, ...extra });
+    const base = recipeSettings(RECIPES.ner, parse({}));
+    expect(base.finetune).toMatchObject({
+      batchSize: RECIPES.ner.quick.finetune.batchSize,
+      xmodPreset: 'full',
+    });
+    const over = recipeSettings(RECIPES.ner, parse({ finetuneBatchSize: 16, xmodPreset: 'xmod-finetune' }));
+    expect(over.finetune).toMatchObject({ batchSize: 16, xmodPreset: 'xmod-finetune' });
+    expect(() => parse({ xmodPreset: 'frozen' })).toThrow();
+  });
+});
+
 describe.skipIf(skipNer !== undefined)('xlt recipe ner', () => {
   const run = path.join(dir, 'ner');
   it('runs corpus, tokenizer, shared + X-Mod pre-training, fine-tuning with dev selection and evaluation into one run directory', async () => {
@@ -83,7 +99,13 @@ describe.skipIf(skipNer !== undefined)('xlt recipe ner', () => {
       expect(existsSync(path.join(run, 'model', `${m}.dev.report.md`))).toBe(true);
     }
     expect(readJson(path.join(run, 'model', 'xmod', 'config.json')).model_type).toBe('xmod');
+    // the X-Mod model is fine-tuned fully by default, with the recipe's batch size
+    expect(readJson(path.join(run, 'finetune-xmod', 'config.json'))).toMatchObject({
+      preset: 'full',
+      batchSize: 64,
+    });
     const results = readJson(path.join(run, 'results.json'));
+    expect(results.settings.finetune).toMatchObject({ batchSize: 64, xmodPreset: 'full' });
     expect(Object.keys(results.results)).toEqual(
       expect.arrayContaining([
         'dev:shared',

@@ -34,6 +34,8 @@ const recipeSchema = z.strictObject({
   ...pretrainOverrideFields,
   finetuneEpochs: z.number().positive().optional(),
   finetuneLr: z.number().positive().optional(),
+  finetuneBatchSize: z.number().int().positive().optional(),
+  xmodPreset: z.enum(['full', 'xmod-finetune']).optional(),
   maxTrainExamples: z.number().int().positive().optional(),
   maxSentencesPerLanguage: z.number().int().positive().optional(),
   maxEvalExamples: z.number().int().positive().optional(),
@@ -53,6 +55,8 @@ export function recipeSettings(recipe: Recipe, cfg: RecipeConfig): RecipeSetting
       ...base.finetune,
       epochs: cfg.finetuneEpochs ?? base.finetune.epochs,
       lr: cfg.finetuneLr ?? base.finetune.lr,
+      batchSize: cfg.finetuneBatchSize ?? base.finetune.batchSize,
+      xmodPreset: cfg.xmodPreset ?? base.finetune.xmodPreset,
       maxDevExamples: cfg.maxDevExamples ?? base.finetune.maxDevExamples,
     },
     baseline: cfg.baseline ?? base.baseline,
@@ -77,7 +81,7 @@ async function runRecipe(all: Recipe, cfg: RecipeConfig, ctx: CommandContext): P
   const index = { i: 0, n: 2 + 2 + (s.baseline ? 1 : 0) + models.length * (1 + recipe.evals.length) + 1 };
   const t0 = performance.now();
   ctx.log(
-    `recipe ${recipe.task}${cfg.quick ? ' (quick)' : ''}: ${recipe.languages.join(' ')}; source ${recipe.source}; model h${s.hiddenSize} L${s.layers}, vocabulary ${s.vocabSize}; pre-training ${s.pretrain.steps} steps of ${s.pretrain.batchSize} x ${s.pretrain.maxLength} tokens; fine-tuning ${s.finetune.epochs} epochs; seed ${cfg.seed}`,
+    `recipe ${recipe.task}${cfg.quick ? ' (quick)' : ''}: ${recipe.languages.join(' ')}; source ${recipe.source}; model h${s.hiddenSize} L${s.layers}, vocabulary ${s.vocabSize}; pre-training ${s.pretrain.steps} steps of ${s.pretrain.batchSize} x ${s.pretrain.maxLength} tokens; fine-tuning ${s.finetune.epochs} epochs of batch ${s.finetune.batchSize} (X-Mod: ${s.finetune.xmodPreset}); seed ${cfg.seed}`,
   );
   const {
     text,
@@ -165,7 +169,7 @@ async function runRecipe(all: Recipe, cfg: RecipeConfig, ctx: CommandContext): P
           dev: recipe.dev,
           maxDevExamples: s.finetune.maxDevExamples,
           language: recipe.source,
-          preset: m === 'xmod' ? 'xmod-finetune' : 'full',
+          preset: m === 'xmod' ? s.finetune.xmodPreset : 'full',
           epochs: s.finetune.epochs,
           batchSize: s.finetune.batchSize,
           maxLength: s.finetune.maxLength,
@@ -342,7 +346,9 @@ when the command runs again (pre-training resumes from its newest checkpoint):
                      (packed full blocks, no padding; held-out masked-LM loss per language in results.json)
   init-random/       (full recipe) the same model without pre-training, fine-tuned identically as a baseline
   finetune-*/        ${r.source} ${r.train}; the source dev set ${r.dev} is scored during training and the
-                     best weights are kept (model selection on source-language dev only)
+                     best weights are kept (model selection on source-language dev only); the X-Mod
+                     model trains with its ${r.source} module, every parameter (--xmod-preset full, default)
+                     or X-Mod's way with embeddings and modules frozen (--xmod-preset xmod-finetune)
   eval-*/            per-language reports: ${r.evals.map((e) => `${e.name} (${e.split})`).join(', ')}
   model/shared, model/xmod   the selected models (Hugging Face folders with tokenizer.json), reports beside them
   results.md, results.json   the table with 95% bootstrap CIs and paired-bootstrap differences
@@ -355,7 +361,7 @@ Options:
                        own xlt process with cores/N threads (default: the cores, here ${availableParallelism()})
   Overrides: --vocab-size --hidden-size --layers --pretrain-steps --pretrain-batch-size --block-size
   --pretrain-lr --pretrain-dropout --mask-probability
-  --finetune-epochs --finetune-lr --max-train-examples --max-sentences-per-language --max-eval-examples
+  --finetune-epochs --finetune-lr --finetune-batch-size --xmod-preset full|xmod-finetune --max-train-examples --max-sentences-per-language --max-eval-examples
   --max-dev-examples --baseline true|false
 
 Examples:
