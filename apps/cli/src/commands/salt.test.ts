@@ -109,7 +109,7 @@ describe.skipIf(skip !== undefined)(
       expect(Math.abs(half.firstLoss - full.firstLoss)).toBeGreaterThan(1e-6);
       const both = await mixupRun('mix-both', '--set', 'salt.mixup=0.5');
       expect(both.out).toMatch(/tokens re-sampled and mixed \(embedding mixup 0\.5\)/);
-    });
+    }, 600_000);
 
     it('refuses copies that would equal the originals (salt.switch false without mixup)', async () => {
       const r = await cli(
