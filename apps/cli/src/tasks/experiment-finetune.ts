@@ -72,7 +72,7 @@ export const SALT_SETTINGS: GridSetting[] = [
   {
     name: 'dict-switch',
     label:
-      'dictionary code-switching (CoSDA-ML style): the originals plus one copy with half of the translatable words switched through MUSE en→target dictionaries (data/dict)',
+      "dictionary code-switching (CoSDA-ML style): the originals plus one copy with half of the translatable words switched through MUSE en→target dictionaries (data/dict); the copies are examples of their own, so twice the steps of plain (SALT copies share their originals' batches)",
     finetune: ({ targets, seed }) => ({
       preset: 'salt',
       salt: {
