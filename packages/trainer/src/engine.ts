@@ -40,6 +40,11 @@ export interface OnnxEngineOptions {
    * KL(p(originals) || p(augmented)) over the labelled positions.
    */
   salt?: { augWeight?: number; klWeight?: number };
+  /**
+   * Embedding mixup (onnxruntime only): every batch carries `mixIds`, `mixProbs` and `mixLambda`
+   * (see `TokenBatch`), mixed into the word embeddings with gradients into them.
+   */
+  embeddingMixup?: boolean;
 }
 
 /** The optimiser surface checkpoints use (moments by Hugging Face name). */
@@ -284,6 +289,7 @@ export class OnnxTrainer<B extends TokenBatch = TokenBatch> implements TrainEngi
       ...(support.lora.size > 0 ? { lora: support.lora } : {}),
       ...(support.loraMixtures.size > 0 ? { loraMixtures: support.loraMixtures } : {}),
       ...(options.onnx?.salt !== undefined ? { salt: options.onnx.salt } : {}),
+      ...(options.onnx?.embeddingMixup === true ? { embeddingMixup: true } : {}),
       adamw: {
         beta1: options.betas?.[0] ?? 0.9,
         beta2: options.betas?.[1] ?? 0.999,
@@ -345,6 +351,9 @@ export class OnnxTrainer<B extends TokenBatch = TokenBatch> implements TrainEngi
       const v = b[k];
       if (v !== undefined) batch[k] = v;
     }
+    if (b.mixIds !== undefined) batch.mixIds = b.mixIds;
+    if (b.mixProbs !== undefined) batch.mixProbs = b.mixProbs;
+    if (b.mixLambda !== undefined) batch.mixLambda = b.mixLambda;
     return batch;
   }
 
@@ -392,11 +401,12 @@ export async function createTrainer<B>(
     throw new XltConfigError(`engine must be 'tfjs', 'onnxruntime' or 'auto', got '${String(choice)}'`, {
       field: 'engine',
     });
-  const salt = options.onnx?.salt !== undefined;
+  const salt = options.onnx?.salt !== undefined || options.onnx?.embeddingMixup === true;
   if (choice === 'tfjs' && salt)
-    throw new XltConfigError('the SALT objective (onnx.salt) runs on the onnxruntime engine only', {
-      field: 'engine',
-    });
+    throw new XltConfigError(
+      'the SALT objective (onnx.salt) and embedding mixup (onnx.embeddingMixup) run on the onnxruntime engine only',
+      { field: 'engine' },
+    );
   if (choice === 'tfjs')
     return { trainer: tfjsEngine(model, loss, options), decision: { engine: 'tfjs', reason: 'asked for' } };
   const support = onnxSupport(model, loss, options);
@@ -417,7 +427,11 @@ export async function createTrainer<B>(
     trainer: trainer as unknown as TrainEngine<B>,
     decision: {
       engine: 'onnxruntime',
-      reason: salt ? 'the SALT objective' : choice === 'auto' ? 'supported model and head loss' : 'asked for',
+      reason: salt
+        ? 'the SALT objective or embedding mixup'
+        : choice === 'auto'
+          ? 'supported model and head loss'
+          : 'asked for',
     },
   };
 }

@@ -49,6 +49,14 @@ export interface TokenBatch {
   predPosition?: number[][];
   predLabels?: number[][];
   argLabels?: number[][];
+  /**
+   * Embedding mixup (onnxruntime engine with `onnx.embeddingMixup`): per position K candidate token
+   * ids [batch][time][K], their weights [batch][time][K] and the mixing weight [batch][time] (0: the
+   * token's own embedding; l: (1 - l) E[token] + l sum_k p_k E[candidate k]).
+   */
+  mixIds?: number[][][];
+  mixProbs?: number[][][];
+  mixLambda?: number[][];
 }
 
 function int2d(rows: number[][], field: string): tf.Tensor2D {

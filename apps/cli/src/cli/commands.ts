@@ -16,6 +16,7 @@ import { augmentDictCommand, augmentSelfCommand } from '../commands/augment.js';
 import { corpusBuildCommand } from '../commands/corpus.js';
 import { evaluateCommand } from '../commands/evaluate.js';
 import { experimentXmodCurseCommand } from '../commands/experiment.js';
+import { experimentMt4crossieCommand, experimentSaltCommand } from '../commands/experiment-finetune.js';
 import { finetuneCommand } from '../commands/finetune.js';
 import { oieCommand } from '../commands/oie.js';
 import { pretrainCommand } from '../commands/pretrain.js';
@@ -248,6 +249,8 @@ export const COMMANDS: Command[] = [
   recipeNerCommand,
   recipePosCommand,
   experimentXmodCurseCommand,
+  experimentSaltCommand,
+  experimentMt4crossieCommand,
   corpusBuildCommand,
   tokenizerTrainCommand,
   pretrainCommand,

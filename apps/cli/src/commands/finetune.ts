@@ -110,6 +110,10 @@ const finetuneSchema = z
         temperature: z.number().positive().default(1),
         augWeight: z.number().nonnegative().default(1),
         klWeight: z.number().nonnegative().default(1),
+        /** source self: the copies take the re-sampled tokens (code-switching); false keeps the originals' tokens. */
+        switch: z.boolean().default(true),
+        /** source self: embedding mixup weight at the chosen positions of the copies (0: none). */
+        mixup: z.number().min(0).max(1).default(0),
       })
       .optional(),
     out: z.string().optional(),
@@ -126,7 +130,15 @@ const finetuneSchema = z
       message: 'preset salt needs salt.dictionaries (e.g. { de: dict/muse-en-de.tsv }) or salt.source: self',
       path: ['salt'],
     },
-  );
+  )
+  .refine((c) => c.salt === undefined || c.salt.switch || c.salt.mixup > 0, {
+    message: 'salt.switch false needs salt.mixup > 0 (else the copies equal the originals)',
+    path: ['salt', 'mixup'],
+  })
+  .refine((c) => c.salt === undefined || c.salt.source === 'self' || (c.salt.switch && c.salt.mixup === 0), {
+    message: 'salt.switch and salt.mixup apply to salt.source self only',
+    path: ['salt', 'source'],
+  });
 
 type FinetuneConfig = z.infer<typeof finetuneSchema>;
 
@@ -171,17 +183,22 @@ async function codeSwitched(cfg: FinetuneConfig, examples: TaskExample[], log: (
   return out;
 }
 
+/** A SALT copy: its token ids and, with embedding mixup, the candidates mixed in at its positions. */
+type AugmentedFeature = Feature & { mix?: Array<{ position: number; ids: number[]; probs: number[] }> };
+
 /**
  * SALT's self-augmentation: every training feature gets a copy in which `salt.ratio` of its tokens
  * are re-sampled from a masked-LM (the pre-trained model the fine-tuning starts from, or `salt.mlm`),
- * position by position, so labels and positions stay aligned for the KL consistency term.
+ * position by position, so labels and positions stay aligned for the KL consistency term. With
+ * `salt.switch` false the copy keeps its tokens; with `salt.mixup` the chosen positions keep their
+ * top-k candidates and weights for embedding mixup.
  */
 async function selfAugmentedCopies(
   cfg: FinetuneConfig,
   features: Feature[],
   tok: XltTokenizer,
   log: (l: string) => void,
-): Promise<Feature[]> {
+): Promise<AugmentedFeature[]> {
   const salt = cfg.salt as NonNullable<FinetuneConfig['salt']>;
   const dir = salt.mlm ?? cfg.model;
   if (findCheckpoint(dir) === undefined)
@@ -219,15 +236,62 @@ async function selfAugmentedCopies(
       temperature: salt.temperature,
       unit: 'token',
       rng: new Rng(salt.seed).fork('salt-self'),
+      keepCandidates: salt.mixup > 0,
     },
   );
   await mlm.release();
   const replaced = res.reduce((a, r) => a + r.replaced.length, 0);
   const tokens = features.reduce((a, f) => a + f.inputIds.length - 2, 0);
+  const what = [
+    salt.switch ? 're-sampled' : '',
+    salt.mixup > 0 ? `mixed (embedding mixup ${salt.mixup})` : '',
+  ]
+    .filter(Boolean)
+    .join(' and ');
   log(
-    `salt: ${features.length} self-augmented copies from ${dir} in ${((performance.now() - t0) / 1000).toFixed(1)} s (${replaced} of ${tokens} tokens re-sampled, ${((100 * replaced) / Math.max(1, tokens)).toFixed(1)}%); loss = task + ${salt.augWeight} task(augmented) + ${salt.klWeight} KL`,
+    `salt: ${features.length} self-augmented copies from ${dir} in ${((performance.now() - t0) / 1000).toFixed(1)} s (${replaced} of ${tokens} tokens ${what}, ${((100 * replaced) / Math.max(1, tokens)).toFixed(1)}%); loss = task + ${salt.augWeight} task(augmented) + ${salt.klWeight} KL`,
   );
-  return features.map((f, i) => ({ ...f, inputIds: (res[i] as { ids: number[] }).ids }));
+  return features.map((f, i) => {
+    const r = res[i] as (typeof res)[number];
+    return {
+      ...f,
+      inputIds: salt.switch ? r.ids : f.inputIds,
+      ...(r.candidates !== undefined ? { mix: r.candidates } : {}),
+    };
+  });
+}
+
+/**
+ * Embedding mixup inputs of a batch of originals then copies (K candidates a position): the
+ * copies' chosen positions mix `lambda` of the candidates' weighted embedding in; elsewhere nothing.
+ */
+function withMixup(
+  b: TokenBatch,
+  copies: readonly AugmentedFeature[],
+  o: { lambda: number; k: number; pad: number },
+): TokenBatch {
+  const S = (b.inputIds[0] as number[]).length;
+  const originals = b.inputIds.length - copies.length;
+  const mixIds: number[][][] = [];
+  const mixProbs: number[][][] = [];
+  const mixLambda: number[][] = [];
+  for (let row = 0; row < b.inputIds.length; row++) {
+    const ids = Array.from({ length: S }, () => new Array<number>(o.k).fill(o.pad));
+    const probs = Array.from({ length: S }, () => new Array<number>(o.k).fill(0));
+    const lambda = new Array<number>(S).fill(0);
+    for (const m of row >= originals ? (copies[row - originals]?.mix ?? []) : []) {
+      if (m.position >= S) continue;
+      m.ids.forEach((id, j) => {
+        (ids[m.position] as number[])[j] = id;
+        (probs[m.position] as number[])[j] = m.probs[j] as number;
+      });
+      lambda[m.position] = o.lambda;
+    }
+    mixIds.push(ids);
+    mixProbs.push(probs);
+    mixLambda.push(lambda);
+  }
+  return { ...b, mixIds, mixProbs, mixLambda };
 }
 
 const ROUTER = (n: string) => /\.router\.weight$|\.mix_logits$/.test(n);
@@ -275,7 +339,10 @@ Presets (--preset):
                  re-sampled by the pre-trained masked-LM (the --model checkpoint, or salt.mlm; top-k
                  salt.topK, salt.temperature); each batch holds originals + copies and the loss is
                  task + salt.augWeight task(copies) + salt.klWeight KL(p(orig) || p(copy)) on the
-                 compiled onnxruntime step. salt.source dictionary (default): trains (fully) on the
+                 compiled onnxruntime step. salt.switch false keeps the copies' tokens; salt.mixup L
+                 mixes, at the copies' chosen positions, L of the masked LM's top-k expected embedding
+                 into the token's (embedding mixup; both together: code-switching + mixup).
+                 salt.source dictionary (default): trains (fully) on the
                  originals plus dictionary code-switched copies (@xlt/augment dictionaryCodeSwitch,
                  CoSDA-ML style: salt.ratio of translatable words, salt.copies copies, labels follow
                  words) with MUSE dictionaries salt.dictionaries { de: dict/muse-en-de.tsv, ... }.
@@ -332,6 +399,9 @@ Examples:
     const pad = model.config.pad_token_id;
     const selfSalt = cfg.preset === 'salt' && cfg.salt?.source === 'self';
     const augmented = selfSalt ? await selfAugmentedCopies(cfg, features, tok, ctx.log) : undefined;
+    const mixup = selfSalt && (cfg.salt?.mixup ?? 0) > 0;
+    const mixupOf = (b: TokenBatch, copies: AugmentedFeature[]) =>
+      mixup ? withMixup(b, copies, { lambda: cfg.salt?.mixup ?? 0, k: cfg.salt?.topK ?? 10, pad }) : b;
     // SALT (self): each batch is the originals followed by their augmented copies, row by row
     const { data, batchesPerEpoch } = epochBatches(
       features.map((f, i) => ({ f, a: augmented?.[i] })),
@@ -342,7 +412,10 @@ Examples:
               items.map((x) => x.f),
               pad,
             )
-          : collateFeatures([...items.map((x) => x.f), ...items.map((x) => x.a as Feature)], pad),
+          : mixupOf(
+              collateFeatures([...items.map((x) => x.f), ...items.map((x) => x.a as Feature)], pad),
+              items.map((x) => x.a as AugmentedFeature),
+            ),
       {
         seed: cfg.seed,
         ...(cfg.lengthBucketing ? { lengthOf: (x: { f: Feature }) => x.f.inputIds.length } : {}),
@@ -445,6 +518,7 @@ Examples:
         ...(selfSalt && cfg.salt !== undefined
           ? { salt: { augWeight: cfg.salt.augWeight, klWeight: cfg.salt.klWeight } }
           : {}),
+        ...(mixup ? { embeddingMixup: true } : {}),
       });
       if (best !== undefined && summary.best !== undefined) {
         best.restore();

@@ -78,5 +78,54 @@ describe.skipIf(skip !== undefined)(
       expect(r.code).not.toBe(EXIT.ok);
       expect(r.err).toMatch(/salt\.mlm/);
     });
+
+    const mixupRun = async (name: string, ...extra: string[]) => {
+      const run = path.join(dir, name);
+      const r = await cli(
+        'finetune',
+        '--model',
+        sharedPath('fixtures', 'xmod-postnorm', 'mlm'),
+        ...common,
+        ...extra,
+        '--steps',
+        '2',
+        '--run-dir',
+        run,
+      );
+      expect(r.code, r.err + r.out).toBe(EXIT.ok);
+      const res = JSON.parse(readFileSync(path.join(run, 'results.json'), 'utf8')) as {
+        stages: Array<{ steps: number; firstLoss: number }>;
+      };
+      return { out: r.out, firstLoss: res.stages[0]?.firstLoss as number };
+    };
+
+    it('embedding mixup without code-switching: the copies keep their tokens and the mixing weight changes the loss', async () => {
+      const half = await mixupRun('mix-half', '--set', 'salt.switch=false', '--set', 'salt.mixup=0.5');
+      expect(half.out).toMatch(/salt: 48 self-augmented copies .*tokens mixed \(embedding mixup 0\.5\)/);
+      expect(half.out).not.toMatch(/re-sampled and mixed/);
+      const full = await mixupRun('mix-full', '--set', 'salt.switch=false', '--set', 'salt.mixup=1');
+      // same seed, same batches: only the mixing weight differs, so the first loss must too
+      expect(Number.isFinite(half.firstLoss)).toBe(true);
+      expect(Math.abs(half.firstLoss - full.firstLoss)).toBeGreaterThan(1e-6);
+      const both = await mixupRun('mix-both', '--set', 'salt.mixup=0.5');
+      expect(both.out).toMatch(/tokens re-sampled and mixed \(embedding mixup 0\.5\)/);
+    }, 600_000);
+
+    it('refuses copies that would equal the originals (salt.switch false without mixup)', async () => {
+      const r = await cli(
+        'finetune',
+        '--model',
+        sharedPath('fixtures', 'xmod-postnorm', 'mlm'),
+        ...common,
+        '--set',
+        'salt.switch=false',
+        '--steps',
+        '1',
+        '--run-dir',
+        path.join(dir, 'nothing'),
+      );
+      expect(r.code).not.toBe(EXIT.ok);
+      expect(r.err).toMatch(/salt\.switch false needs salt\.mixup > 0/);
+    });
   },
 );

@@ -76,6 +76,8 @@ export async function trainStage<B>(
     lr?: number;
     /** SALT objective on the compiled step (batches: originals then augmented copies). */
     salt?: { augWeight: number; klWeight: number };
+    /** Embedding mixup on the compiled step (batches carry mixIds, mixProbs, mixLambda). */
+    embeddingMixup?: boolean;
   },
 ): Promise<FitSummary> {
   applyTrainable(model, o.trainable);
@@ -94,11 +96,12 @@ export async function trainStage<B>(
     progress: progressSink(o.log),
     stage: o.stage,
     engine: s.engine,
-    ...(s.threads !== undefined || o.salt !== undefined
+    ...(s.threads !== undefined || o.salt !== undefined || o.embeddingMixup === true
       ? {
           onnx: {
             ...(s.threads !== undefined ? { threads: s.threads } : {}),
             ...(o.salt !== undefined ? { salt: o.salt } : {}),
+            ...(o.embeddingMixup === true ? { embeddingMixup: true } : {}),
           },
         }
       : {}),

@@ -169,3 +169,47 @@ describe.skipIf(sharedSkipReason('fixtures') !== undefined)(
     });
   },
 );
+
+describe('self-augmentation candidates (embedding mixup)', () => {
+  it('keeps each replaced position top-k candidates with weights summing to 1, the sampled token among them', async () => {
+    const V = 12;
+    // logits rising with the token id: the top 3 allowed are 11, 10, 9 (minus the original)
+    const model = {
+      predict: async (b: { inputIds: number[][] }) => {
+        const S = (b.inputIds[0] as number[]).length;
+        const data = new Float32Array(b.inputIds.length * S * V);
+        for (let i = 0; i < data.length; i++) data[i] = (i % V) / 2;
+        return { data, dims: [b.inputIds.length, S, V] };
+      },
+    };
+    const res = await selfAugment([{ ids: [0, 5, 6, 7, 11, 2] }], {
+      model,
+      maskTokenId: 3,
+      padTokenId: 1,
+      specialIds: new Set([0, 1, 2, 3]),
+      ratio: 1,
+      topK: 3,
+      keepCandidates: true,
+      rng: new Rng(1),
+    });
+    const r = res[0] as (typeof res)[number];
+    expect(r.replaced.map((x) => x.position)).toEqual([1, 2, 3, 4]);
+    expect(r.candidates?.map((c) => c.position)).toEqual([1, 2, 3, 4]);
+    for (const c of r.candidates ?? []) {
+      expect(c.ids).toHaveLength(3);
+      expect(c.probs.reduce((a, x) => a + x, 0)).toBeCloseTo(1, 6);
+      expect(c.ids).toContain(r.ids[c.position]);
+      expect(c.ids).not.toContain(r.replaced.find((x) => x.position === c.position)?.from);
+    }
+    // position 4 held 11 (the top logit), so its candidates are the next three
+    expect(r.candidates?.[3]?.ids).toEqual([10, 9, 8]);
+    const plain = await selfAugment([{ ids: [0, 5, 2] }], {
+      model,
+      maskTokenId: 3,
+      padTokenId: 1,
+      specialIds: new Set([0, 1, 2, 3]),
+      rng: new Rng(1),
+    });
+    expect(plain[0]?.candidates).toBeUndefined();
+  });
+});

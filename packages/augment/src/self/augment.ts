@@ -39,6 +39,8 @@ export interface SelfAugmentOptions {
   profile?: TokenLanguageProfile;
   batchSize?: number;
   rng: Rng;
+  /** Also return each replaced position's top-k candidates and their sampling weights (for embedding mixup). */
+  keepCandidates?: boolean;
   /** Appends one JSON line per augmented example (written to a temp file, renamed when done). */
   outFile?: string;
   onProgress?: (done: number, total: number) => void;
@@ -50,6 +52,8 @@ export interface AugmentedExample {
   replaced: Array<{ position: number; from: number; to: number }>;
   /** Positions chosen but left as they were (no allowed proposal). */
   kept: number[];
+  /** With `keepCandidates`: per replaced position the top-k candidates and their weights (summing to 1). */
+  candidates?: Array<{ position: number; ids: number[]; probs: number[] }>;
 }
 
 /**
@@ -114,7 +118,12 @@ export async function selfAugment(
     });
     const V = dims[2] as number;
     chunk.forEach((ex, k) => {
-      const res: AugmentedExample = { ids: [...ex.ids], replaced: [], kept: [] };
+      const res: AugmentedExample = {
+        ids: [...ex.ids],
+        replaced: [],
+        kept: [],
+        ...(options.keepCandidates === true ? { candidates: [] } : {}),
+      };
       for (const p of plans[start + k] as number[]) {
         const base = (k * S + p) * V;
         const from = ex.ids[p] as number;
@@ -141,6 +150,10 @@ export async function selfAugment(
         const to = (cands[options.rng.categorical(w)] as [number, number])[0];
         res.ids[p] = to;
         res.replaced.push({ position: p, from, to });
+        if (res.candidates !== undefined) {
+          const total = w.reduce((a, x) => a + x, 0);
+          res.candidates.push({ position: p, ids: cands.map((c) => c[0]), probs: w.map((x) => x / total) });
+        }
       }
       out.push(res);
       if (tmp) appendFileSync(tmp, `${JSON.stringify(res)}\n`);
