@@ -15,7 +15,11 @@ import { addLanguageCommand } from '../commands/add-language.js';
 import { augmentDictCommand, augmentSelfCommand } from '../commands/augment.js';
 import { corpusBuildCommand } from '../commands/corpus.js';
 import { evaluateCommand } from '../commands/evaluate.js';
-import { experimentXmodCurseCommand } from '../commands/experiment.js';
+import {
+  experimentOieCommand,
+  experimentXmodCurseCommand,
+  experimentXmodPosthocCommand,
+} from '../commands/experiment.js';
 import { finetuneCommand } from '../commands/finetune.js';
 import { oieCommand } from '../commands/oie.js';
 import { pretrainCommand } from '../commands/pretrain.js';
@@ -248,6 +252,8 @@ export const COMMANDS: Command[] = [
   recipeNerCommand,
   recipePosCommand,
   experimentXmodCurseCommand,
+  experimentXmodPosthocCommand,
+  experimentOieCommand,
   corpusBuildCommand,
   tokenizerTrainCommand,
   pretrainCommand,
