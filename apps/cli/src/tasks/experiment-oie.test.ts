@@ -1,5 +1,15 @@
+import { sharedPath, sharedSkipReason } from '@xlt/core';
+import { carbScore } from '@xlt/evaluator';
+import { baselineExtract, carbScoredGold } from '@xlt/oie';
 import { describe, expect, it } from 'vitest';
-import { HEURISTIC, modelVsHeuristic, type OieCell, summariseOie } from './experiment-oie.js';
+import {
+  carbSentenceStats,
+  HEURISTIC,
+  modelVsHeuristic,
+  type OieCell,
+  statsF1,
+  summariseOie,
+} from './experiment-oie.js';
 
 const sentences = Array.from({ length: 30 }, (_, i) => `Person ${i} founded company ${i} in ${1900 + i} .`);
 const gold = new Map(
@@ -84,5 +94,35 @@ describe('model vs heuristic, paired bootstrap over sentences', () => {
     expect(rows[0]?.overSeeds.ciLow).toBe(6);
     expect(rows[0]?.overSeeds.ciHigh).toBe(10);
     expect(rows[1]?.trivial).toBe(5);
+  });
+});
+
+describe.skipIf(sharedSkipReason('data', 'oie') !== undefined)('CaRB per-sentence statistics', () => {
+  it("summed over all sentences give carbScore's F1 at its best threshold (CaRB test, 80 sentences)", async () => {
+    const { gold } = await carbScoredGold(sharedPath('data', 'oie'), 'carb', 80);
+    // the heuristic's extractions with varied confidences, so the threshold matters
+    const preds = baselineExtract([...gold.keys()], 'verb-like').map((p, i) => ({
+      ...p,
+      confidence: ((i * 37) % 11) / 10,
+    }));
+    const full = carbScore(gold, preds);
+    const stats = carbSentenceStats(gold, preds, full.threshold);
+    expect(stats).toHaveLength(gold.size);
+    expect(statsF1(stats)).toBeCloseTo(100 * full.f1, 9);
+    // at other thresholds: the F1 of the kept predictions alone
+    for (const t of [0.3, 0.6, 0.9]) {
+      const kept = preds.filter((p) => p.confidence >= t).map((p) => ({ ...p, confidence: 1 }));
+      const want = carbScore(gold, kept);
+      expect(want.predictions).toBeGreaterThan(0);
+      expect(statsF1(carbSentenceStats(gold, preds, t))).toBeCloseTo(100 * want.f1, 9);
+    }
+    // and the paired bootstrap's point is the difference of the two carbScore F1s
+    const other = baselineExtract([...gold.keys()], 'second-word');
+    const r = modelVsHeuristic(
+      { 'CaRB en': gold },
+      { 'CaRB en': [{ model: other, [HEURISTIC]: preds }] },
+      { resamples: 20, seed: 0 },
+    );
+    expect(r['CaRB en']?.diff).toBeCloseTo(100 * (carbScore(gold, other).f1 - full.f1), 9);
   });
 });
