@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomic, XltNotFoundError } from '@xlt/core';
+import { XltNotFoundError } from '@xlt/core';
 import type { OieExtraction } from '@xlt/evaluator';
 import { CARB_SCORED_SETS, type CarbScoredGold, carbScoredGold, type OieSetExtractions } from '@xlt/oie';
 import { z } from 'zod';
@@ -16,6 +16,7 @@ import {
   scoreSet,
   summariseOie,
 } from '../tasks/experiment-oie.js';
+import { writeExperimentOutputs } from '../tasks/experiment-output.js';
 import {
   corpusAndTokenizerSteps,
   inLanes,
@@ -171,16 +172,27 @@ async function runOieExperiment(cfg: OieExperimentConfig, ctx: CommandContext): 
     settings,
     seconds: (performance.now() - t0) / 1000,
   });
-  writeFileAtomic(
-    path.join(ctx.runDir, 'results.json'),
-    `${JSON.stringify({ experiment: 'oie', quick: cfg.quick, split: 'test', settings: { ...s, oie, maxSentencesPerLanguage: maxSentences ?? null, trainLimit: cfg.trainLimit ?? null, evalLimit: cfg.evalLimit ?? null }, sets: Object.keys(gold), seeds, resamples: cfg.resamples, cells, summary }, null, 2)}\n`,
-  );
-  writeFileAtomic(path.join(ctx.runDir, 'report.md'), md);
-  writeFileAtomic(path.join(ctx.runDir, 'chart.svg'), oieChart(summary));
-  for (const l of md.trimEnd().split('\n')) ctx.log(l);
-  ctx.log(
-    `written: ${['results.json', 'report.md', 'chart.svg'].map((f) => path.join(ctx.runDir, f)).join(', ')}`,
-  );
+  writeExperimentOutputs(ctx, {
+    results: {
+      experiment: 'oie',
+      quick: cfg.quick,
+      split: 'test',
+      settings: {
+        ...s,
+        oie,
+        maxSentencesPerLanguage: maxSentences ?? null,
+        trainLimit: cfg.trainLimit ?? null,
+        evalLimit: cfg.evalLimit ?? null,
+      },
+      sets: Object.keys(gold),
+      seeds,
+      resamples: cfg.resamples,
+      cells,
+      summary,
+    },
+    report: md,
+    chart: oieChart(summary),
+  });
 }
 
 const q = OIE_EXPERIMENT.quick;

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import type { Command, CommandContext } from '../cli/main.js';
 import { type BitIdentityCheck, compareModels } from '../tasks/bit-identity.js';
 import { defaultDataRoot, setupBackend } from '../tasks/common.js';
+import { writeExperimentOutputs } from '../tasks/experiment-output.js';
 import {
   type NerStats,
   POSTHOC_ADDED,
@@ -357,39 +358,30 @@ async function runPosthoc(cfg: PosthocConfig, ctx: CommandContext): Promise<void
     seconds: (performance.now() - t0) / 1000,
     devExamples: maxEval !== undefined ? `first ${maxEval} sentences per language` : 'all sentences',
   });
-  writeFileAtomic(
-    path.join(ctx.runDir, 'results.json'),
-    `${JSON.stringify(
-      {
-        experiment: 'xmod-posthoc',
-        quick: cfg.quick,
-        split: 'dev',
-        base,
-        added,
-        seeds,
-        settings: {
-          ...s,
-          maxSentencesPerLanguage: maxSentences ?? null,
-          addLanguageSteps: addSteps,
-          finetune: ft,
-          maxTrainExamples: maxTrain ?? null,
-          maxEvalExamples: maxEval ?? null,
-        },
-        resamples: cfg.resamples,
-        cells,
-        bitIdentity: checks.map(({ seed, check }) => ({ seed, ...check })),
-        summary,
+  writeExperimentOutputs(ctx, {
+    results: {
+      experiment: 'xmod-posthoc',
+      quick: cfg.quick,
+      split: 'dev',
+      base,
+      added,
+      seeds,
+      settings: {
+        ...s,
+        maxSentencesPerLanguage: maxSentences ?? null,
+        addLanguageSteps: addSteps,
+        finetune: ft,
+        maxTrainExamples: maxTrain ?? null,
+        maxEvalExamples: maxEval ?? null,
       },
-      null,
-      2,
-    )}\n`,
-  );
-  writeFileAtomic(path.join(ctx.runDir, 'report.md'), md);
-  writeFileAtomic(path.join(ctx.runDir, 'chart.svg'), posthocChart(summary, added));
-  for (const l of md.trimEnd().split('\n')) ctx.log(l);
-  ctx.log(
-    `written: ${['results.json', 'report.md', 'chart.svg'].map((f) => path.join(ctx.runDir, f)).join(', ')}`,
-  );
+      resamples: cfg.resamples,
+      cells,
+      bitIdentity: checks.map(({ seed, check }) => ({ seed, ...check })),
+      summary,
+    },
+    report: md,
+    chart: posthocChart(summary, added),
+  });
 }
 
 const q = XMOD_POSTHOC.quick;
