@@ -215,7 +215,8 @@ difference model − heuristic gets a 95% CI over seeds and a paired bootstrap o
   chart.svg      F1 per set: model (CI over seeds), verb heuristic, second word
 
 Variants: full h${f.hiddenSize} L${f.layers}, ${f.pretrain.steps} steps, Open IE ${f.oie.epochs} epochs, ${f.seeds} seeds; --quick h${q.hiddenSize} L${q.layers}, vocabulary ${q.vocabSize},
-${q.pretrain.steps} steps, ${q.maxSentencesPerLanguage} sentences per language, ${q.oie.epochs} epochs, ${q.seeds} seeds.
+${q.pretrain.steps} steps, ${q.maxSentencesPerLanguage} sentences per language, ${q.oie.epochs} epochs, ${q.seeds} seeds (estimated at
+about 15 minutes on 2 idle cores).
 
 Options:
   --sets '["carb","reoie-es"]'   a subset of carb, reoie-en, reoie-es, reoie-pt

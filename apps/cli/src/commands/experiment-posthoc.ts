@@ -414,7 +414,7 @@ training text here (FLORES only), hence Spanish for the seen script. Every step 
 
 Variants: full h${f.hiddenSize} L${f.layers}, ${f.pretrain.steps} steps, ${f.addLanguage.steps} module steps, ${f.finetune.epochs} NER epochs, ${f.seeds} seeds; --quick h${q.hiddenSize} L${q.layers},
 vocabulary ${q.vocabSize}, ${q.pretrain.steps} steps, ${q.addLanguage.steps} module steps, ${q.finetune.epochs} epochs on ${q.finetune.maxTrainExamples} sentences, ${q.maxEvalExamples} dev sentences per
-language, ${q.seeds} seed (about 15 minutes on 2 idle cores).
+language, ${q.seeds} seed (estimated at about 15 minutes on 2 idle cores; much more on a busy machine).
 
 Options:
   --base '["en","de","ru"]' --added '["es","ko"]'   the languages (English in the base; PAN-X dev
