@@ -58,6 +58,18 @@ export interface OieBenchmarkResult {
   trainRows: number;
   trainSeconds: number;
   losses: number[];
+  /** Every system's extractions on every scored set (CaRB-scored sets: for paired comparisons). */
+  extractions: OieSetExtractions[];
+}
+
+/** The extractions of one system on one test set, in the order of the set's sentences. */
+export interface OieSetExtractions {
+  benchmark: string;
+  lang: string;
+  system: string;
+  /** The set's sentences (gold order). */
+  sentences: number;
+  extractions: OieExtraction[];
 }
 
 async function all<T>(it: AsyncIterable<T>, limit = Number.POSITIVE_INFINITY): Promise<T[]> {
@@ -74,6 +86,46 @@ const REOIE: Record<string, string> = {
   es: 'm2oie-Re-OIE2016-Spanish-Binary.json',
   pt: 'm2oie-Re-OIE2016-Portuguese-Binary.json',
 };
+
+/** The test sets scored with the CaRB scorer: CaRB test (en) and Re-OIE2016 binary (en, es, pt). */
+export const CARB_SCORED_SETS = ['carb', 'reoie-en', 'reoie-es', 'reoie-pt'] as const;
+
+/** One CaRB-scored test set's gold, as {@link carbScore} takes it. */
+export interface CarbScoredGold {
+  /** `CaRB` or `Re-OIE2016`. */
+  benchmark: string;
+  lang: string;
+  gold: Map<string, Array<{ relation: string; args: string[] }>>;
+}
+
+/**
+ * Reads the gold of one of {@link CARB_SCORED_SETS} from `dataDir` (shared/data/oie), the first
+ * `evalLimit` sentences when given: what {@link runOieBenchmark} scores the systems against.
+ */
+export async function carbScoredGold(
+  dataDir: string,
+  set: (typeof CARB_SCORED_SETS)[number],
+  evalLimit?: number,
+): Promise<CarbScoredGold> {
+  const file = (name: string) => {
+    const f = path.join(dataDir, name);
+    if (!existsSync(f)) throw new XltNotFoundError('OIE data file not found', { file: f });
+    return f;
+  };
+  if (set === 'carb') {
+    const s: CarbSentence[] = await all(readCarb(file('carb-data_gold_test.tsv')), evalLimit);
+    return { benchmark: 'CaRB', lang: 'en', gold: carbGold(s) };
+  }
+  const lang = set.slice('reoie-'.length);
+  const s: ReOieSentence[] = await all(readReOie(file(REOIE[lang] as string)), evalLimit);
+  const gold = carbGold(
+    s.map((x) => ({
+      sentence: x.sentence,
+      tuples: x.tuples.map((t) => ({ relation: t.pred, args: [...t.args] })),
+    })),
+  );
+  return { benchmark: 'Re-OIE2016', lang, gold };
+}
 
 /**
  * The end-to-end recipe: converts the training gold, trains a model with {@link trainOie}, and
@@ -125,6 +177,7 @@ export async function runOieBenchmark(options: OieBenchmarkOptions): Promise<Oie
   const trainSeconds = (Date.now() - t0) / 1000;
   log(`trained in ${trainSeconds.toFixed(0)} s on ${trained.rows} rows`);
   const rows: OieBenchmarkRow[] = [];
+  const extractions: OieSetExtractions[] = [];
   const want = (k: string) => options.sets === undefined || options.sets.includes(k);
   // X-Mod models: each test language through its own modules where it has them, else the default
   const modelLangs = trained.config.languages ?? [];
@@ -146,6 +199,7 @@ export async function runOieBenchmark(options: OieBenchmarkOptions): Promise<Oie
   ) => {
     const sentences = [...gold.keys()];
     for (const [system, preds] of await systems(sentences, lang)) {
+      extractions.push({ benchmark, lang, system, sentences: sentences.length, extractions: preds });
       const s = carbScore(gold, preds);
       rows.push({
         benchmark,
@@ -161,23 +215,10 @@ export async function runOieBenchmark(options: OieBenchmarkOptions): Promise<Oie
     }
     log(`${benchmark} ${lang}: model F1 ${(rows.at(-3)?.f1 ?? 0).toFixed(3)}`);
   };
-  if (want('carb')) {
-    const s: CarbSentence[] = await all(readCarb(file('carb-data_gold_test.tsv')), options.evalLimit);
-    await carbRows('CaRB', 'en', carbGold(s));
-  }
-  for (const lang of ['en', 'es', 'pt']) {
-    if (!want(`reoie-${lang}`)) continue;
-    const s: ReOieSentence[] = await all(readReOie(file(REOIE[lang] as string)), options.evalLimit);
-    await carbRows(
-      'Re-OIE2016',
-      lang,
-      carbGold(
-        s.map((x) => ({
-          sentence: x.sentence,
-          tuples: x.tuples.map((t) => ({ relation: t.pred, args: [...t.args] })),
-        })),
-      ),
-    );
+  for (const set of CARB_SCORED_SETS) {
+    if (!want(set)) continue;
+    const g = await carbScoredGold(options.dataDir, set, options.evalLimit);
+    await carbRows(g.benchmark, g.lang, g.gold);
   }
   for (const lang of ['en', 'de', 'zh']) {
     if (!want(`benchie-${lang}`)) continue;
@@ -212,7 +253,14 @@ export async function runOieBenchmark(options: OieBenchmarkOptions): Promise<Oie
     log(`BenchIE ${lang}: model F1 ${(rows.at(-3)?.f1 ?? 0).toFixed(3)}`);
   }
   await trained.model.release();
-  return { rows, conversion: r, trainRows: trained.rows, trainSeconds, losses: trained.losses };
+  return {
+    rows,
+    conversion: r,
+    trainRows: trained.rows,
+    trainSeconds,
+    losses: trained.losses,
+    extractions,
+  };
 }
 
 /** The rows as a Markdown table (P / R / F1 / AUC in percent). */

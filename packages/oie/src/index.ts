@@ -1,9 +1,13 @@
 export { type BaselineKind, baselineExtract } from './baseline.js';
 export {
   benchmarkMarkdown,
+  CARB_SCORED_SETS,
+  type CarbScoredGold,
+  carbScoredGold,
   type OieBenchmarkOptions,
   type OieBenchmarkResult,
   type OieBenchmarkRow,
+  type OieSetExtractions,
   runOieBenchmark,
 } from './benchmark.js';
 export {

@@ -15,7 +15,11 @@ import { addLanguageCommand } from '../commands/add-language.js';
 import { augmentDictCommand, augmentSelfCommand } from '../commands/augment.js';
 import { corpusBuildCommand } from '../commands/corpus.js';
 import { evaluateCommand } from '../commands/evaluate.js';
-import { experimentXmodCurseCommand } from '../commands/experiment.js';
+import {
+  experimentOieCommand,
+  experimentXmodCurseCommand,
+  experimentXmodPosthocCommand,
+} from '../commands/experiment.js';
 import { experimentMt4crossieCommand, experimentSaltCommand } from '../commands/experiment-finetune.js';
 import { finetuneCommand } from '../commands/finetune.js';
 import { oieCommand } from '../commands/oie.js';
@@ -249,8 +253,10 @@ export const COMMANDS: Command[] = [
   recipeNerCommand,
   recipePosCommand,
   experimentXmodCurseCommand,
+  experimentXmodPosthocCommand,
   experimentSaltCommand,
   experimentMt4crossieCommand,
+  experimentOieCommand,
   corpusBuildCommand,
   tokenizerTrainCommand,
   pretrainCommand,

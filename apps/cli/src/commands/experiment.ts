@@ -27,6 +27,9 @@ import {
 } from '../tasks/pipeline.js';
 import { pretrainCommand } from './pretrain.js';
 
+export { experimentOieCommand } from './experiment-oie.js';
+export { experimentXmodPosthocCommand } from './experiment-posthoc.js';
+
 const curseSchema = z.strictObject({
   quick: z.boolean().default(false),
   /** The languages in the order the nested sets add them (English always first). */

@@ -66,6 +66,8 @@ const oieSchema = z.strictObject({
         .optional(),
     })
     .default({}),
+  /** Also write every system's extractions per test set to predictions.json (for paired comparisons). */
+  savePredictions: z.boolean().default(false),
   extract: z
     .strictObject({
       predicateThreshold: z.number().min(0).max(1).optional(),
@@ -88,6 +90,7 @@ Options (or config keys):
   --tokenizer FILE       an XLM-R-style tokenizer.json (default: the shared fixture tokenizer); with
                          training.encoder, the tokenizer that encoder was pre-trained with
   --train carb-dev|reoie-en --train-limit N --eval-limit N --sets '["carb","benchie-de"]'
+  --save-predictions     also write predictions.json: each system's extractions on each test set
   training: { encoder: runs/ner/pretrain-shared/model (a pre-trained encoder; default: random init),
               size: { hiddenSize: 64, numLayers: 2, oie: { pos_emb_dim: 32 } }, epochs: 8, batchSize: 16, lr: 5e-3, seed: 0,
               stages: mt4crossie, lora: { r: 8, alpha: 16, languages: [en], mode: router } }
@@ -122,6 +125,11 @@ Examples:
       path.join(ctx.runDir, 'results.json'),
       `${JSON.stringify({ config: cfg, trainSeconds: result.trainSeconds, trainRows: result.trainRows, losses: result.losses, rows: result.rows }, null, 2)}\n`,
     );
+    if (cfg.savePredictions)
+      writeFileAtomic(
+        path.join(ctx.runDir, 'predictions.json'),
+        `${JSON.stringify({ sets: result.extractions })}\n`,
+      );
     ctx.log('');
     ctx.log(md);
     ctx.log(`(written to ${ctx.runDir})`);

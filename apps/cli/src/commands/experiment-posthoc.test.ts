@@ -1,0 +1,134 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { sharedSkipReason } from '@xlt/core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { EXIT } from '../cli/main.js';
+import { cli } from '../test-cli.js';
+
+const skip = sharedSkipReason('data', 'panx');
+if (skip !== undefined) console.warn(`experiment xmod-posthoc test ${skip}`);
+const dir = mkdtempSync(path.join(tmpdir(), 'xlt-posthoc-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+// a tiny grid: base en + de, es and ko added post hoc, one seed, a few steps of everything
+const tiny = [
+  '--base',
+  '["en","de"]',
+  '--added',
+  '["es","ko"]',
+  '--vocab-size',
+  '1500',
+  '--hidden-size',
+  '32',
+  '--layers',
+  '1',
+  '--pretrain-steps',
+  '3',
+  '--pretrain-batch-size',
+  '4',
+  '--block-size',
+  '32',
+  '--max-sentences-per-language',
+  '200',
+  '--add-language-steps',
+  '2',
+  '--finetune-epochs',
+  '1',
+  '--max-train-examples',
+  '32',
+  '--max-dev-examples',
+  '20',
+  '--max-eval-examples',
+  '40',
+  '--identity-blocks',
+  '2',
+  '--seeds',
+  '1',
+  '--resamples',
+  '50',
+  '--threads',
+  '1',
+];
+
+const readJson = (f: string) => JSON.parse(readFileSync(f, 'utf8'));
+
+describe.skipIf(skip !== undefined)('xlt experiment xmod-posthoc', () => {
+  const run = path.join(dir, 'posthoc');
+  it('adds es and ko post hoc, compares with from-start pre-training and proves en and de unchanged', async () => {
+    const r = await cli('experiment', 'xmod-posthoc', ...tiny, '--run-dir', run);
+    if (r.code !== EXIT.ok) console.error(r.out, r.err);
+    expect(r.code).toBe(EXIT.ok);
+    const res = readJson(path.join(run, 'results.json'));
+    expect(res.split).toBe('dev');
+    expect(res.cells.map((c: { setting: string }) => c.setting)).toEqual(['from-start', 'post-hoc']);
+    for (const c of res.cells) {
+      expect(c.seed).toBe(0);
+      for (const l of ['en', 'de', 'es', 'ko']) expect(c.heldOut[l]).toBeGreaterThan(0);
+      expect(Object.keys(c.nerF1).sort()).toEqual(['en', 'es', 'ko']);
+      for (const v of Object.values(c.nerF1)) expect(v).toBeGreaterThanOrEqual(0);
+      for (const v of Object.values(c.seconds)) expect(v).toBeGreaterThan(0);
+    }
+    // the post-hoc model has modules en de es ko; es and ko were added post hoc, from en
+    const cfg = readJson(path.join(run, 'add-ko-seed0', 'model', 'config.json'));
+    expect(cfg.languages).toEqual(['en', 'de', 'es', 'ko']);
+    expect(readJson(path.join(run, 'pretrain-base-seed0', 'model', 'config.json')).languages).toEqual([
+      'en',
+      'de',
+    ]);
+    // the check really ran: tensors and outputs compared, all identical
+    const [check] = res.bitIdentity;
+    expect(check.identical).toBe(true);
+    expect(check.weights.compared).toBeGreaterThan(10);
+    expect(check.weights.identical).toBe(check.weights.compared);
+    expect(check.weights.added.length).toBeGreaterThan(0);
+    for (const l of ['en', 'de']) {
+      expect(check.languages[l].identical).toBe(true);
+      expect(check.languages[l].values).toBeGreaterThan(1000);
+      expect(check.languages[l].sha256[0]).toBe(check.languages[l].sha256[1]);
+    }
+    // the base languages' held-out loss: the post-hoc model scores as the base model did
+    const base = readJson(path.join(run, 'pretrain-base-seed0', 'results.json')).heldOut;
+    const post = res.cells[1].heldOut;
+    expect(post.en).toBe(base.en.loss);
+    expect(post.de).toBe(base.de.loss);
+    const md = readFileSync(path.join(run, 'report.md'), 'utf8');
+    expect(md).toMatch(/^\| ko \(added\) \| \d+\.\d{3} \| \d+\.\d{3} \| [+-]\d+\.\d{3} \| – \(1 seed\) \|$/m);
+    // NER: the paired bootstrap over dev sentences gives a CI per seed
+    expect(md).toMatch(/PAN-X dev \(first 40 sentences per language\)/);
+    expect(md).toMatch(
+      /^\| es \(added\) \| [\d.]+ \| [\d.]+ \| [+-][\d.]+ \| – \(1 seed\) \| s0: [+-][\d.]+ \([+-][\d.]+ to [+-][\d.]+\) \|$/m,
+    );
+    expect(md).toMatch(/Every base language's outputs are bit-identical before and after adding es and ko/);
+    const svg = readFileSync(path.join(run, 'chart.svg'), 'utf8');
+    expect(svg.startsWith('<svg')).toBe(true);
+    // loss: es, ko; NER: en, es, ko; two settings each
+    expect((svg.match(/<rect data-series=/g) ?? []).length).toBe(10);
+  }, 600_000);
+
+  it('a re-run skips every finished step and writes the same cells', async () => {
+    const before = readJson(path.join(run, 'results.json'));
+    const r = await cli('experiment', 'xmod-posthoc', ...tiny, '--run-dir', run);
+    expect(r.code).toBe(EXIT.ok);
+    // corpus, tokenizer, 2 pre-trainings, 2 added modules, 2 fine-tunings, 2 evaluations, held-out, identity
+    expect(r.out.match(/done before, skipped/g)?.length).toBe(12);
+    expect(r.out).not.toMatch(/step \d+\/\d+ loss/);
+    const after = readJson(path.join(run, 'results.json'));
+    expect(after.cells).toEqual(before.cells);
+    expect(after.bitIdentity).toEqual(before.bitIdentity);
+  }, 120_000);
+
+  it('names a bad language list as a usage error before anything runs', async () => {
+    const bad = path.join(dir, 'bad');
+    let r = await cli('experiment', 'xmod-posthoc', '--base', '["de","ru"]', '--run-dir', bad);
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.err).toMatch(/base: English \(en\) is the fine-tuning source/);
+    r = await cli('experiment', 'xmod-posthoc', '--added', '["de","ko"]', '--run-dir', bad);
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.err).toMatch(/de given more than once/);
+    r = await cli('experiment', 'xmod-posthoc', '--added', '["xx"]', '--run-dir', bad);
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.err).toMatch(/no PAN-X dev file for 'xx'/);
+    expect(existsSync(path.join(bad, 'corpus'))).toBe(false);
+  });
+});
