@@ -6,8 +6,8 @@ import { sharedSkipReason } from '@xlt/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { COMMANDS } from '../cli/commands.js';
 import { EXIT, runCli } from '../cli/main.js';
-import { cli } from '../test-cli.js';
 import { RECIPES } from '../tasks/recipes.js';
+import { cli } from '../test-cli.js';
 import { recipeNerCommand, recipeSettings } from './recipe.js';
 
 const skipNer = sharedSkipReason('data', 'panx');
