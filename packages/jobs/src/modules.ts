@@ -6,7 +6,10 @@ import { parseRedisUrl } from './options.js';
 export interface LanguageModuleEvent {
   /** Language code the module serves (e.g. `sw`). */
   language: string;
-  /** Where replicas load it from (a path on shared storage or a URL). */
+  /**
+   * Where the module is, for the record (a path on shared storage or a URL). `xlt-serve` never opens
+   * it: a replica loads the language's file from its own modules directory, by the language code.
+   */
   location: string;
   /** SHA-256 of the module file, so that replicas can check what they load. */
   sha256: string;
