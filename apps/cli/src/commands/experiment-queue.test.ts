@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,6 +6,7 @@ import { sharedSkipReason } from '@xlt/core';
 import { testRedis } from '@xlt/jobs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../cli/main.js';
+import { startWorkerProcess, type WorkerProcess } from '../jobs/worker.test-helper.js';
 import { cli } from '../test-cli.js';
 
 const skip = sharedSkipReason('data', 'panx');
@@ -14,7 +14,7 @@ const redisReason = 'no redis-server installed and no XLT_REDIS_URL (Debian: apt
 const dir = mkdtempSync(path.join(tmpdir(), 'xlt-experiment-queue-'));
 const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/bin.js');
 let redis: Awaited<ReturnType<typeof testRedis>>;
-const workers: Array<{ child: ChildProcess; out: string[] }> = [];
+const workers: WorkerProcess[] = [];
 
 beforeAll(async () => {
   redis = await testRedis(7);
@@ -49,23 +49,7 @@ const tiny = [
   '1',
 ];
 
-function startWorker(url: string): { child: ChildProcess; out: string[] } {
-  const child = spawn(process.execPath, [bin, 'worker', '--queue', url], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const w = { child, out: [] as string[] };
-  let buf = '';
-  const take = (d: Buffer) => {
-    buf += d.toString();
-    const lines = buf.split('\n');
-    buf = lines.pop() ?? '';
-    w.out.push(...lines);
-  };
-  child.stdout?.on('data', take);
-  child.stderr?.on('data', take);
-  workers.push(w);
-  return w;
-}
+const startWorker = (url: string) => startWorkerProcess(bin, url, [], workers);
 
 /** The experiment's results without wall times (which differ from run to run). */
 function results(run: string): unknown {
