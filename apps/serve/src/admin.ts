@@ -3,6 +3,7 @@ import { realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { HttpError } from './errors.js';
+import type { ModuleFleet } from './fleet.js';
 import type { ServedModel } from './model.js';
 
 /** Language codes a client may name: letters, digits, `_` and `-`, as module file names use them. */
@@ -58,9 +59,14 @@ export interface AdminOptions {
   modulesDir: string | undefined;
   /** Largest module file accepted (bytes). */
   maxModuleBytes: number;
+  /** The fleet a module added here is published to (`--sync`); none: this replica only. */
+  fleet?: ModuleFleet | undefined;
 }
 
-/** `POST /admin/languages {code}`: adds the module `<modulesDir>/<code>.safetensors` at run time. */
+/**
+ * `POST /admin/languages {code}`: adds the module `<modulesDir>/<code>.safetensors` at run time and,
+ * with a fleet, publishes it to every replica.
+ */
 export function registerAdmin(app: FastifyInstance, model: ServedModel, options: AdminOptions): void {
   app.post<{ Body: { code: string } }>(
     '/admin/languages',
@@ -105,7 +111,20 @@ export function registerAdmin(app: FastifyInstance, model: ServedModel, options:
           { field: 'code' },
         );
       }
-      return reply.status(201).send({ languages: model.languages });
+      if (options.fleet === undefined) return reply.status(201).send({ languages: model.languages });
+      let replicas: number;
+      try {
+        ({ replicas } = await options.fleet.added(code, file));
+      } catch (e) {
+        req.log.warn({ err: e, code }, 'language module not published to the fleet');
+        throw new HttpError(
+          503,
+          'FLEET_UNAVAILABLE',
+          `language module '${code}' was added on this replica but could not be published to the other replicas (Redis did not answer); retry`,
+          { field: 'code', retryAfterS: 1 },
+        );
+      }
+      return reply.status(201).send({ languages: model.languages, fleet: { replicas } });
     },
   );
 }

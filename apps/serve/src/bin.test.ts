@@ -1,66 +1,49 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sharedPath, sharedSkipReason } from '@xlt/core';
-import { build } from 'tsup';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildBin, listeningPort, runBin as runBuilt } from './bin.test-helper.js';
 import { writeTinyModel } from './testing.js';
 
-const here = path.dirname(new URL(import.meta.url).pathname);
-// built next to the package's node_modules, so that its imports resolve as the published bin's do
-const outDir = path.join(here, '..', 'node_modules', '.cache', 'xlt-serve-bin-test');
 const root = mkdtempSync(path.join(tmpdir(), 'xlt-serve-bin-'));
 const modelDir = path.join(root, 'model');
+let bin = '';
 
 beforeAll(async () => {
-  await build({
-    entry: { bin: path.join(here, 'bin.ts') },
-    outDir,
-    format: ['esm'],
-    target: 'node20',
-    dts: false,
-    silent: true,
-    config: false,
-  });
+  bin = await buildBin('xlt-serve-bin-test');
   await writeTinyModel(modelDir, 'sequence-classification');
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-/** Runs xlt-serve with `args`; resolves its exit status and stderr once it exits. */
-function runBin(args: string[]): {
-  child: ChildProcess;
-  stderr: () => string;
-  done: Promise<{ code: number | null; err: string }>;
-} {
-  const child = spawn(process.execPath, [path.join(outDir, 'bin.js'), ...args], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let err = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
-  const done = new Promise<{ code: number | null; err: string }>((resolve) =>
-    child.once('exit', (code) => resolve({ code, err })),
-  );
-  return { child, stderr: () => err, done };
-}
+const runBin = (args: string[]) => runBuilt(bin, args);
 
 describe('xlt-serve', () => {
   it('exits 2 on a usage error, as xlt does, naming what was wrong', async () => {
-    const unknown = await runBin(['--model', modelDir, '--bogus']).done;
-    expect(unknown.code).toBe(2);
-    expect(unknown.err).toMatch(/Unknown option '--bogus'/);
-    const bad = await runBin(['--model', modelDir, '--max-queue', 'many']).done;
-    expect(bad.code).toBe(2);
-    expect(bad.err).toMatch(/--max-queue must be an integer of at least 1, got 'many'/);
-    const q = await runBin(['--model', modelDir, '--quantize', 'int4']).done;
-    expect(q.code).toBe(2);
-    expect(q.err).toMatch(/--quantize must be int8, got 'int4'/);
-    const none = await runBin([]).done;
-    expect(none.code).toBe(2);
-    expect(none.err).toMatch(/--model DIR is required/);
+    // started at once: each is a Node process, slow to start on a busy machine
+    const [unknown, bad, q, sync, noModules, none] = await Promise.all(
+      [
+        ['--model', modelDir, '--bogus'],
+        ['--model', modelDir, '--max-queue', 'many'],
+        ['--model', modelDir, '--quantize', 'int4'],
+        ['--model', modelDir, '--sync', 'http://x'],
+        ['--model', modelDir, '--sync', 'redis://127.0.0.1:1'],
+        [],
+      ].map((args) => runBin(args).done),
+    );
+    expect(unknown?.code).toBe(2);
+    expect(unknown?.err).toMatch(/Unknown option '--bogus'/);
+    expect(bad?.code).toBe(2);
+    expect(bad?.err).toMatch(/--max-queue must be an integer of at least 1, got 'many'/);
+    expect(q?.code).toBe(2);
+    expect(q?.err).toMatch(/--quantize must be int8, got 'int4'/);
+    expect(sync?.code).toBe(2);
+    expect(sync?.err).toMatch(/--sync must be a redis:\/\/ or rediss:\/\/ URL/);
+    expect(noModules?.code).toBe(2);
+    expect(noModules?.err).toMatch(/--sync needs --modules DIR/);
+    expect(none?.code).toBe(2);
+    expect(none?.err).toMatch(/--model DIR is required/);
   });
 
   // the bin loads a real tokenizer.json: the fixture's (the model never runs here)
@@ -77,11 +60,7 @@ describe('xlt-serve', () => {
         '--threads',
         '1',
       ]);
-      let port = 0;
-      for (let i = 0; i < 600 && port === 0; i++) {
-        await new Promise((r) => setTimeout(r, 100));
-        port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(stderr())?.[1] ?? 0);
-      }
+      const port = await listeningPort({ child, stderr, done });
       expect(port, stderr()).toBeGreaterThan(0);
       const sockets: Socket[] = [];
       const trickles: NodeJS.Timeout[] = [];

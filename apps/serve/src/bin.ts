@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
+import type { ModuleSync } from './fleet.js';
 import { ServedModel } from './model.js';
 import { DEFAULT_LIMITS, DEFAULT_MAX_MODULE_BYTES, DEFAULT_TIMEOUTS } from './options.js';
 import { createServer } from './server.js';
@@ -14,6 +15,12 @@ Usage: xlt-serve --model DIR [--tokenizer PATH] [options]
   --tokenizer PATH     tokenizer.json or a folder holding one (default: the model folder)
   --modules DIR        language modules to add at start: DIR/<lang>.safetensors; POST /admin/languages
                        {"code"} adds DIR/<code>.safetensors later (only from this folder)
+  --sync redis://HOST:PORT  keep the language modules the same on every replica started with this Redis:
+                       a module added here is published; one added on another replica is loaded from
+                       this replica's --modules DIR by its code once the file there has the same
+                       SHA-256 (usually within a second; at most --sync-interval-ms after the file is
+                       there, plus the time to rebuild the graph). Needs --modules
+  --sync-interval-ms N how often the fleet's module set is read again (default 5000)
   --host HOST          default 127.0.0.1
   --port N             default 8080
   --threads N          onnxruntime intra-op threads (default: all cores)
@@ -51,6 +58,8 @@ const OPTIONS = {
   model: { type: 'string' },
   tokenizer: { type: 'string' },
   modules: { type: 'string' },
+  sync: { type: 'string' },
+  'sync-interval-ms': { type: 'string', default: '5000' },
   host: { type: 'string', default: '127.0.0.1' },
   port: { type: 'string', default: '8080' },
   threads: { type: 'string' },
@@ -99,6 +108,11 @@ async function main(): Promise<void> {
   if (values.quantize !== undefined && values.quantize !== 'int8')
     usage(`--quantize must be int8, got '${values.quantize}'`);
   const quantize = values.quantize === 'int8' ? ('int8' as const) : undefined;
+  const syncIntervalMs = int('sync-interval-ms', 100);
+  if (values.sync !== undefined && !/^rediss?:\/\/.+/.test(values.sync))
+    usage('--sync must be a redis:// or rediss:// URL (redis://host:port)');
+  if (values.sync !== undefined && values.modules === undefined)
+    usage('--sync needs --modules DIR (replicas load published modules from there)');
   const serveOptions = {
     maxBatchSize: int('max-batch', 1),
     maxWaitMs: int('max-wait-ms'),
@@ -126,7 +140,29 @@ async function main(): Promise<void> {
     ...(quantize !== undefined ? { quantize } : {}),
   });
   const tokenizer = await loadTokenizer(values.tokenizer ?? modelDir);
-  const server = await createServer({ model, tokenizer, ...serveOptions });
+  let sync: ModuleSync | undefined;
+  if (values.sync !== undefined) {
+    // loaded only here: Redis clients cost a serve without --sync nothing at start
+    const { redactUrl } = await import('@xlt/jobs');
+    const { startModuleSync } = await import('./fleet.js');
+    sync = await startModuleSync({
+      url: values.sync,
+      model,
+      modulesDir: values.modules as string,
+      maxModuleBytes: serveOptions.maxModuleBytes,
+      intervalMs: syncIntervalMs,
+      log: (_level, message) => process.stderr.write(`[xlt-serve] ${message}\n`),
+    });
+    process.stderr.write(
+      `[xlt-serve] fleet: language modules kept in sync through ${redactUrl(values.sync)} (every ${syncIntervalMs} ms at most)\n`,
+    );
+  }
+  const server = await createServer({
+    model,
+    tokenizer,
+    ...serveOptions,
+    ...(sync !== undefined ? { fleet: sync } : {}),
+  });
   const address = await server.app.listen({ host: values.host, port, backlog: 4096 });
   process.stderr.write(
     `[xlt-serve] ${model.head} model${quantize ? ' (int8)' : ''}, languages: ${model.languages.join(', ') || '(none)'}; listening on ${address}\n`,
@@ -142,6 +178,7 @@ async function main(): Promise<void> {
       process.stderr.write('[xlt-serve] shutdown did not finish: exiting\n');
       process.exit(1);
     }, deadline + 5000).unref();
+    void sync?.close().catch(() => undefined);
     server.shutdown().then(
       ({ forced }) => {
         if (forced) process.stderr.write('[xlt-serve] deadline reached: closed the connections left\n');

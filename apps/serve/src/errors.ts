@@ -32,6 +32,8 @@ export type ServeErrorCode =
   | 'OVERLOADED'
   /** The request waited longer than `--timeout-ms` for the model, or its body arrived too slowly (503/408). */
   | 'TIMEOUT'
+  /** A module was added on this replica but Redis did not take it to the fleet; retry (503). */
+  | 'FLEET_UNAVAILABLE'
   /** The server is draining after SIGTERM (503). */
   | 'SHUTTING_DOWN'
   /** Anything else; the details are in the server log, never in the answer (500). */

@@ -1,5 +1,11 @@
 export { type BatcherOptions, DynamicBatcher } from './batcher.js';
 export { type ErrorBody, HttpError, type ServeErrorCode } from './errors.js';
+export {
+  type ModuleFleet,
+  type ModuleSync,
+  type ModuleSyncOptions,
+  startModuleSync,
+} from './fleet.js';
 export { type LoadResult, loadTest } from './load.js';
 export { ServeMetrics } from './metrics.js';
 export { ServedModel, type ServedModelOptions, type ServeQuantization } from './model.js';
@@ -20,5 +26,5 @@ export type {
   ServeTokenizer,
   TaggedWord,
 } from './tasks.js';
-export { whitespaceTokenizer, writeTinyModel } from './testing.js';
+export { whitespaceTokenizer, writeTinyModel, writeTinyModule } from './testing.js';
 export { loadTokenizer, serveTokenizer } from './tokenizer.js';

@@ -59,6 +59,8 @@ export class ServedModel {
   private readonly extra = new Map<string, Weight>();
   private readonly options: ServedModelOptions;
   private readonly prefix: string;
+  /** The language being added: additions run one at a time (each builds on the graph of the last). */
+  private adding: Promise<unknown> = Promise.resolve();
 
   private constructor(
     dir: string,
@@ -125,9 +127,16 @@ export class ServedModel {
   /**
    * Adds (or replaces) language `code` from a safetensors file holding its module in every layer
    * (`roberta.encoder.layer.N.output.adapter_modules.<code>.dense{1,2}.{weight,bias}`, as xlt and
-   * transformers save them), rebuilds the graph and swaps it in.
+   * transformers save them), rebuilds the graph and swaps it in. Calls made at once run one after
+   * the other, so that none loses another's language.
    */
-  async addLanguage(code: string, file: string): Promise<void> {
+  addLanguage(code: string, file: string): Promise<void> {
+    const next = this.adding.then(() => this.addLanguageNow(code, file));
+    this.adding = next.catch(() => undefined);
+    return next;
+  }
+
+  private async addLanguageNow(code: string, file: string): Promise<void> {
     if (!/^[A-Za-z0-9_-]{1,32}$/.test(code))
       throw new XltConfigError(`invalid language code '${code}'`, { field: 'code' });
     if (this.languages.length === 0)

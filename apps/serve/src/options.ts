@@ -1,3 +1,4 @@
+import type { ModuleFleet } from './fleet.js';
 import type { ServedModel } from './model.js';
 import type { ServeTokenizer } from './tasks.js';
 
@@ -68,6 +69,8 @@ export interface ServeOptions {
   modulesDir?: string;
   /** Largest language module file the admin route loads (bytes). Default 256 MiB. */
   maxModuleBytes?: number;
+  /** The served fleet a module added through the admin route is published to (see `startModuleSync`). */
+  fleet?: ModuleFleet;
   /** Fastify's logger (default off). */
   logger?: boolean;
 }

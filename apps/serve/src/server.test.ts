@@ -1,12 +1,11 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { type SafetensorsTensor, sharedPath, sharedSkipReason, writeSafetensors } from '@xlt/core';
-import { randomWeights } from '@xlt/onnx';
+import { sharedPath, sharedSkipReason } from '@xlt/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ServedModel } from './model.js';
 import { createServer, type XltServer } from './server.js';
-import { whitespaceTokenizer, writeTinyModel } from './testing.js';
+import { whitespaceTokenizer, writeTinyModel, writeTinyModule } from './testing.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'xlt-serve-'));
 const modulesDir = path.join(root, 'modules');
@@ -133,26 +132,7 @@ describe('sequence classification server', () => {
 
   it('protects the admin endpoint and adds a language module at run time', async () => {
     const modFile = path.join(modulesDir, 'sw_KE.safetensors');
-    const w = randomWeights(
-      {
-        vocab_size: 64,
-        hidden_size: 16,
-        num_hidden_layers: 2,
-        num_attention_heads: 2,
-        intermediate_size: 32,
-        languages: ['sw_KE'],
-        adapter_reduction_factor: 2,
-      },
-      'sequence-classification',
-      9,
-      0.5,
-    );
-    const tensors: Record<string, SafetensorsTensor> = {};
-    for (const n of w.names().filter((x) => x.includes('adapter_modules'))) {
-      const t = w.get(n);
-      tensors[n] = { dtype: 'F32', shape: t.shape, data: t.data };
-    }
-    await writeSafetensors(modFile, tensors);
+    await writeTinyModule(modFile, 'sw_KE');
     const none = await s.app.inject({
       method: 'POST',
       url: '/admin/languages',

@@ -374,6 +374,7 @@ export async function createServer(options: ServeOptions): Promise<XltServer> {
     adminToken: options.adminToken,
     modulesDir: options.modulesDir,
     maxModuleBytes: options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES,
+    fleet: options.fleet,
   });
 
   await app.ready();

@@ -55,6 +55,33 @@ export async function writeTinyModel(
 }
 
 /**
+ * Writes a random language module for `code` that fits a model of {@link writeTinyModel}'s default
+ * size (every layer's `adapter_modules.<code>` weights), as `POST /admin/languages` loads it.
+ */
+export async function writeTinyModule(file: string, code: string, seed = 9): Promise<void> {
+  const w = randomWeights(
+    {
+      vocab_size: 64,
+      hidden_size: 16,
+      num_hidden_layers: 2,
+      num_attention_heads: 2,
+      intermediate_size: 32,
+      languages: [code],
+      adapter_reduction_factor: 2,
+    },
+    'sequence-classification',
+    seed,
+    0.5,
+  );
+  const tensors: Record<string, SafetensorsTensor> = {};
+  for (const n of w.names().filter((x) => x.includes('adapter_modules'))) {
+    const t = w.get(n);
+    tensors[n] = { dtype: 'F32', shape: t.shape, data: t.data };
+  }
+  await writeSafetensors(file, tensors);
+}
+
+/**
  * A whitespace tokenizer over a 64-token vocabulary (`<s>`=0, `<pad>`=1, `</s>`=2, `<unk>`=3,
  * `<mask>`=63, words hashed into 4..62), for server tests that need no tokenizer file.
  */

@@ -21,9 +21,16 @@ export {
   MODULES_CHANNEL,
   type ModuleSubscription,
   publishLanguageModule,
+  type SubscribeOptions,
   subscribeLanguageModules,
 } from './modules.js';
-export { type GridProgress, parseRedisUrl, progressLine, type RetryOptions } from './options.js';
+export {
+  type GridProgress,
+  parseRedisUrl,
+  progressLine,
+  type RetryOptions,
+  redactUrl,
+} from './options.js';
 export { localRateLimiter, type RateLimiter, redisRateLimiter } from './rate.js';
 export {
   DEFAULT_PREFIX,

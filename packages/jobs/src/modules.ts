@@ -6,7 +6,10 @@ import { parseRedisUrl } from './options.js';
 export interface LanguageModuleEvent {
   /** Language code the module serves (e.g. `sw`). */
   language: string;
-  /** Where replicas load it from (a path on shared storage or a URL). */
+  /**
+   * Where the module is, for the record (a path on shared storage or a URL). `xlt-serve` never opens
+   * it: a replica loads the language's file from its own modules directory, by the language code.
+   */
   location: string;
   /** SHA-256 of the module file, so that replicas can check what they load. */
   sha256: string;
@@ -50,7 +53,23 @@ export async function publishLanguageModule(
 
 /** A live subscription. */
 export interface ModuleSubscription {
+  /**
+   * Publishes a module over this subscription's connection (recorded in the hash, then sent to every
+   * subscriber, this one included); returns the number of subscribers that got it. Fails within the
+   * command timeout when Redis does not answer.
+   */
+  publish(module: Omit<LanguageModuleEvent, 'publishedAt'> & { publishedAt?: number }): Promise<number>;
+  /** Delivers every recorded module again (a periodic reconcile: picks up what a lost message missed). */
+  refresh(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Options of {@link subscribeLanguageModules}. */
+export interface SubscribeOptions {
+  channel?: string;
+  onError?: (e: Error) => void;
+  /** A Redis command (reading the hash, publishing) fails after this long (default 5000 ms). */
+  commandTimeoutMs?: number;
 }
 
 /**
@@ -62,12 +81,13 @@ export interface ModuleSubscription {
 export async function subscribeLanguageModules(
   url: string,
   onModule: (m: LanguageModuleEvent) => void | Promise<void>,
-  opts: { channel?: string; onError?: (e: Error) => void } = {},
+  opts: SubscribeOptions = {},
 ): Promise<ModuleSubscription> {
   const channel = opts.channel ?? MODULES_CHANNEL;
   const onError = opts.onError ?? (() => {});
-  const sub = new Redis(parseRedisUrl(url));
-  const reader = new Redis(parseRedisUrl(url));
+  const commandTimeout = opts.commandTimeoutMs ?? 5000;
+  const sub = new Redis(parseRedisUrl(url), { commandTimeout });
+  const reader = new Redis(parseRedisUrl(url), { commandTimeout });
   sub.on('error', onError);
   reader.on('error', onError);
   const deliver = async (text: string) => {
@@ -91,8 +111,14 @@ export async function subscribeLanguageModules(
   sub.on('message', (ch: string, text: string) => {
     if (ch === channel) void deliver(text);
   });
-  await sub.subscribe(channel);
-  await replay();
+  try {
+    await sub.subscribe(channel);
+    await replay();
+  } catch (e) {
+    sub.disconnect();
+    reader.disconnect();
+    throw e;
+  }
   // after a reconnect, pick up what was published while disconnected
   let first = true;
   sub.on('ready', () => {
@@ -103,6 +129,13 @@ export async function subscribeLanguageModules(
     replay().catch(onError);
   });
   return {
+    async publish(module) {
+      const event = checkEvent({ ...module, publishedAt: module.publishedAt ?? Date.now() });
+      const text = JSON.stringify(event);
+      await reader.hset(channel, event.language, text);
+      return reader.publish(channel, text);
+    },
+    refresh: replay,
     async close() {
       sub.disconnect();
       reader.disconnect();

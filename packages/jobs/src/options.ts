@@ -35,6 +35,11 @@ export function parseRedisUrl(url: string, field = 'queue'): string {
   return url;
 }
 
+/** A Redis URL for logs and errors: the password, if any, masked. */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//***@');
+}
+
 /** ioredis settings BullMQ workers need (commands wait for a reconnect instead of failing). */
 export function connectionOf(url: string): { url: string; maxRetriesPerRequest: null } {
   return { url: parseRedisUrl(url), maxRetriesPerRequest: null };

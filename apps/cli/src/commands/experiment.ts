@@ -16,7 +16,6 @@ import type { HeldOutMlmLoss } from '../tasks/mlm-eval.js';
 import {
   corpusAndTokenizerSteps,
   inLanes,
-  lanePlan,
   pipelineFields,
   pretrainOverrideFields,
   pretrainStepConfig,
@@ -25,6 +24,7 @@ import {
   stepSeconds,
   withPretrainOverrides,
 } from '../tasks/pipeline.js';
+import { queueFields, stepPlan } from '../tasks/queue-runner.js';
 import { pretrainCommand } from './pretrain.js';
 
 export { experimentOieCommand } from './experiment-oie.js';
@@ -39,6 +39,7 @@ const curseSchema = z.strictObject({
   /** Seeds per cell (default: 3 full, 1 quick); the seeds are seed, seed + 1, ... */
   seeds: z.number().int().positive().optional(),
   ...pipelineFields,
+  ...queueFields,
   ...pretrainOverrideFields,
   maxSentencesPerLanguage: z.number().int().positive().optional(),
   resamples: z.number().int().min(10).default(1000),
@@ -74,7 +75,8 @@ async function runCurse(cfg: CurseConfig, ctx: CommandContext): Promise<void> {
     vocabSize: s.vocabSize,
     ...(maxSentences !== undefined ? { maxSentencesPerLanguage: maxSentences } : {}),
   });
-  const { lanes, run, threads } = lanePlan(ctx, {
+  const { lanes, run, threads } = stepPlan(ctx, {
+    queue: cfg.queue,
     ...(cfg.lanes !== undefined ? { lanes: cfg.lanes } : {}),
     ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
     jobs: cells.length,
@@ -180,6 +182,8 @@ Options:
   --counts '[1,2,3]'    numbers of languages (default ${CURSE_COUNTS.join(', ')} up to the number given, and all)
   --seeds N --seed 0    N seeds per cell: seed, seed + 1, ... (default ${f.seeds}; --quick ${q.seeds})
   --lanes N             models pre-trained at once, each in its own xlt process (default: the cores)
+  --queue redis://host:port  every model a job for 'xlt worker' processes (any machine that sees the
+                        run dir and data root at the same paths); a rerun skips finished models
   --data-root DIR --threads N --engine auto|tfjs|onnxruntime --resamples 1000
   Overrides: --vocab-size --hidden-size --layers --pretrain-steps --pretrain-batch-size --block-size
   --pretrain-lr --pretrain-dropout --mask-probability --max-sentences-per-language
@@ -187,7 +191,8 @@ Options:
 Examples:
   xlt experiment xmod-curse --quick --run-dir runs/curse-quick
   xlt experiment xmod-curse --seeds 3 --run-dir runs/curse
-  xlt experiment xmod-curse --languages '["en","ru","zh","ar"]' --pretrain-steps 1000 --run-dir runs/curse4`,
+  xlt experiment xmod-curse --languages '["en","ru","zh","ar"]' --pretrain-steps 1000 --run-dir runs/curse4
+  xlt experiment xmod-curse --quick --queue redis://10.0.0.2:6379 --run-dir /shared/runs/curse-quick`,
   schema: curseSchema,
   run: runCurse,
 };

@@ -45,6 +45,9 @@ describe('xlt serve options', () => {
       ['--shutdown-timeout-ms', 'soon'],
       ['--max-bodies', '5'],
       ['--quantize', 'int4'],
+      ['--sync', 'http://x'],
+      ['--sync', 'redis://127.0.0.1:1'],
+      ['--sync', 'redis://127.0.0.1:1', '--sync-interval-ms', '10', '--modules', '/nonexistent'],
     ]) {
       const r = await cli('serve', '--model', '/nonexistent', ...args);
       expect(r.code, args.join(' ')).toBe(EXIT.usage);
@@ -59,7 +62,10 @@ describe('xlt serve options', () => {
       '--headers-timeout-ms',
       '--shutdown-timeout-ms',
       '--quantize',
+      '--sync',
     ])
       expect(h.out).toContain(flag);
+    const sync = await cli('serve', '--model', '/nonexistent', '--sync', 'redis://127.0.0.1:1');
+    expect(sync.err).toMatch(/sync: needs modules/);
   });
 });

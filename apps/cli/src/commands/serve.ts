@@ -1,11 +1,15 @@
+import { XltConfigError } from '@xlt/core';
+import { redactUrl } from '@xlt/jobs';
 import {
   createServer,
   DEFAULT_LIMITS,
   DEFAULT_MAX_MODULE_BYTES,
   DEFAULT_TIMEOUTS,
   loadTokenizer,
+  type ModuleSync,
   ServedModel,
   type ServeOptions,
+  startModuleSync,
 } from '@xlt/serve';
 import { z } from 'zod';
 import type { Command } from '../cli/main.js';
@@ -16,6 +20,12 @@ const serveSchema = z.strictObject({
   model: z.string(),
   tokenizer: z.string().optional(),
   modules: z.string().optional(),
+  /** The fleet's Redis: language modules added on any replica reach this one (needs modules). */
+  sync: z
+    .string()
+    .regex(/^rediss?:\/\/.+/, 'expected redis://host:port')
+    .optional(),
+  syncIntervalMs: z.number().int().min(100).default(5000),
   host: z.string().default('127.0.0.1'),
   port: z.number().int().min(0).max(65535).default(8080),
   threads: z.number().int().positive().optional(),
@@ -73,6 +83,10 @@ export const serveCommand: Command<typeof serveSchema> = {
   --tokenizer PATH   tokenizer.json or its folder (default: the model folder)
   --modules DIR      language modules to add at start: DIR/<lang>.safetensors; POST /admin/languages {"code"}
                      adds DIR/<code>.safetensors later (only from this folder)
+  --sync redis://HOST:PORT  keep the modules the same on every replica started with this Redis: one
+                     added on any replica is loaded here from DIR by its code once the file has the
+                     same SHA-256 (usually within a second; at most --sync-interval-ms 5000 after the
+                     file is there, plus the graph rebuild). Needs --modules
   --host 127.0.0.1 --port 8080 --threads N --max-batch 16 --max-wait-ms 5
   --quantize int8    run the weight MatMuls in int8 (quantized at load; default float32)
   Limits: --max-text ${DEFAULT_LIMITS.textChars} (characters) --max-body ${DEFAULT_LIMITS.bodyBytes} (bytes) --max-items ${DEFAULT_LIMITS.batchItems}
@@ -83,20 +97,38 @@ export const serveCommand: Command<typeof serveSchema> = {
   The admin token (POST /admin/languages) is read from $XLT_ADMIN_TOKEN.
 
 Example:
-  xlt serve --model runs/finetune/model --port 8080 --max-queue 256`,
+  xlt serve --model runs/finetune/model --port 8080 --max-queue 256
+  xlt serve --model /shared/model --modules /shared/modules --sync redis://10.0.0.2:6379`,
   schema: serveSchema,
   runDir: false,
   async run(cfg, ctx) {
     const options = serveOptionsOf(cfg);
+    if (cfg.sync !== undefined && cfg.modules === undefined)
+      throw new XltConfigError('sync: needs modules (replicas load published modules from there)', {
+        field: 'modules',
+      });
     const model = await ServedModel.load(cfg.model, {
       ...(cfg.modules !== undefined ? { modulesDir: cfg.modules } : {}),
       ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
       ...(cfg.quantize !== undefined ? { quantize: cfg.quantize } : {}),
     });
+    let sync: ModuleSync | undefined;
+    if (cfg.sync !== undefined) {
+      sync = await startModuleSync({
+        url: cfg.sync,
+        model,
+        modulesDir: cfg.modules as string,
+        maxModuleBytes: cfg.maxModuleBytes,
+        intervalMs: cfg.syncIntervalMs,
+        log: (_level, message) => ctx.log(message),
+      });
+      ctx.log(`fleet: language modules kept in sync through ${redactUrl(cfg.sync)}`);
+    }
     const server = await createServer({
       model,
       tokenizer: await loadTokenizer(cfg.tokenizer ?? cfg.model),
       ...options,
+      ...(sync !== undefined ? { fleet: sync } : {}),
     });
     const address = await server.app.listen({ host: cfg.host, port: cfg.port, backlog: 4096 });
     ctx.log(
@@ -105,6 +137,7 @@ Example:
     await new Promise<void>((resolve) => {
       const stop = () => {
         ctx.log(`shutting down: finishing in-flight requests (at most ${cfg.shutdownTimeoutMs} ms)`);
+        void sync?.close().catch(() => undefined);
         void server.shutdown().then(({ forced }) => {
           if (forced) ctx.log('deadline reached: closed the connections left');
           resolve();

@@ -2,16 +2,20 @@ import { fork } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { writeFileAtomic, XltError } from '@xlt/core';
-import { cellKey, JOB_KINDS, progressLine, runGrid, serveForkedCells, startWorker } from '@xlt/jobs';
+import {
+  cellKey,
+  JOB_KINDS,
+  progressLine,
+  redactUrl,
+  runGrid,
+  serveForkedCells,
+  startWorker,
+} from '@xlt/jobs';
 import { z } from 'zod';
 import type { Command } from '../cli/main.js';
+import { queueOption } from '../tasks/queue-runner.js';
 import { expandGrid, gridFields } from './grid-file.js';
 import { cliJobHandlers } from './handlers.js';
-
-const queueOption = z
-  .string()
-  .regex(/^(local|rediss?:\/\/.+)$/, "expected 'local' or redis://host:port")
-  .default('local');
 
 const gridRunSchema = z.strictObject({
   ...gridFields,
@@ -172,9 +176,7 @@ Example:
       ...(cfg.runRoot !== undefined ? { runRoots: [cfg.runRoot].flat() } : {}),
       log: ctx.log,
     });
-    ctx.log(
-      `worker ${process.pid} serving ${worker.kinds.join(', ')} from ${cfg.queue.replace(/\/\/[^@/]*@/, '//***@')}`,
-    );
+    ctx.log(`worker ${process.pid} serving ${worker.kinds.join(', ')} from ${redactUrl(cfg.queue)}`);
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
         ctx.log(

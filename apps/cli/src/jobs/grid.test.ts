@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -16,13 +16,14 @@ import { DirectoryStore, testRedis } from '@xlt/jobs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../cli/main.js';
 import { cli } from '../test-cli.js';
+import { startWorkerProcess, type WorkerProcess } from './worker.test-helper.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'xlt-grid-'));
 const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/bin.js');
 const fixtures = sharedSkipReason('fixtures');
 const redisReason = 'no redis-server installed and no XLT_REDIS_URL (Debian: apt-get install redis-server)';
 let redis: Awaited<ReturnType<typeof testRedis>>;
-const workers: Array<{ child: ChildProcess; out: string[] }> = [];
+const workers: WorkerProcess[] = [];
 
 beforeAll(async () => {
   redis = await testRedis(4);
@@ -94,27 +95,8 @@ function writeGrid(): string {
   return g;
 }
 
-function startWorker(url: string): { child: ChildProcess; out: string[] } {
-  const child = spawn(
-    process.execPath,
-    [bin, 'worker', '--queue', url, '--lock-ms', '8000', '--stalled-ms', '1000'],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  const w = { child, out: [] as string[] };
-  let buf = '';
-  const take = (d: Buffer) => {
-    buf += d.toString();
-    const lines = buf.split('\n');
-    buf = lines.pop() ?? '';
-    w.out.push(...lines);
-  };
-  child.stdout?.on('data', take);
-  child.stderr?.on('data', take);
-  workers.push(w);
-  return w;
-}
+const startWorker = (url: string) =>
+  startWorkerProcess(bin, url, ['--lock-ms', '8000', '--stalled-ms', '1000'], workers);
 
 const until = async (cond: () => boolean, ms: number, what: string) => {
   const end = Date.now() + ms;

@@ -50,6 +50,24 @@ export function commandOfCell(cell: GridCell, where: string): { command: Command
   return { command, config };
 }
 
+/**
+ * The cell that runs `command` with its validated `config` (the inverse of {@link commandOfCell}:
+ * the config's seed becomes the cell's), or undefined when no queue runs that command.
+ */
+export function cellOfCommand(command: Command, config: Record<string, unknown>): GridCell | undefined {
+  const kind = (Object.keys(KIND_COMMANDS) as Array<keyof typeof KIND_COMMANDS>).find((k) =>
+    KIND_COMMANDS[k].some((c) => c.name === command.name),
+  );
+  if (kind === undefined) return undefined;
+  const { seed, ...rest } = JSON.parse(JSON.stringify(config)) as Record<string, Json>;
+  const seeded = SEEDED.has(command.name);
+  return {
+    kind,
+    seed: seeded && typeof seed === 'number' ? seed : 0,
+    config: { command: command.name, ...rest, ...(!seeded && seed !== undefined ? { seed } : {}) },
+  };
+}
+
 /** Drops timings and writes paths inside `dir` relative to it, so that equal runs give equal results. */
 function portable(value: unknown, dir: string): Json {
   if (typeof value === 'string') return value.startsWith(dir) ? `.${value.slice(dir.length)}` : value;
