@@ -1,104 +1,18 @@
 import { XltConfigError, XltNotFoundError, XltShapeError } from '@xlt/core';
-import type { EncoderConfig, HeadKind, WeightSource } from './export.js';
 import { GraphBuilder } from './graph.js';
+import type { EncoderConfig, HeadKind, LoraMixtureSpec, WeightSource } from './model-types.js';
+import {
+  defaultNoDecay,
+  type TrainGraph,
+  type TrainGraphOptions,
+  type TrainGraphSignature,
+} from './train-types.js';
 
 /** A value in the training graph and whether a gradient must flow back to it. */
 interface T {
   v: string;
   rg: boolean;
 }
-
-/**
- * A mixture of LoRA experts on one linear module, kept live (as `@xlt/lora`'s `LoraMixtureLinear`):
- * y = base(x) + scaling * sum_i w_i B_i A_i x, with weights per example from the language
- * (`language`: one-hot of `lang_ids` over `languages`), a router softmax(W_r h) on the module's own
- * input at the first token or the mean over tokens (`router`; `topk` keeps the k largest logits), or
- * one learned softmax(mix_logits) (`static`). Weights: `<module>.base_layer.{weight,bias}`,
- * `<module>.experts.<lang>.lora_{A,B}.weight`, `<module>.router.weight` or `<module>.mix_logits`.
- */
-export interface LoraMixtureSpec {
-  mode: 'language' | 'router' | 'topk' | 'static';
-  /** Expert names; their order is the `lang_ids` index for `language` routing. */
-  languages: string[];
-  scaling: number;
-  /** Experts kept by `topk` (default 1). */
-  k?: number;
-  /** Router input (default `first`). */
-  pooling?: 'first' | 'mean';
-  /** Dropout on the experts' input in training graphs (default 0). */
-  dropout?: number;
-}
-
-/** Hyper-parameters baked into a compiled AdamW step (the learning rate and step are inputs). */
-export interface AdamWSettings {
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  /** Parameters that get no weight decay (default: biases and LayerNorm weights). */
-  noDecay?: (name: string) => boolean;
-  /** Clip the global gradient norm to this (default: no clipping). */
-  maxGradNorm?: number;
-}
-
-export interface TrainGraphOptions {
-  config: EncoderConfig;
-  /** Values of every parameter (frozen ones are baked in as initializers; trainable ones only give shapes). */
-  weights: WeightSource;
-  head: HeadKind;
-  /** Hugging Face names of the parameters that train. */
-  trainable: string[];
-  /** `grads`: output raw gradients (for checks); `adamw`: output updated parameters and optimizer state. */
-  mode: 'grads' | 'adamw';
-  adamw?: AdamWSettings;
-  /**
-   * Live LoRA: module name (e.g. `roberta.encoder.layer.0.attention.self.query`) -> scaling. The
-   * weight source must hold `<module>.lora_A.weight` [r, in] and `<module>.lora_B.weight` [out, r]
-   * (see `peftAdapterWeights`); y = x W^T + b + scaling * (x A^T) B^T.
-   */
-  lora?: Map<string, number>;
-  /** Live LoRA mixtures with routers, by module name (see {@link LoraMixtureSpec}). */
-  loraMixtures?: Map<string, LoraMixtureSpec>;
-  /**
-   * Embedding mixup (soft code-switching): adds inputs `mix_ids` [B, S, K] (candidate tokens),
-   * `mix_probs` [B, S, K] (their weights, rows summing to 1) and `mix_lambda` [B, S] (0 where a
-   * position is not mixed); the word embedding becomes (1 - l) E[id] + l sum_k p_k E[mix_k].
-   */
-  embeddingMixup?: boolean;
-  /**
-   * SALT-style objective (sequence or token classification): the batch holds 2B rows, the originals
-   * then their augmented versions; loss = task(originals) + augWeight task(augmented) + klWeight
-   * KL(p(originals) || p(augmented)).
-   */
-  salt?: { augWeight?: number; klWeight?: number };
-  /**
-   * Apply the config's dropout (`hidden_dropout_prob`, `attention_probs_dropout_prob`,
-   * `classifier_dropout`) where transformers applies it in training mode (default true). The graph
-   * then has an int64 scalar input `dropout_seed`; a step's masks depend only on it.
-   */
-  dropout?: boolean;
-}
-
-/** Graph inputs and outputs of a compiled train step, by role. */
-export interface TrainGraphSignature {
-  /** Batch inputs (`input_ids`, `attention_mask`, `lang_ids`?, and the head's labels). */
-  batch: string[];
-  /** Per trainable parameter: its graph input and (adamw) the m/v inputs and the three outputs. */
-  params: Array<{
-    name: string;
-    shape: number[];
-    input: string;
-    grad?: string;
-    m?: string;
-    v?: string;
-    newParam?: string;
-    newM?: string;
-    newV?: string;
-  }>;
-}
-
-export const defaultNoDecay = (name: string): boolean =>
-  name.endsWith('.bias') || /LayerNorm|layer_norm/.test(name);
 
 /**
  * Builds one ONNX graph for a training step of an X-Mod / XLM-R model with a head: forward, loss,
@@ -1304,12 +1218,6 @@ class TrainBuilder {
 
 /** The graph builder itself, for tests of single ops (not exported from the package). */
 export { TrainBuilder as TrainBuilderForTests };
-
-/** A compiled train step: the ONNX bytes and what its inputs and outputs mean. */
-export interface TrainGraph {
-  model: Uint8Array;
-  signature: TrainGraphSignature;
-}
 
 /** Compiles a training step (see {@link TrainBuilder}) to an ONNX model. */
 export function buildTrainGraph(options: TrainGraphOptions): TrainGraph {

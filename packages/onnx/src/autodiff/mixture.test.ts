@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { EncoderConfig, Weight, WeightSource } from '../export.js';
+import type { LoraMixtureSpec } from '../model-types.js';
 import { randomWeights } from '../random.js';
-import type { LoraMixtureSpec } from '../train.js';
 import { bothGradients, expectSameGradients, i64 } from './parity-helpers.js';
 
 const config: EncoderConfig = {

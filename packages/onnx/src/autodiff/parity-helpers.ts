@@ -1,7 +1,8 @@
 import * as ort from 'onnxruntime-node';
 import { expect } from 'vitest';
 import type { EncoderConfig, HeadKind, WeightSource } from '../export.js';
-import { buildTrainGraph, type LoraMixtureSpec } from '../train.js';
+import type { LoraMixtureSpec } from '../model-types.js';
+import { buildTrainGraph } from '../train.js';
 import { buildTracedTrainGraph } from './train-graph.js';
 
 /** Test helpers: the traced graphs against the hand-written `TrainBuilder` (not part of the package API). */
