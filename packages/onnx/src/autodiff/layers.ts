@@ -62,7 +62,7 @@ export function attention(
  */
 export function crossEntropy(logits: Value, labels: Value, ignoreIndex = -100): Value {
   const t = logits.tracer;
-  const [M, C] = logits.shape as [Dim, number];
+  const [M, C] = logits.shape as [Dim, Dim];
   const valid = raw(
     t,
     'Not',
@@ -72,7 +72,7 @@ export function crossEntropy(logits: Value, labels: Value, ignoreIndex = -100): 
   );
   const validF = cast(valid, t.floatType);
   const safe = raw(t, 'Where', [valid, labels, t.ints([0], [])], [M], 'int64');
-  const onehot = raw(t, 'OneHot', [safe, t.ints([C], []), t.constant([0, 1], [2])], [M, C], t.floatType, {
+  const onehot = raw(t, 'OneHot', [safe, t.dimScalar(C), t.constant([0, 1], [2])], [M, C], t.floatType, {
     axis: -1,
   });
   const nll = neg(reduceSum(mul(logSoftmax(logits), onehot), [-1]));

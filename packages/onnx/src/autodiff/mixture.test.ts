@@ -77,7 +77,7 @@ const batch = {
   ),
 };
 
-describe('traced LoRA mixtures against the hand-written TrainBuilder', () => {
+describe('traced LoRA mixtures: any-shape graph against the static-shape graph and finite differences', () => {
   const specs: Array<[string, Omit<LoraMixtureSpec, 'languages' | 'scaling'>]> = [
     ['language routing', { mode: 'language' }],
     ['a router on the first token', { mode: 'router' }],

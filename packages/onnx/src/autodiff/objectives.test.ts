@@ -39,7 +39,7 @@ const batch = {
   lang_ids: i64([0, 1, 1, 0], [4]),
 };
 
-describe('traced objectives against the hand-written TrainBuilder', () => {
+describe('traced objectives: any-shape graph against the static-shape graph and finite differences', () => {
   const saltCases: Array<[HeadKind, ort.Tensor]> = [
     ['sequence-classification', i64([2, 0, 2, 0], [4])],
     [
