@@ -1,64 +1,15 @@
+import { buildInferenceGraph } from './autodiff/inference-graph.js';
 import type { ModelOptions } from './graph.js';
-import { buildInferenceGraph, type LoraMixtureSpec } from './train.js';
+import type { EncoderConfig, HeadKind, LoraMixtureSpec, WeightSource } from './model-types.js';
 
-/** The subset of a Hugging Face `config.json` (XmodConfig / XLMRobertaConfig) the exporter reads. */
-export interface EncoderConfig {
-  model_type?: string;
-  vocab_size: number;
-  hidden_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  intermediate_size: number;
-  hidden_act?: string;
-  layer_norm_eps?: number;
-  pad_token_id?: number;
-  type_vocab_size?: number;
-  languages?: string[];
-  default_language?: string | null;
-  pre_norm?: boolean;
-  adapter_reduction_factor?: number;
-  adapter_layer_norm?: boolean;
-  adapter_reuse_layer_norm?: boolean;
-  ln_before_adapter?: boolean;
-  architectures?: string[];
-  id2label?: Record<string, string>;
-  num_labels?: number;
-  /** Dropout probabilities (used by training graphs only). */
-  hidden_dropout_prob?: number;
-  attention_probs_dropout_prob?: number;
-  classifier_dropout?: number | null;
-  /** The two-step Open IE head (Multi2OIE): predicate tagger + argument extractor. */
-  oie?: OieHeadConfig;
-}
-
-/** Sizes of the Open IE head (defaults as Multi2OIE: 64, 4, 8, 2048). */
-export interface OieHeadConfig {
-  pos_emb_dim?: number;
-  n_arg_layers?: number;
-  n_arg_heads?: number;
-  d_feedforward?: number;
-}
-
-/** Which head the exported graph ends in. */
-export type HeadKind =
-  | 'base'
-  | 'masked-lm'
-  | 'sequence-classification'
-  | 'token-classification'
-  | 'question-answering'
-  | 'open-ie';
-
-/** A weight by Hugging Face name: float32 data in row-major order with its shape. */
-export interface Weight {
-  data: Float32Array;
-  shape: number[];
-}
-
-/** Where the exporter reads weights from (a safetensors file, a tfjs model's variables, ...). */
-export interface WeightSource {
-  has(name: string): boolean;
-  get(name: string): Weight;
-}
+export type {
+  EncoderConfig,
+  HeadKind,
+  LoraMixtureSpec,
+  OieHeadConfig,
+  Weight,
+  WeightSource,
+} from './model-types.js';
 
 export interface ExportOptions extends Omit<ModelOptions, 'externalData'> {
   config: EncoderConfig;
@@ -105,7 +56,7 @@ export interface ExportResult {
 }
 
 /**
- * Exports an X-Mod / XLM-R encoder with a head to ONNX (opset 17: LayerNormalization, exact GELU
+ * Exports an X-Mod / XLM-R encoder with a head to ONNX (opset 18: LayerNormalization, exact GELU
  * via Erf), with dynamic batch and sequence length and, for X-Mod, `lang_ids` as an input so one file
  * serves every language. Inputs: `input_ids`, `attention_mask` (int64 [batch, sequence]), `lang_ids`
  * (int64 [batch], X-Mod only). Outputs: `last_hidden_state` and the head's `logits` (QA:
@@ -114,7 +65,11 @@ export interface ExportResult {
  */
 export function exportToOnnx(options: ExportOptions & { externalLocation?: string }): ExportResult {
   const head = options.head ?? headFromArchitectures(options.config.architectures);
-  const g = buildInferenceGraph(options.config, options.weights, head, options.outputHiddenStates === true, {
+  const g = buildInferenceGraph({
+    config: options.config,
+    weights: options.weights,
+    head,
+    outputHiddenStates: options.outputHiddenStates === true,
     ...(options.lora !== undefined ? { lora: options.lora } : {}),
     ...(options.loraMixtures !== undefined ? { loraMixtures: options.loraMixtures } : {}),
   });

@@ -1,8 +1,9 @@
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
+import { buildTrainGraph } from './autodiff/train-graph.js';
 import type { EncoderConfig, HeadKind } from './export.js';
 import { randomWeights } from './random.js';
-import { buildTrainGraph, type TrainGraphOptions } from './train.js';
+import type { TrainGraphOptions } from './train-types.js';
 
 /**
  * Finite-difference checks of the compiled backward pass where no PyTorch fixture exists: the
@@ -376,22 +377,14 @@ describe('dropout masks of the compiled graph', () => {
   });
 
   it('masks keep 1 - rate of the elements, scaled by 1/(1 - rate), uncorrelated between neighbours and seeds', async () => {
-    // a graph whose only output is the dropout mask of a [200, 500] tensor
-    const { GraphBuilder } = await import('./graph.js');
-    const { TrainBuilderForTests } = await import('./train.js');
-    const b = new TrainBuilderForTests(
-      { ...tiny, hidden_dropout_prob: 0.1 },
-      randomWeights(tiny, 'base', 1),
-      [],
-      undefined,
-      {
-        dropout: true,
-      },
-    );
-    void GraphBuilder;
-    const like = b.g.input('like', 'float32', [200, 500]);
-    b.g.output(b.dropMask(like, 0.1), 'mask', 'float32', [200, 500]);
-    const session = await ort.InferenceSession.create(b.g.toBytes({ opset: 18 }));
+    // a graph whose only output is the dropout mask of a [rows, 500] tensor (rows read from `like`)
+    const { Tracer } = await import('./autodiff/tracer.js');
+    const { DropoutSites } = await import('./autodiff/dropout.js');
+    const { symbol } = await import('./autodiff/dims.js');
+    const t = new Tracer();
+    const like = t.input('like', [symbol('rows'), 500]);
+    t.output(new DropoutSites(t).mask(like.shape, 0.1), 'mask');
+    const session = await ort.InferenceSession.create(t.toBytes());
     const run = async (seed: bigint) =>
       (
         await session.run({

@@ -3,6 +3,7 @@ export * as autodiff from './autodiff/index.js';
 export {
   buildApplyGraph,
   buildTracedTrainGraph,
+  buildTrainGraph,
   type TracedAdamWSettings,
   type TracedTrainGraphOptions,
 } from './autodiff/index.js';
@@ -26,6 +27,7 @@ export {
   type InitData,
   type ModelOptions,
 } from './graph.js';
+export type { LoraMixtureSpec, OieHeadConfig } from './model-types.js';
 export { type QuantizeOptions, type QuantizeResult, quantizeDynamicInt8 } from './quantize.js';
 export { randomWeights, weightShapes } from './random.js';
 export {
@@ -47,11 +49,9 @@ export {
 } from './step.js';
 export {
   type AdamWSettings,
-  buildTrainGraph,
   defaultNoDecay,
-  type LoraMixtureSpec,
   type TrainGraph,
   type TrainGraphOptions,
   type TrainGraphSignature,
-} from './train.js';
+} from './train-types.js';
 export { moduleWeights, type NamedParameterSource, withPeftAdapter } from './weights.js';

@@ -1,14 +1,9 @@
 import { XltConfigError, XltError } from '@xlt/core';
 import * as ort from 'onnxruntime-node';
-import { buildApplyGraph } from './autodiff/train-graph.js';
-import type { EncoderConfig, HeadKind, WeightSource } from './export.js';
+import { buildApplyGraph, buildTracedTrainGraph } from './autodiff/train-graph.js';
+import type { EncoderConfig, HeadKind, LoraMixtureSpec, WeightSource } from './model-types.js';
 import { sessionOptions } from './runner.js';
-import {
-  type AdamWSettings,
-  buildTrainGraph,
-  type LoraMixtureSpec,
-  type TrainGraphSignature,
-} from './train.js';
+import type { AdamWSettings, TrainGraphSignature } from './train-types.js';
 
 /** A training batch: token ids, mask, languages and the head's labels, as nested arrays. */
 export interface TrainBatch {
@@ -146,7 +141,14 @@ export class CompiledTrainStep {
       throw new XltConfigError(`gradAccumulation must be a positive integer, got ${count}`, {
         field: 'gradAccumulation',
       });
-    const { model, signature } = buildTrainGraph({ ...options, mode: count === 1 ? 'adamw' : 'grads' });
+    // one graph, traced from the encoder's definition with symbolic batch and sequence sizes, serves
+    // every batch shape (length-bucketed batches included)
+    const { embeddingMixup, ...rest } = options;
+    const { model, signature } = buildTracedTrainGraph({
+      ...rest,
+      ...(embeddingMixup === true ? { embeddingMixup: {} } : {}),
+      mode: count === 1 ? 'adamw' : 'grads',
+    });
     const so = sessionOptions(options);
     const session = await ort.InferenceSession.create(model, so);
     const init = new Map(signature.params.map((p) => [p.name, options.weights.get(p.name).data]));

@@ -3,9 +3,9 @@ import path from 'node:path';
 import { SafetensorsReader, sharedPath, sharedSkipReason } from '@xlt/core';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { buildTrainGraph } from './autodiff/train-graph.js';
 import type { HeadKind } from './export.js';
 import { readEncoderConfig, safetensorsWeights } from './runner.js';
-import { buildTrainGraph } from './train.js';
 
 type Nested = number | Nested[];
 const flat = (x: Nested): number[] => (Array.isArray(x) ? x.flatMap(flat) : [x]);

@@ -1,4 +1,5 @@
 import { XltConfigError, XltShapeError } from '@xlt/core';
+import { numericShape } from './dims.js';
 import { GRADIENT_RULES } from './gradients.js';
 import { expand, raw, zeros } from './ops.js';
 import type { Value } from './tracer.js';
@@ -13,7 +14,9 @@ import type { Value } from './tracer.js';
 export function backward(loss: Value, wrt: readonly Value[], seed?: Value): Value[] {
   const t = loss.tracer;
   if (seed === undefined && loss.size !== 1)
-    throw new XltShapeError('backward from a non-scalar needs a seed gradient', { got: [...loss.shape] });
+    throw new XltShapeError('backward from a non-scalar needs a seed gradient', {
+      got: numericShape(loss.shape),
+    });
   for (const w of wrt)
     if (!w.requiresGrad)
       throw new XltConfigError(`'${w.name}' does not require a gradient (declare it trainable)`, {
@@ -28,8 +31,8 @@ export function backward(loss: Value, wrt: readonly Value[], seed?: Value): Valu
       if (g.shape.join(',') !== v.shape.join(','))
         throw new XltShapeError(`gradient of '${v.name}' has the wrong shape`, {
           tensor: v.name,
-          expected: [...v.shape],
-          got: [...g.shape],
+          expected: numericShape(v.shape),
+          got: numericShape(g.shape),
         });
       const list = pending.get(v);
       if (list === undefined) pending.set(v, [g]);

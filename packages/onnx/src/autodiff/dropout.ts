@@ -1,5 +1,6 @@
 import { XltConfigError } from '@xlt/core';
-import type { EncoderConfig } from '../export.js';
+import type { EncoderConfig } from '../model-types.js';
+import { type Dim, dimProduct } from './dims.js';
 import { mul, raw, reshape } from './ops.js';
 import type { Tracer, Value } from './tracer.js';
 
@@ -48,15 +49,15 @@ export class DropoutSites {
   }
 
   /** A mask of 1/(1-rate) where kept and 0 where dropped. */
-  mask(shape: readonly number[], rate: number): Value {
+  mask(shape: readonly Dim[], rate: number): Value {
     const t = this.t;
     if (this.seed === undefined) this.seed = t.input('dropout_seed', [], 'int64');
     const site = this.site++;
-    const n = shape.reduce((a, b) => a * b, 1);
+    const n = dimProduct(shape);
     const scalar = (v: number) => t.ints([v], []);
-    const int = (op: string, a: Value, b: Value, s: readonly number[]) => raw(t, op, [a, b], s, 'int64');
+    const int = (op: string, a: Value, b: Value, s: readonly Dim[]) => raw(t, op, [a, b], s, 'int64');
     // mod(a * k + c, p) on scalars or [n] vectors
-    const affine = (a: Value, k: number, c: Value | number, p: number, s: readonly number[]) =>
+    const affine = (a: Value, k: number, c: Value | number, p: number, s: readonly Dim[]) =>
       int(
         'Mod',
         int('Add', int('Mul', a, scalar(k), s), typeof c === 'number' ? scalar(c) : c, s),
@@ -73,7 +74,7 @@ export class DropoutSites {
       [],
     );
     const s2 = affine(int('Mod', this.seed, scalar(P[1]), []), 69621, site * 7 + 11, P[1], []);
-    const idx = raw(t, 'Range', [scalar(0), scalar(n), scalar(1)], [n], 'int64');
+    const idx = raw(t, 'Range', [scalar(0), t.dimScalar(n), scalar(1)], [n], 'int64');
     let x = affine(idx, 16807, s1, P[0], [n]);
     // three rounds of x <- x^2 + c (mod a prime < 2^31; x^2 < 2^62 fits int64)
     for (let r = 0; r < 3; r++) {

@@ -1,6 +1,6 @@
 import { XltConfigError, XltShapeError } from '@xlt/core';
-import type { EncoderConfig } from '../export.js';
-import type { LoraMixtureSpec } from '../train.js';
+import type { EncoderConfig, LoraMixtureSpec } from '../model-types.js';
+import { type Dim, numericShape, staticDim } from './dims.js';
 import { type DropoutRates, DropoutSites } from './dropout.js';
 import { attention, embedding, gelu, linear } from './layers.js';
 import { addLoraMixture } from './mixture.js';
@@ -14,7 +14,6 @@ import {
   mul,
   raw,
   reduceSum,
-  reshape,
   sub,
   transpose,
   unsqueeze,
@@ -28,7 +27,7 @@ import type { Tracer, Value } from './tracer.js';
  * gives the forward graph; `backward` derives the gradients.
  */
 
-/** Batch inputs of the encoder (int64, static [B, S] and [B]). */
+/** Batch inputs of the encoder (int64 [B, S] and [B]; B and S static or symbolic). */
 export interface EncoderInputs {
   inputIds: Value;
   attentionMask: Value;
@@ -101,12 +100,12 @@ export class XmodEncoder {
   }
 
   layerNorm(x: Value, name: string): Value {
-    const d = x.shape[x.rank - 1] as number;
+    const d = staticDim(x.shape[x.rank - 1] as Dim, `LayerNorm ${name}`);
     return layerNorm(x, this.p.get(`${name}.weight`, [d]), this.p.get(`${name}.bias`, [d]), this.eps);
   }
 
   linear(x: Value, name: string, outF: number, bias = true): Value {
-    const inF = x.shape[x.rank - 1] as number;
+    const inF = staticDim(x.shape[x.rank - 1] as Dim, `linear ${name}`);
     // a module wrapped by LoRA keeps its own weights under `base_layer`
     const base = this.p.has(`${name}.base_layer.weight`) ? `${name}.base_layer` : name;
     const y = linear(
@@ -127,7 +126,7 @@ export class XmodEncoder {
       throw new XltShapeError('LoRA A does not fit the module', {
         tensor: `${name}.lora_A.weight`,
         expected: [r, inF],
-        got: [...A.shape],
+        got: numericShape(A.shape),
       });
     const B = this.p.get(`${name}.lora_B.weight`, [outF, r]);
     return add(y, mul(linear(linear(x, A), B), scaling));
@@ -153,7 +152,7 @@ export class XmodEncoder {
       throw new XltShapeError('lora_embedding_A does not fit the vocabulary', {
         tensor: `${m}.lora_embedding_A`,
         expected: [r, this.config.vocab_size],
-        got: [...A.shape],
+        got: numericShape(A.shape),
       });
     const B = this.p.get(`${m}.lora_embedding_B`, [this.hidden, r]);
     return add(rows, mul(linear(embedding(transpose(A, [1, 0]), ids), B), scaling));
@@ -243,20 +242,29 @@ export class XmodEncoder {
     return out;
   }
 
-  /** The last hidden state [B, S, H]. */
-  forward(inputs: EncoderInputs): Value {
+  /**
+   * The last hidden state [B, S, H]. `hidden`, when given, receives the embeddings' output and every
+   * layer's (the last one after the final LayerNorm of pre-norm models), as transformers'
+   * `hidden_states`.
+   */
+  forward(inputs: EncoderInputs, hidden?: Value[]): Value {
     const { t, config: cfg } = this;
-    const [B, S] = inputs.inputIds.shape as [number, number];
     const langIds = (cfg.languages ?? []).length > 0 ? inputs.langIds : undefined;
     if ((cfg.languages ?? []).length > 0 && langIds === undefined)
       throw new XltConfigError('an X-Mod model needs lang_ids', { field: 'lang_ids' });
     this.langIds = inputs.langIds;
     const maskF = cast(inputs.attentionMask, t.floatType);
-    const maskAdd = reshape(mul(sub(1, maskF), -3.4028234663852886e38), [B, 1, 1, S]);
+    const maskAdd = unsqueeze(mul(sub(1, maskF), -3.4028234663852886e38), [1, 2]); // [B, 1, 1, S]
     let x = this.embeddings(inputs.inputIds, inputs.mixup);
-    for (let i = 0; i < cfg.num_hidden_layers; i++)
+    hidden?.push(x);
+    for (let i = 0; i < cfg.num_hidden_layers; i++) {
       x = this.layer(x, `${this.prefix}encoder.layer.${i}`, maskAdd, langIds);
-    if (cfg.pre_norm) x = this.layerNorm(x, `${this.prefix}encoder.LayerNorm`);
+      hidden?.push(x);
+    }
+    if (cfg.pre_norm) {
+      x = this.layerNorm(x, `${this.prefix}encoder.LayerNorm`);
+      hidden?.splice(hidden.length - 1, 1, x);
+    }
     return x;
   }
 }

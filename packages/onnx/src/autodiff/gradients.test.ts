@@ -198,7 +198,7 @@ async function gradcheck(c: Case): Promise<number> {
   const t = new Tracer({ floatType: float });
   const xs = c.shapes.map((s, i) => t.input(`x${i}`, s, float, true));
   const y = c.f(xs);
-  const r = t.constant(rand(y.size, 7), y.shape, y.dtype);
+  const r = t.constant(rand(y.size as number, 7), y.shape, y.dtype);
   const loss = op.reduceSum(op.mul(y, r));
   t.output(loss, 'loss');
   for (const [i, g] of backward(loss, xs).entries()) t.output(g, `grad${i}`);

@@ -1,7 +1,9 @@
 import { XltConfigError } from '@xlt/core';
+import { type Dim, dimProduct, dimSub, isStatic, staticDim } from './dims.js';
 import {
   add,
   cast,
+  dimAsFloat,
   div,
   exp,
   expand,
@@ -15,9 +17,11 @@ import {
   reshape,
   slice,
   sqrt,
+  squeeze,
   sub,
   sumTo,
   transpose,
+  unsqueeze,
   where,
   zeros,
 } from './ops.js';
@@ -40,17 +44,8 @@ const swapLast = (x: Value): Value => {
   return transpose(x, perm);
 };
 /** The gradient of a keepdims=false reduction brought back to rank with size-1 axes. */
-const unreduce = (dy: Value, n: TracedNode): Value => {
-  const x = inp(n, 0);
-  const axes = n.params.axes as number[];
-  return expand(
-    reshape(
-      dy,
-      x.shape.map((d, i) => (axes.includes(i) ? 1 : d)),
-    ),
-    x.shape,
-  );
-};
+const unreduce = (dy: Value, n: TracedNode): Value =>
+  expand(unsqueeze(dy, n.params.axes as number[]), inp(n, 0).shape);
 
 /** One rule per differentiable op of the vocabulary (keys: the ONNX op types). */
 export const GRADIENT_RULES: Record<string, GradientRule> = {
@@ -88,16 +83,16 @@ export const GRADIENT_RULES: Record<string, GradientRule> = {
     const b = inp(n, 1);
     const t = a.tracer;
     // Gemm with transA / transB: no transposed copy of an activation-sized operand
-    const gemm = (x: Value, y: Value, attrs: Record<string, number>, shape: number[]) =>
+    const gemm = (x: Value, y: Value, attrs: Record<string, number>, shape: Dim[]) =>
       raw(t, 'Gemm', [x, y], shape, x.dtype, attrs);
     let da: Value | undefined;
     let db: Value | undefined;
     if (b.rank === 2) {
-      const [k, m] = b.shape as [number, number];
+      const [k, m] = b.shape as [Dim, Dim];
       const a2 = reshape(a, [-1, k]);
       const dy2 = reshape(dy, [-1, m]);
       // x [.., k] @ W [k, m]: fold the batch axes into one product instead of summing per batch
-      if (a.requiresGrad) da = reshape(gemm(dy2, b, { transB: 1 }, [a2.shape[0] as number, k]), a.shape);
+      if (a.requiresGrad) da = reshape(gemm(dy2, b, { transB: 1 }, [a2.shape[0] as Dim, k]), a.shape);
       if (b.requiresGrad) db = gemm(a2, dy2, { transA: 1 }, [k, m]);
     } else {
       if (a.requiresGrad) da = sumTo(matmul(dy, swapLast(b)), a.shape);
@@ -129,8 +124,8 @@ export const GRADIENT_RULES: Record<string, GradientRule> = {
       });
     const rest = table.shape.slice(1);
     const t = table.tracer;
-    const flatIdx = reshape(idx, [idx.size, 1]);
-    const updates = reshape(dy, [idx.size, ...rest]);
+    const flatIdx = reshape(idx, [-1, 1]);
+    const updates = reshape(dy, [-1, ...rest]);
     // rows picked twice get both gradients (ScatterND with reduction=add)
     return [
       raw(t, 'ScatterND', [zeros(t, table.shape), flatIdx, updates], table.shape, table.dtype, {
@@ -170,8 +165,8 @@ export const GRADIENT_RULES: Record<string, GradientRule> = {
     ];
   },
   Reshape: (n, dy) => [reshape(dy, inp(n, 0).shape)],
-  Unsqueeze: (n, dy) => [reshape(dy, inp(n, 0).shape)],
-  Squeeze: (n, dy) => [reshape(dy, inp(n, 0).shape)],
+  Unsqueeze: (n, dy) => [squeeze(dy, n.params.axes as number[])],
+  Squeeze: (n, dy) => [unsqueeze(dy, n.params.axes as number[])],
   Transpose: (n, dy) => {
     const perm = n.params.perm as number[];
     const inverse = perm.map((_, i) => perm.indexOf(i));
@@ -180,15 +175,16 @@ export const GRADIENT_RULES: Record<string, GradientRule> = {
   ReduceSum: (n, dy) => [n.params.keepdims ? expand(dy, inp(n, 0).shape) : unreduce(dy, n)],
   ReduceMean: (n, dy) => {
     const x = inp(n, 0);
-    const count = (n.params.axes as number[]).reduce((c, a) => c * (x.shape[a] as number), 1);
-    return [mul(n.params.keepdims ? expand(dy, x.shape) : unreduce(dy, n), 1 / count)];
+    const count = dimProduct((n.params.axes as number[]).map((a) => x.shape[a] as Dim));
+    const spread = n.params.keepdims ? expand(dy, x.shape) : unreduce(dy, n);
+    return [isStatic(count) ? mul(spread, 1 / count) : div(spread, dimAsFloat(x.tracer, count))];
   },
   Cast: (n, dy) => [cast(dy, n.params.from as Value['dtype'])],
   Concat: (n, dy) => {
     const axis = n.params.axis as number;
     let offset = 0;
     return n.inputs.map((x) => {
-      const size = x.shape[axis] as number;
+      const size = staticDim(x.shape[axis] as Dim, 'the gradient of Concat along its axis');
       const part = x.requiresGrad ? slice(dy, axis, offset, offset + size) : undefined;
       offset += size;
       return part;
@@ -197,11 +193,11 @@ export const GRADIENT_RULES: Record<string, GradientRule> = {
   Slice: (n, dy) => {
     const x = inp(n, 0);
     const { axis, start, end } = n.params as { axis: number; start: number; end: number };
-    const pads = new Array<number>(2 * x.rank).fill(0);
+    const pads = new Array<Dim>(2 * x.rank).fill(0);
     pads[axis] = start;
-    pads[x.rank + axis] = (x.shape[axis] as number) - end;
+    pads[x.rank + axis] = dimSub(x.shape[axis] as Dim, end);
     const t = x.tracer;
-    return [raw(t, 'Pad', [dy], x.shape, x.dtype, {}, [t.ints(pads).name])];
+    return [raw(t, 'Pad', [dy], x.shape, x.dtype, {}, [t.shapeInput(pads)])];
   },
   Expand: (n, dy) => [sumTo(dy, inp(n, 0).shape)],
 };

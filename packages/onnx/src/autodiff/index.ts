@@ -3,6 +3,7 @@
  * trace it with static shapes, and derive its backward from one gradient rule per op.
  */
 export { backward } from './backward.js';
+export { allStatic, type Dim, dimDiv, dimMul, dimProduct, isStatic, SymDim, symbol } from './dims.js';
 export { type EncoderInputs, type EncoderOptions, XmodEncoder } from './encoder.js';
 export { DIFFERENTIABLE_OPS, GRADIENT_RULES, type GradientRule } from './gradients.js';
 export {
@@ -13,6 +14,7 @@ export {
   labelCount,
   type ObjectiveOptions,
 } from './heads.js';
+export { buildInferenceGraph, type InferenceGraphOptions } from './inference-graph.js';
 export { attention, crossEntropy, embedding, gelu, linear } from './layers.js';
 export {
   add,
@@ -64,6 +66,7 @@ export { type DType, type Emit, type TracedNode, Tracer, Value } from './tracer.
 export {
   buildApplyGraph,
   buildTracedTrainGraph,
+  buildTrainGraph,
   encoderInputs,
   type TracedTrainGraphOptions,
 } from './train-graph.js';

@@ -1,3 +1,4 @@
+import { type Dim, staticDim } from './dims.js';
 import {
   add,
   cast,
@@ -24,9 +25,9 @@ import type { Value } from './tracer.js';
 
 /** x [..., in] W^T + b with W [out, in] (the Hugging Face / torch layout). */
 export function linear(x: Value, weight: Value, bias?: Value): Value {
-  const inF = x.shape[x.rank - 1] as number;
-  const y = gemmT(reshape(x, [-1, inF]), weight, bias);
-  return reshape(y, [...x.shape.slice(0, -1), weight.shape[0] as number]);
+  const inF = x.shape[x.rank - 1] as Dim;
+  const y = gemmT(x.rank === 2 ? x : reshape(x, [-1, inF]), weight, bias);
+  return x.rank === 2 ? y : reshape(y, [...x.shape.slice(0, -1), weight.shape[0] as Dim]);
 }
 
 /** Exact GELU: x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)). */
@@ -47,9 +48,9 @@ export function attention(
   /** Applied to the attention probabilities (dropout in training). */
   onProbs: (p: Value) => Value = (p) => p,
 ): Value {
-  const [B, S, D] = q.shape as [number, number, number];
-  const dh = D / heads;
-  const split = (x: Value) => transpose(reshape(x, [B, x.shape[1] as number, heads, dh]), [0, 2, 1, 3]);
+  const [B, S, D] = q.shape as [Dim, Dim, Dim];
+  const dh = staticDim(D, 'attention width') / heads;
+  const split = (x: Value) => transpose(reshape(x, [B, x.shape[1] as Dim, heads, dh]), [0, 2, 1, 3]);
   const scores = add(mul(matmul(split(q), transpose(split(k), [0, 1, 3, 2])), 1 / Math.sqrt(dh)), maskAdd);
   const ctx = matmul(onProbs(softmax(scores)), split(v));
   return reshape(transpose(ctx, [0, 2, 1, 3]), [B, S, D]);
@@ -61,7 +62,7 @@ export function attention(
  */
 export function crossEntropy(logits: Value, labels: Value, ignoreIndex = -100): Value {
   const t = logits.tracer;
-  const [M, C] = logits.shape as [number, number];
+  const [M, C] = logits.shape as [Dim, Dim];
   const valid = raw(
     t,
     'Not',
@@ -71,7 +72,7 @@ export function crossEntropy(logits: Value, labels: Value, ignoreIndex = -100): 
   );
   const validF = cast(valid, t.floatType);
   const safe = raw(t, 'Where', [valid, labels, t.ints([0], [])], [M], 'int64');
-  const onehot = raw(t, 'OneHot', [safe, t.ints([C], []), t.constant([0, 1], [2])], [M, C], t.floatType, {
+  const onehot = raw(t, 'OneHot', [safe, t.dimScalar(C), t.constant([0, 1], [2])], [M, C], t.floatType, {
     axis: -1,
   });
   const nll = neg(reduceSum(mul(logSoftmax(logits), onehot), [-1]));

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { EncoderConfig, Weight, WeightSource } from '../export.js';
+import type { LoraMixtureSpec } from '../model-types.js';
 import { randomWeights } from '../random.js';
-import type { LoraMixtureSpec } from '../train.js';
 import { bothGradients, expectSameGradients, i64 } from './parity-helpers.js';
 
 const config: EncoderConfig = {
@@ -77,7 +77,7 @@ const batch = {
   ),
 };
 
-describe('traced LoRA mixtures against the hand-written TrainBuilder', () => {
+describe('traced LoRA mixtures: any-shape graph against the static-shape graph and finite differences', () => {
   const specs: Array<[string, Omit<LoraMixtureSpec, 'languages' | 'scaling'>]> = [
     ['language routing', { mode: 'language' }],
     ['a router on the first token', { mode: 'router' }],

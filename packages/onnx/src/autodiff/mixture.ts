@@ -1,5 +1,6 @@
 import { XltConfigError, XltShapeError } from '@xlt/core';
-import type { LoraMixtureSpec } from '../train.js';
+import type { LoraMixtureSpec } from '../model-types.js';
+import { type Dim, numericShape, staticDim } from './dims.js';
 import { linear } from './layers.js';
 import { add, expand, mul, raw, reduceMean, slice, softmax, squeeze, unsqueeze, where } from './ops.js';
 import type { Parameters } from './parameters.js';
@@ -21,7 +22,7 @@ function routing(
 ): Value {
   const t = p.tracer;
   const n = mix.languages.length;
-  const B = x.shape[0] as number;
+  const B = x.shape[0] as Dim;
   if (mix.mode === 'language') {
     if (langIds === undefined)
       throw new XltConfigError('language routing needs lang_ids', { field: 'lang_ids', tensor: name });
@@ -31,7 +32,7 @@ function routing(
   }
   if (mix.mode === 'static') return expand(unsqueeze(softmax(p.get(`${name}.mix_logits`, [n])), [0]), [B, n]);
   // router / topk on the first token or the mean over tokens (padding included, as @xlt/lora)
-  const inF = x.shape[2] as number;
+  const inF = staticDim(x.shape[2] as Dim, `router input of ${name}`);
   const h = mix.pooling === 'mean' ? reduceMean(x, [1]) : squeeze(slice(x, 1, 0, 1), [1]);
   const logits = linear(h, p.get(`${name}.router.weight`, [n, inF]));
   if (mix.mode === 'router') return softmax(logits);
@@ -70,8 +71,9 @@ export function addLoraMixture(
 ): Value {
   const n = mix.languages.length;
   if (n === 0) throw new XltConfigError('a LoRA mixture needs at least one expert', { tensor: name });
-  const [B, S, inF] = x.shape as [number, number, number];
-  const outF = y.shape[2] as number;
+  const [B, S] = x.shape as [Dim, Dim];
+  const inF = staticDim(x.shape[2] as Dim, `input of ${name}`);
+  const outF = staticDim(y.shape[2] as Dim, `output of ${name}`);
   const perToken = expand(unsqueeze(routing(p, x, name, mix, langIds), [1]), [B, S, n]);
   let out = y;
   mix.languages.forEach((lang, i) => {
@@ -82,7 +84,7 @@ export function addLoraMixture(
       throw new XltShapeError('LoRA expert weights do not fit the module', {
         tensor: `${pre}.lora_A.weight`,
         expected: [r, inF],
-        got: [...A.shape],
+        got: numericShape(A.shape),
       });
     const delta = linear(linear(dropped, A), p.get(`${pre}.lora_B.weight`, [outF, r]));
     out = add(out, mul(delta, mul(slice(perToken, 2, i, i + 1), mix.scaling)));

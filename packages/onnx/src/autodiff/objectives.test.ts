@@ -39,7 +39,7 @@ const batch = {
   lang_ids: i64([0, 1, 1, 0], [4]),
 };
 
-describe('traced objectives against the hand-written TrainBuilder', () => {
+describe('traced objectives: any-shape graph against the static-shape graph and finite differences', () => {
   const saltCases: Array<[HeadKind, ort.Tensor]> = [
     ['sequence-classification', i64([2, 0, 2, 0], [4])],
     [
@@ -95,7 +95,7 @@ describe('traced objectives against the hand-written TrainBuilder', () => {
     expectSameGradients(res, trainable, 1e-4);
   });
 
-  it('masked-LM head on the labelled positions only: the dense loss and gradients within 1e-5', async () => {
+  it('masked-LM head: the labelled positions found in the graph and given as mlm_positions (padded) agree within 1e-5', async () => {
     const weights = randomWeights(config, 'masked-lm', 9, 0.3);
     const trainable = weights.names().filter((n) => n !== 'lm_head.decoder.weight');
     const [B, S] = [4, 6];

@@ -1,4 +1,5 @@
 import { XltConfigError } from '@xlt/core';
+import { type Dim, staticDim } from './dims.js';
 import type { XmodEncoder } from './encoder.js';
 import { attention, crossEntropy, embedding, linear } from './layers.js';
 import {
@@ -35,7 +36,7 @@ export interface OieInputs {
 function argLayer(enc: XmodEncoder, target: Value, source: Value, name: string, keyMask: Value): Value {
   const p = enc.p;
   const o = enc.config.oie ?? {};
-  const d = target.shape[2] as number;
+  const d = staticDim(target.shape[2] as Dim, `argument layer ${name}`);
   const W = p.get(`${name}.multihead_attn.in_proj_weight`, [3 * d, d]);
   const b = p.get(`${name}.multihead_attn.in_proj_bias`, [3 * d]);
   const proj = (x: Value, k: number) =>
@@ -53,7 +54,8 @@ function argLayer(enc: XmodEncoder, target: Value, source: Value, name: string, 
 /** Predicate logits [B, S, 3] and argument logits [B, S, 9] over the last hidden state x [B, S, H]. */
 export function oieLogits(enc: XmodEncoder, x: Value, inputs: OieInputs): { pred: Value; arg: Value } {
   const t = enc.p.tracer;
-  const [B, S, H] = x.shape as [number, number, number];
+  const [B, S] = x.shape as [Dim, Dim];
+  const H = enc.hidden;
   const o = enc.config.oie ?? {};
   const P = o.pos_emb_dim ?? 64;
   const d = 2 * H + P;

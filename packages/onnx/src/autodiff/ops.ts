@@ -1,8 +1,10 @@
 import { XltShapeError } from '@xlt/core';
+import { type Dim, dimAdd, dimDiv, dimProduct, isStatic, numericShape } from './dims.js';
 import { type DType, ONNX_TYPE, type Tracer, Value } from './tracer.js';
 
 /**
- * The op vocabulary: every function writes one ONNX node with a static output shape. The
+ * The op vocabulary: every function writes one ONNX node and knows its output shape (static sizes
+ * or symbolic ones such as `batch`, see `dims.ts`). The
  * differentiable ones have exactly one gradient rule in `gradients.ts`; composite layers (GELU,
  * linear, attention, cross-entropy) are written in terms of these and need no rule of their own.
  */
@@ -24,14 +26,17 @@ function lift(t: Tracer, x: Operand, like?: Value): Value {
 
 const firstValue = (...xs: Operand[]): Value | undefined => xs.find((x): x is Value => x instanceof Value);
 
-const fail = (what: string, got: readonly number[], expected?: readonly number[]): never => {
-  throw new XltShapeError(what, { got: [...got], ...(expected ? { expected: [...expected] } : {}) });
+const fail = (what: string, got: readonly Dim[], expected?: readonly Dim[]): never => {
+  throw new XltShapeError(what, {
+    got: numericShape(got),
+    ...(expected ? { expected: numericShape(expected) } : {}),
+  });
 };
 
-/** Numpy broadcasting of two static shapes. */
-export function broadcastShapes(a: readonly number[], b: readonly number[]): number[] {
+/** Numpy broadcasting of two shapes (a symbolic dimension broadcasts with 1 and itself only). */
+export function broadcastShapes(a: readonly Dim[], b: readonly Dim[]): Dim[] {
   const n = Math.max(a.length, b.length);
-  const out: number[] = [];
+  const out: Dim[] = [];
   for (let i = 0; i < n; i++) {
     const x = a[a.length - n + i] ?? 1;
     const y = b[b.length - n + i] ?? 1;
@@ -103,8 +108,8 @@ export const sigmoid = (x: Value): Value => unary('Sigmoid', x);
 /** Matrix product with numpy batch broadcasting; both operands have rank 2 or more. */
 export function matmul(a: Value, b: Value): Value {
   if (a.rank < 2 || b.rank < 2) fail('MatMul operands need rank 2 or more', a.rank < 2 ? a.shape : b.shape);
-  const [m, k] = a.shape.slice(-2) as [number, number];
-  const [k2, n] = b.shape.slice(-2) as [number, number];
+  const [m, k] = a.shape.slice(-2) as [Dim, Dim];
+  const [k2, n] = b.shape.slice(-2) as [Dim, Dim];
   if (k !== k2) fail(`MatMul inner dimensions differ (${k} vs ${k2})`, b.shape, a.shape);
   const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2));
   return a.tracer.emit({
@@ -119,8 +124,8 @@ export function matmul(a: Value, b: Value): Value {
  * so no transposed copy of W is made (a tied decoder's W is the whole embedding table).
  */
 export function gemmT(x: Value, weight: Value, bias?: Value): Value {
-  const [M, inF] = x.shape as [number, number];
-  const [outF, inW] = weight.shape as [number, number];
+  const [M, inF] = x.shape as [Dim, Dim];
+  const [outF, inW] = weight.shape as [Dim, Dim];
   if (x.rank !== 2 || weight.rank !== 2 || inF !== inW)
     fail(`Gemm needs x [M, in] and W [out, in]`, weight.shape, [outF, inF]);
   if (bias !== undefined && (bias.rank !== 1 || bias.shape[0] !== outF))
@@ -174,7 +179,7 @@ export const logSoftmax = (x: Value, axis = -1): Value => alongAxis('LogSoftmax'
 
 /** LayerNorm over the last axis with weight and bias of that axis' size. */
 export function layerNorm(x: Value, weight: Value, bias: Value, eps: number): Value {
-  const last = x.shape[x.rank - 1] as number;
+  const last = x.shape[x.rank - 1] as Dim;
   for (const p of [weight, bias])
     if (p.rank !== 1 || p.shape[0] !== last)
       fail('LayerNorm weight/bias must be [last dim]', p.shape, [last]);
@@ -194,17 +199,32 @@ export function layerNorm(x: Value, weight: Value, bias: Value, eps: number): Va
   return y as Value;
 }
 
-/** Reshape to a static shape (one entry may be -1). */
-export function reshape(x: Value, shape: readonly number[]): Value {
-  const known = shape.filter((d) => d !== -1).reduce((a, b) => a * b, 1);
-  const out = shape.map((d) => (d === -1 ? x.size / known : d));
-  if (out.reduce((a, b) => a * b, 1) !== x.size || shape.filter((d) => d === -1).length > 1)
+/**
+ * The Reshape target for `out` from `from`: a symbolic entry equal to the input's at the same axis
+ * becomes 0 (copy), one other symbolic entry -1 (infer), so most targets are constants.
+ */
+function reshapeTarget(from: readonly Dim[], out: readonly Dim[]): Dim[] {
+  if (out.some((d) => d === 0)) return [...out];
+  const spec: Dim[] = out.map((d, i) => (!isStatic(d) && from[i] === d ? 0 : d));
+  const open = spec.findIndex((d) => !isStatic(d));
+  if (open >= 0) spec[open] = -1;
+  return spec;
+}
+
+/** Reshape (one entry may be -1; entries may be symbolic). */
+export function reshape(x: Value, shape: readonly Dim[]): Value {
+  if (shape.filter((d) => d === -1).length > 1)
+    fail(`cannot reshape [${x.shape}] to [${shape}]`, shape, x.shape);
+  const known = dimProduct(shape.filter((d) => d !== -1));
+  const out = shape.map((d) => (d === -1 ? dimDiv(x.size, known) : d));
+  const total = dimProduct(out);
+  if (isStatic(total) && isStatic(x.size) ? total !== x.size : false)
     fail(`cannot reshape [${x.shape}] to [${shape}]`, shape, x.shape);
   if (out.join(',') === x.shape.join(',')) return x;
   return x.tracer.emit({
     onnxOp: 'Reshape',
     inputs: [x],
-    extraInputs: [x.tracer.ints(out).name],
+    extraInputs: [x.tracer.shapeInput(reshapeTarget(x.shape, out))],
     outputs: [{ shape: out, dtype: x.dtype }],
   })[0] as Value;
 }
@@ -218,7 +238,7 @@ export function transpose(x: Value, perm: readonly number[]): Value {
     inputs: [x],
     attrs: { perm: [...perm] },
     params: { perm: [...perm] },
-    outputs: [{ shape: perm.map((p) => x.shape[p] as number), dtype: x.dtype }],
+    outputs: [{ shape: perm.map((p) => x.shape[p] as Dim), dtype: x.dtype }],
   })[0] as Value;
 }
 
@@ -263,7 +283,7 @@ export function concat(parts: Value[], axis: number): Value {
   if (first === undefined) throw new XltShapeError('Concat needs at least one input');
   const ax = normAxis(axis, first.rank);
   const shape = [...first.shape];
-  shape[ax] = parts.reduce((s, p) => s + (p.shape[ax] as number), 0);
+  shape[ax] = parts.reduce<Dim>((s, p) => dimAdd(s, p.shape[ax] as Dim), 0);
   return first.tracer.emit({
     onnxOp: 'Concat',
     inputs: parts,
@@ -273,11 +293,16 @@ export function concat(parts: Value[], axis: number): Value {
   })[0] as Value;
 }
 
-/** x[start:end] along `axis` (step 1; negative bounds count from the end). */
+/**
+ * x[start:end] along `axis` (step 1; negative bounds count from the end). On a symbolic axis the
+ * bounds must be non-negative and within the axis.
+ */
 export function slice(x: Value, axis: number, start: number, end: number): Value {
   const ax = normAxis(axis, x.rank);
-  const dim = x.shape[ax] as number;
-  const clamp = (v: number) => Math.min(Math.max(v < 0 ? v + dim : v, 0), dim);
+  const dim = x.shape[ax] as Dim;
+  if (!isStatic(dim) && (start < 0 || end < start))
+    fail(`slice [${start}, ${end}) of the dynamic axis ${ax} needs 0 <= start <= end`, x.shape);
+  const clamp = (v: number) => (isStatic(dim) ? Math.min(Math.max(v < 0 ? v + dim : v, 0), dim) : v);
   const s = clamp(start);
   const e = Math.max(clamp(end), s);
   const shape = [...x.shape];
@@ -296,13 +321,14 @@ export function slice(x: Value, axis: number, start: number, end: number): Value
 export function unsqueeze(x: Value, axes: readonly number[]): Value {
   const rank = x.rank + axes.length;
   const ax = axes.map((a) => normAxis(a, rank));
-  const shape: number[] = [];
+  const shape: Dim[] = [];
   let j = 0;
-  for (let i = 0; i < rank; i++) shape.push(ax.includes(i) ? 1 : (x.shape[j++] as number));
+  for (let i = 0; i < rank; i++) shape.push(ax.includes(i) ? 1 : (x.shape[j++] as Dim));
   return x.tracer.emit({
     onnxOp: 'Unsqueeze',
     inputs: [x],
     extraInputs: [x.tracer.ints(ax).name],
+    params: { axes: ax },
     outputs: [{ shape, dtype: x.dtype }],
   })[0] as Value;
 }
@@ -315,35 +341,46 @@ export function squeeze(x: Value, axes: readonly number[]): Value {
     onnxOp: 'Squeeze',
     inputs: [x],
     extraInputs: [x.tracer.ints(ax).name],
+    params: { axes: ax },
     outputs: [{ shape: x.shape.filter((_, i) => !ax.includes(i)), dtype: x.dtype }],
   })[0] as Value;
 }
 
 /** Broadcasts x to `shape`. */
-export function expand(x: Value, shape: readonly number[]): Value {
+export function expand(x: Value, shape: readonly Dim[]): Value {
   const out = broadcastShapes(x.shape, shape);
   if (out.join(',') === x.shape.join(',')) return x;
+  // Expand broadcasts both ways: an axis x already has needs no size (1), so fewer run-time sizes
+  const lead = shape.length - x.rank;
+  const target = shape.map((d, i) => (i >= lead && x.shape[i - lead] === d ? 1 : d));
   return x.tracer.emit({
     onnxOp: 'Expand',
     inputs: [x],
-    extraInputs: [x.tracer.ints([...shape]).name],
+    extraInputs: [x.tracer.shapeInput(target)],
     outputs: [{ shape: out, dtype: x.dtype }],
   })[0] as Value;
 }
 
 /** Sums x over its broadcast axes so that it has `shape` (the gradient of a broadcast). */
-export function sumTo(x: Value, shape: readonly number[]): Value {
+export function sumTo(x: Value, shape: readonly Dim[]): Value {
   if (x.shape.join(',') === shape.join(',')) return x;
   const lead = x.rank - shape.length;
   const axes: number[] = [];
   for (let i = 0; i < x.rank; i++) if (i < lead || (shape[i - lead] === 1 && x.shape[i] !== 1)) axes.push(i);
   const summed = axes.length > 0 ? reduceSum(x, axes, true) : x;
-  return reshape(summed, shape);
+  const leading = Array.from({ length: lead }, (_, i) => i);
+  return lead > 0 ? squeeze(summed, leading) : summed;
 }
 
-/** Zeros of a static shape (a broadcast scalar: no initializer the size of the result). */
-export function zeros(t: Tracer, shape: readonly number[], dtype: DType = t.floatType): Value {
-  return raw(t, 'Expand', [t.constant([0], [], dtype)], [...shape], dtype, {}, [t.ints([...shape]).name]);
+/** Zeros of a shape (a broadcast scalar: no initializer the size of the result). */
+export function zeros(t: Tracer, shape: readonly Dim[], dtype: DType = t.floatType): Value {
+  return raw(t, 'Expand', [t.constant([0], [], dtype)], [...shape], dtype, {}, [t.shapeInput(shape)]);
+}
+
+/** A size as a float scalar of the graph's float type (a constant when static). */
+export function dimAsFloat(t: Tracer, d: Dim): Value {
+  if (isStatic(d)) return t.scalar(d);
+  return raw(t, 'Cast', [t.dimScalar(d)], [], t.floatType, { to: ONNX_TYPE[t.floatType] });
 }
 
 /**
@@ -354,7 +391,7 @@ export function raw(
   t: Tracer,
   onnxOp: string,
   inputs: Value[],
-  shape: readonly number[],
+  shape: readonly Dim[],
   dtype: DType,
   attrs: Record<string, import('../graph.js').AttrValue> = {},
   extraInputs: string[] = [],

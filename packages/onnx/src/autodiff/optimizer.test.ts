@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import type { WeightSource } from '../export.js';
 import { readEncoderConfig, safetensorsWeights } from '../runner.js';
 import { linearWarmupDecay } from '../step.js';
-import type { TrainGraph } from '../train.js';
+import type { TrainGraph } from '../train-types.js';
 import { peftAdapterWeights } from '../weights.js';
 import type { TracedAdamWSettings } from './optimizer.js';
 import { buildApplyGraph, buildTracedTrainGraph } from './train-graph.js';

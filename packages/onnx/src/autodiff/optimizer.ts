@@ -1,13 +1,10 @@
 import { XltConfigError } from '@xlt/core';
-import { type AdamWSettings, defaultNoDecay } from '../train.js';
+import { type AdamWSettings, defaultNoDecay } from '../train-types.js';
 import { add, div, mul, raw, reduceSum, sqrt, sub } from './ops.js';
 import type { Tracer, Value } from './tracer.js';
 
-/** AdamW settings of a traced step; `biasCorrection: false` is Hugging Face's `correct_bias=False`. */
-export interface TracedAdamWSettings extends AdamWSettings {
-  /** Divide the moments by 1 - beta^step (default true, as torch.optim.AdamW). */
-  biasCorrection?: boolean;
-}
+/** AdamW settings of a traced step (the same as {@link AdamWSettings}). */
+export type TracedAdamWSettings = AdamWSettings;
 
 /** A trainable parameter with its gradient, as the optimizer sees it. */
 export interface ParamGrad {

@@ -1,5 +1,5 @@
 import { XltNotFoundError, XltShapeError } from '@xlt/core';
-import type { WeightSource } from '../export.js';
+import type { WeightSource } from '../model-types.js';
 import type { Tracer, Value } from './tracer.js';
 
 /**

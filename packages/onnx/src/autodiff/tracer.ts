@@ -1,5 +1,6 @@
 import { XltConfigError, XltShapeError } from '@xlt/core';
 import { type AttrValue, GraphBuilder } from '../graph.js';
+import { type Dim, dimProduct, isStatic, numericShape, type SymDim, symbolsOf } from './dims.js';
 
 /** Element types of traced values. */
 export type DType = 'float32' | 'float64' | 'int64' | 'bool';
@@ -23,7 +24,7 @@ export class Value {
   constructor(
     readonly tracer: Tracer,
     readonly name: string,
-    readonly shape: readonly number[],
+    readonly shape: readonly Dim[],
     readonly dtype: DType,
     /** True when a gradient must flow back to this value (it depends on a trainable input). */
     readonly requiresGrad: boolean,
@@ -35,8 +36,9 @@ export class Value {
     return this.shape.length;
   }
 
-  get size(): number {
-    return this.shape.reduce((a, b) => a * b, 1);
+  /** The number of elements (symbolic when a dimension is). */
+  get size(): Dim {
+    return dimProduct(this.shape);
   }
 }
 
@@ -49,15 +51,20 @@ export interface Emit {
   /** Extra ONNX inputs that are not traced values (e.g. int64 axes constants). */
   extraInputs?: string[];
   attrs?: Record<string, AttrValue>;
-  outputs: Array<{ shape: readonly number[]; dtype: DType }>;
+  outputs: Array<{ shape: readonly Dim[]; dtype: DType }>;
   /** Static parameters kept for the gradient rule. */
   params?: Record<string, unknown>;
   /** False for ops without a gradient (comparisons, index math): outputs never require grad. */
   differentiable?: boolean;
 }
 
+/** A symbolic dimension's graph value for the ONNX declaration (`dim_param` for symbols). */
+const declared = (shape: readonly Dim[]): Array<number | string> =>
+  shape.map((d) => (isStatic(d) ? d : d.key));
+
 /**
- * Records a forward computation as an ONNX graph with static shapes. Every op application writes its
+ * Records a forward computation as an ONNX graph with static or symbolic shapes (see `dims.ts`:
+ * `batch`, `sequence`, ... are read from the value that declared them). Every op application writes its
  * node into a {@link GraphBuilder} right away and, when an input requires a gradient, keeps a
  * {@link TracedNode} so that {@link backward} can later walk the graph in reverse.
  */
@@ -69,6 +76,10 @@ export class Tracer {
   /** While true (inside backward and optimizer code), new values never require gradients. */
   noGrad = false;
   private readonly consts = new Map<string, Value>();
+  /** Where each symbol's size is read at run time: a value and its axis. */
+  private readonly dimSources = new Map<string, { value: string; axis: number }>();
+  /** Graph values (int64 [1]) of symbolic dimensions and shapes, by key. */
+  private readonly dimValues = new Map<string, string>();
 
   constructor(options: { name?: string; floatType?: 'float32' | 'float64' } = {}) {
     this.graph = new GraphBuilder(options.name ?? 'traced');
@@ -76,25 +87,109 @@ export class Tracer {
   }
 
   /** Declares a graph input; `requiresGrad` marks a trainable parameter. */
-  input(name: string, shape: readonly number[], dtype: DType = this.floatType, requiresGrad = false): Value {
-    for (const d of shape)
-      if (!Number.isInteger(d) || d < 0)
-        throw new XltShapeError('graph inputs need static non-negative dimensions', {
-          tensor: name,
-          got: [...shape],
-        });
-    this.graph.input(name, dtype, [...shape]);
+  input(name: string, shape: readonly Dim[], dtype: DType = this.floatType, requiresGrad = false): Value {
+    shape.forEach((d, axis) => {
+      if (isStatic(d) ? !Number.isInteger(d) || d < 0 : d.expr.kind !== 'mono' || d.key.includes('*'))
+        throw new XltShapeError(
+          `graph inputs need non-negative sizes or plain symbols (batch, sequence), got [${shape.join(', ')}]`,
+          { tensor: name, got: numericShape(shape) },
+        );
+      if (!isStatic(d)) this.bindDim(d, name, axis);
+    });
+    this.graph.input(name, dtype, declared(shape));
     return new Value(this, name, shape, dtype, requiresGrad);
+  }
+
+  /** Reads the symbol `d` from axis `axis` of `value` at run time (the first binding wins). */
+  bindDim(d: SymDim, value: string, axis: number): void {
+    if (!this.dimSources.has(d.key)) this.dimSources.set(d.key, { value, axis });
+  }
+
+  /** The size `d` as an int64 [1] graph value (a constant when static; computed once per graph). */
+  dimValue(d: Dim): string {
+    if (isStatic(d)) return this.ints([d]).name;
+    const hit = this.dimValues.get(d.key);
+    if (hit !== undefined) return hit;
+    const g = this.graph;
+    const e = d.expr;
+    let v: string;
+    if (e.kind === 'mono') {
+      const parts = e.factors.map((f) => {
+        const src = this.dimSources.get(f);
+        if (src === undefined)
+          throw new XltShapeError(
+            `the dynamic dimension '${f}' (in '${d.key}', from ${symbolsOf(d).join(', ')}) is not read from any graph value`,
+          );
+        const key = `sym:${f}`;
+        let sv = this.dimValues.get(key);
+        if (sv === undefined) {
+          sv = g.node('Shape', [src.value], { start: src.axis, end: src.axis + 1 }, f);
+          this.dimValues.set(key, sv);
+        }
+        return sv;
+      });
+      v = parts.reduce((a, b) => g.node('Mul', [a, b]));
+      if (e.coef !== 1) v = g.node('Mul', [v, this.ints([e.coef]).name]);
+    } else {
+      const op = { sub: 'Sub', add: 'Add', div: 'Div', mul: 'Mul' }[e.kind];
+      v = g.node(op, [this.dimValue(e.a), this.dimValue(e.b)]);
+    }
+    this.dimValues.set(d.key, v);
+    return v;
+  }
+
+  /** The size `d` as an int64 scalar value (Range limits, comparisons). */
+  dimScalar(d: Dim): Value {
+    if (isStatic(d)) return this.ints([d], []);
+    const key = `scalar:${d.key}`;
+    let v = this.dimValues.get(key);
+    if (v === undefined) {
+      v = this.graph.node('Squeeze', [this.dimValue(d), this.ints([0]).name]);
+      this.dimValues.set(key, v);
+    }
+    return new Value(this, v, [], 'int64', false);
+  }
+
+  /**
+   * A shape as an int64 [n] graph value: an initializer when every entry is a number (entries may be
+   * ONNX's 0 = copy and -1 = infer), else the entries joined with Concat at run time.
+   */
+  shapeInput(dims: readonly Dim[]): string {
+    if (dims.every(isStatic)) return this.ints(dims as number[]).name;
+    const key = `shape:${dims.join(',')}`;
+    const hit = this.dimValues.get(key);
+    if (hit !== undefined) return hit;
+    // runs of static entries become one constant
+    const parts: string[] = [];
+    let run: number[] = [];
+    for (const d of dims) {
+      if (isStatic(d)) run.push(d);
+      else {
+        if (run.length > 0) parts.push(this.ints(run).name);
+        run = [];
+        parts.push(this.dimValue(d));
+      }
+    }
+    if (run.length > 0) parts.push(this.ints(run).name);
+    const v = parts.length === 1 ? (parts[0] as string) : this.graph.node('Concat', parts, { axis: 0 });
+    this.dimValues.set(key, v);
+    return v;
   }
 
   /** A constant tensor (an initializer); float data takes the tracer's float type unless `dtype` says otherwise. */
   constant(
     data: ArrayLike<number>,
-    shape: readonly number[],
+    shape: readonly Dim[],
     dtype: DType = this.floatType,
     stem = 'const',
   ): Value {
-    const n = shape.reduce((a, b) => a * b, 1);
+    if (!shape.every(isStatic))
+      throw new XltShapeError(`constants need static shapes, got [${shape.join(', ')}]`, {
+        tensor: stem,
+        got: numericShape(shape),
+      });
+    const dims = shape as readonly number[];
+    const n = dims.reduce((a, b) => a * b, 1);
     if (data.length !== n)
       throw new XltShapeError('constant data does not fill its shape', {
         tensor: stem,
@@ -106,13 +201,18 @@ export class Tracer {
     const key = `${dtype}:${shape.join(',')}:${Array.from(data).join(',')}`;
     const hit = cacheable ? this.consts.get(key) : undefined;
     if (hit !== undefined) return hit;
+    // a weight already in the right type is stored as it is (no copy of a large table)
     const arr =
       dtype === 'float64'
-        ? Float64Array.from(data)
+        ? data instanceof Float64Array
+          ? data
+          : Float64Array.from(data)
         : dtype === 'int64'
           ? BigInt64Array.from(Array.from(data, (v) => BigInt(v)))
-          : Float32Array.from(data);
-    const name = this.graph.initializer(stem, arr, [...shape]);
+          : data instanceof Float32Array
+            ? data
+            : Float32Array.from(data);
+    const name = this.graph.initializer(stem, arr, [...dims]);
     const v = new Value(this, name, shape, dtype, false);
     if (cacheable) this.consts.set(key, v);
     return v;
@@ -124,7 +224,7 @@ export class Tracer {
   }
 
   /** An int64 constant (shapes, axes, indices). */
-  ints(values: number[], shape: readonly number[] = [values.length]): Value {
+  ints(values: number[], shape: readonly Dim[] = [values.length]): Value {
     return this.constant(values, shape, 'int64');
   }
 
@@ -156,11 +256,11 @@ export class Tracer {
 
   /** Marks `value` as the graph output `name`. */
   output(value: Value, name: string): string {
-    return this.graph.output(value.name, name, value.dtype, [...value.shape]);
+    return this.graph.output(value.name, name, value.dtype, declared(value.shape));
   }
 
   /** Serialises the graph (opset 18: ReduceMean with axes as an input). */
-  toBytes(): Uint8Array {
-    return this.graph.toBytes({ opset: 18 });
+  toBytes(options: import('../graph.js').ModelOptions = {}): Uint8Array {
+    return this.graph.toBytes({ ...options, opset: Math.max(18, options.opset ?? 18) });
   }
 }

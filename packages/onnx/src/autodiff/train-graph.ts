@@ -1,7 +1,8 @@
 import { XltConfigError } from '@xlt/core';
-import type { EncoderConfig, HeadKind, WeightSource } from '../export.js';
-import type { LoraMixtureSpec, TrainGraph, TrainGraphSignature } from '../train.js';
+import type { EncoderConfig, HeadKind, LoraMixtureSpec, WeightSource } from '../model-types.js';
+import type { TrainGraph, TrainGraphOptions, TrainGraphSignature } from '../train-types.js';
 import { backward } from './backward.js';
+import { type Dim, symbol } from './dims.js';
 import { dropoutRates } from './dropout.js';
 import { type EncoderInputs, type EncoderOptions, XmodEncoder } from './encoder.js';
 import { type HeadLabels, headLogits, headLoss, type ObjectiveOptions, spanLogits } from './heads.js';
@@ -25,18 +26,21 @@ export interface TracedTrainGraphOptions {
    */
   mode: 'grads' | 'adamw' | 'logits';
   adamw?: TracedAdamWSettings;
-  /** The static batch shape the graph is traced for. */
-  batchSize: number;
-  sequenceLength: number;
   /**
-   * Embedding mixup with `candidates` tokens per position: inputs `mix_ids`, `mix_probs` [B, S, K]
-   * and `mix_lambda` [B, S] (see {@link EncoderInputs}).
+   * A static batch shape to trace for; by default the batch and sequence sizes are symbolic
+   * (`batch`, `sequence`) and one graph serves every batch shape.
    */
-  embeddingMixup?: { candidates: number };
+  batchSize?: number;
+  sequenceLength?: number;
   /**
-   * masked-lm: run the head on `maskedPositions` positions given by the int64 input `mlm_positions`
-   * [M] (flat indices b * S + s of the labelled positions, padded with unlabelled ones) instead of
-   * all B S positions. Same loss and gradients, less decoder work.
+   * Embedding mixup with `candidates` tokens per position (symbolic by default): inputs `mix_ids`,
+   * `mix_probs` [B, S, K] and `mix_lambda` [B, S] (see {@link EncoderInputs}).
+   */
+  embeddingMixup?: { candidates?: number };
+  /**
+   * masked-lm: the head runs on the labelled positions only, found in the graph from the labels;
+   * with `maskedPositions` M they are the int64 input `mlm_positions` [M] instead (flat indices
+   * b * S + s of the labelled positions, padded with unlabelled ones).
    */
   maskedPositions?: number;
   /** SALT-style objective for classification heads (see {@link ObjectiveOptions}). */
@@ -58,9 +62,9 @@ export interface TracedTrainGraphOptions {
 export function encoderInputs(
   t: Tracer,
   config: EncoderConfig,
-  B: number,
-  S: number,
-  mixupCandidates?: number,
+  B: Dim,
+  S: Dim,
+  mixupCandidates?: Dim,
   /** Also take `lang_ids` when the model has no languages (language-routed LoRA mixtures). */
   needLangIds = false,
 ): EncoderInputs {
@@ -101,9 +105,9 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
   const inputs = encoderInputs(
     t,
     o.config,
-    o.batchSize,
-    o.sequenceLength,
-    o.embeddingMixup?.candidates,
+    o.batchSize ?? symbol('batch'),
+    o.sequenceLength ?? symbol('sequence'),
+    o.embeddingMixup !== undefined ? (o.embeddingMixup.candidates ?? symbol('candidates')) : undefined,
     byLanguage,
   );
   const batch = [inputs.inputIds.name, inputs.attentionMask.name];
@@ -111,7 +115,7 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
   if (inputs.mixup !== undefined)
     batch.push(inputs.mixup.ids.name, inputs.mixup.probs.name, inputs.mixup.lambda.name);
   const x = enc.forward(inputs);
-  const [B, S] = [o.batchSize, o.sequenceLength];
+  const [B, S] = inputs.inputIds.shape as [Dim, Dim];
   let oie: OieInputs | undefined;
   if (o.head === 'open-ie') {
     oie = {
@@ -132,7 +136,7 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
     } else t.output(headLogits(enc, o.head, x), 'logits');
     return { model: t.toBytes(), signature: { batch, params: [] } };
   }
-  const label = (name: string, shape: number[]) => {
+  const label = (name: string, shape: Dim[]) => {
     const v = t.input(name, shape, 'int64');
     batch.push(v.name);
     return v;
@@ -178,7 +182,7 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
   if (o.mode === 'grads') {
     params.forEach(({ name, value }, i) => {
       const grad = t.output(grads[i] as Value, `grad:${name}`);
-      signature.params.push({ name, shape: [...value.shape], input: value.name, grad });
+      signature.params.push({ name, shape: [...value.shape] as number[], input: value.name, grad });
     });
     return { model: t.toBytes(), signature };
   }
@@ -208,7 +212,7 @@ function appendUpdate(
     const grad = grads[i] as Value;
     signature.params.push({
       name: u.name,
-      shape: [...value.shape],
+      shape: [...value.shape] as number[],
       input: value.name,
       ...(grad.producer === undefined ? { grad: grad.name } : {}),
       m: u.m.name,
@@ -241,4 +245,13 @@ export function buildApplyGraph(
   const signature: TrainGraphSignature = { batch: [], params: [] };
   appendUpdate(t, values, grads, norm, adamw, signature);
   return { model: t.toBytes(), signature };
+}
+
+/**
+ * A training step for any batch shape (see {@link TrainGraphOptions}): the traced graph of
+ * {@link buildTracedTrainGraph} with symbolic batch and sequence sizes.
+ */
+export function buildTrainGraph(options: TrainGraphOptions): TrainGraph {
+  const { embeddingMixup, ...rest } = options;
+  return buildTracedTrainGraph({ ...rest, ...(embeddingMixup === true ? { embeddingMixup: {} } : {}) });
 }
