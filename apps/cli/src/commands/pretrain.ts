@@ -6,7 +6,7 @@ import { XmodForMaskedLM } from '@xlt/xmod';
 import { z } from 'zod';
 import type { Command } from '../cli/main.js';
 import { langFiles, SIZES, seededInit, setupBackend } from '../tasks/common.js';
-import { heldOutMlmLoss } from '../tasks/mlm-eval.js';
+import { heldOutMlmLoss, unigramCounts } from '../tasks/mlm-eval.js';
 import { loadTokenizer } from '../tasks/model.js';
 import {
   batchSlots,
@@ -219,14 +219,22 @@ Examples:
         log: () => {},
       });
       // always at BERT's 15%, whatever the training rate: held-out losses of runs compare
+      // the unigram baseline: what a model that ignores context scores on the same masked tokens
+      const specials = ['<s>', '</s>', '<pad>', '<mask>'].map((t) => tok.tokenToId(t));
+      const unigram = unigramCounts(
+        corpus,
+        model.config.vocab_size,
+        new Set(specials.filter((i): i is number => i !== undefined)),
+      );
       heldOut = await heldOutMlmLoss(model, blocks, {
         mask: mlmOptions(tok, model.config.vocab_size, HELD_OUT_MASK_PROBABILITY),
         seed: 1234,
+        unigram,
         ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
       });
       ctx.log(
-        `held-out masked-LM loss: ${Object.entries(heldOut)
-          .map(([l, r]) => `${l} ${r.loss.toFixed(3)}`)
+        `held-out masked-LM loss (unigram of the training text on the same tokens): ${Object.entries(heldOut)
+          .map(([l, r]) => `${l} ${r.loss.toFixed(3)} (${r.unigramLoss?.toFixed(3) ?? '-'})`)
           .join(', ')}`,
       );
     }

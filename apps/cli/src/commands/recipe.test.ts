@@ -89,6 +89,12 @@ describe.skipIf(skipNer !== undefined)('xlt recipe ner', () => {
     expect(pt.packing).toBe(true);
     expect(Object.keys(pt.heldOut).sort()).toEqual(['de', 'en', 'fr']);
     expect(pt.heldOut.en.loss).toBeGreaterThan(0);
+    // beside it, a unigram model of the training text on the same masked tokens
+    expect(pt.heldOut.en.unigramLoss).toBeGreaterThan(0);
+    expect(Number.isFinite(pt.heldOut.en.unigramLoss)).toBe(true);
+    expect(r.out).toMatch(
+      /held-out masked-LM loss \(unigram of the training text on the same tokens\): en \d+\.\d+ \(\d+\.\d+\)/,
+    );
     expect(r.out).toMatch(/\[pretrain\] step 4\/4 .* pad 0%/);
     // fine-tuning scores the source dev set and keeps the best weights
     expect(r.out).toMatch(/kept the weights of step \d+ \(dev entity F1/);

@@ -9,8 +9,51 @@ import {
 import { collateMlm, type MlmOptions } from '@xlt/trainer';
 import type { XmodForMaskedLM } from '@xlt/xmod';
 
-/** Per language: mean masked-LM cross-entropy (nats per masked token) and how many tokens it averages. */
-export type HeldOutMlmLoss = Record<string, { loss: number; maskedTokens: number; blocks: number }>;
+/**
+ * Per language: mean masked-LM cross-entropy (nats per masked token) and how many tokens it averages;
+ * with `unigram` counts, also the cross-entropy a unigram model of the training text gets on the
+ * same masked tokens (a model that has not learned to use context scores about that).
+ */
+export type HeldOutMlmLoss = Record<
+  string,
+  { loss: number; maskedTokens: number; blocks: number; unigramLoss?: number }
+>;
+
+/** Token counts of one language's training text: the unigram model that {@link heldOutMlmLoss} compares with. */
+export interface UnigramCounts {
+  counts: Float64Array;
+  total: number;
+}
+
+/**
+ * Per-language token counts of (packed) training blocks, the ids in `skip` (`<s>`, `</s>`, padding,
+ * mask: tokens that are never masked) left out.
+ */
+export function unigramCounts(
+  corpus: Map<string, number[][]>,
+  vocabSize: number,
+  skip: ReadonlySet<number>,
+): Map<string, UnigramCounts> {
+  const out = new Map<string, UnigramCounts>();
+  for (const [lang, blocks] of corpus) {
+    const counts = new Float64Array(vocabSize);
+    let total = 0;
+    for (const row of blocks)
+      for (const id of row)
+        if (!skip.has(id) && id >= 0 && id < vocabSize) {
+          counts[id] = (counts[id] as number) + 1;
+          total++;
+        }
+    out.set(lang, { counts, total });
+  }
+  return out;
+}
+
+/** -log p(id) under add-1/2 smoothing of a language's counts. */
+function unigramNll(u: UnigramCounts, id: number): number {
+  const V = u.counts.length;
+  return -Math.log(((u.counts[id] ?? 0) + 0.5) / (u.total + 0.5 * V));
+}
 
 /**
  * Held-out masked-LM loss of each language: the model (exported to onnxruntime, its X-Mod module
@@ -20,7 +63,15 @@ export type HeldOutMlmLoss = Record<string, { loss: number; maskedTokens: number
 export async function heldOutMlmLoss(
   model: XmodForMaskedLM,
   blocks: Map<string, number[][]>,
-  o: { mask: MlmOptions; seed: number; batchSize?: number; maxBlocks?: number; threads?: number },
+  o: {
+    mask: MlmOptions;
+    seed: number;
+    batchSize?: number;
+    maxBlocks?: number;
+    threads?: number;
+    /** Training-text counts per language: adds `unigramLoss` on the same masked tokens. */
+    unigram?: Map<string, UnigramCounts>;
+  },
 ): Promise<HeldOutMlmLoss> {
   model.eval();
   const { model: bytes } = exportToOnnx({
@@ -36,7 +87,9 @@ export async function heldOutMlmLoss(
     for (const [lang, all] of blocks) {
       const list = all.slice(0, o.maxBlocks ?? 200);
       const rng = new Rng(o.seed).fork(`heldout-${lang}`);
+      const uni = o.unigram?.get(lang);
       let sum = 0;
+      let uniSum = 0;
       let n = 0;
       for (let i = 0; i < list.length; i += bs) {
         const batch = collateMlm(
@@ -61,11 +114,17 @@ export async function heldOutMlmLoss(
             let z = 0;
             for (let v = 0; v < V; v++) z += Math.exp((logits.data[off + v] as number) - max);
             sum += max + Math.log(z) - (logits.data[off + label] as number);
+            if (uni !== undefined) uniSum += unigramNll(uni, label);
             n++;
           });
         });
       }
-      out[lang] = { loss: n > 0 ? sum / n : Number.NaN, maskedTokens: n, blocks: list.length };
+      out[lang] = {
+        loss: n > 0 ? sum / n : Number.NaN,
+        maskedTokens: n,
+        blocks: list.length,
+        ...(uni !== undefined ? { unigramLoss: n > 0 ? uniSum / n : Number.NaN } : {}),
+      };
     }
   } finally {
     await onnx.release();

@@ -266,6 +266,22 @@ describe('gradient rules against finite differences (onnxruntime)', () => {
     }
   });
 
+  it('stores a weight-sized constant as it is, never copying or stringifying its values', () => {
+    // a 250,002 x 768 embedding table has more values than a JS array can hold: the tracer must not
+    // build a cache key or a copy from it (it did, and XLT_BENCH=base failed with 'Invalid array length')
+    class NoIteration extends Float32Array {
+      override [Symbol.iterator](): ArrayIterator<number> {
+        throw new Error('iterated a weight table');
+      }
+    }
+    const t = new Tracer();
+    const table = new NoIteration(64 * 32);
+    const v = t.constant(table, [64, 32], 'float32', 'table');
+    expect(v.shape).toEqual([64, 32]);
+    // small constants are still shared
+    expect(t.constant([1, 2], [2]).name).toBe(t.constant([1, 2], [2]).name);
+  });
+
   it('frozen inputs take no gradient and cannot be differentiated against', () => {
     const t = new Tracer();
     const w = t.input('w', [3], 'float32', true);

@@ -198,7 +198,8 @@ export class Tracer {
       });
     if (dtype === 'bool') throw new XltConfigError('bool constants are not supported; compare int64 values');
     const cacheable = n <= 16;
-    const key = `${dtype}:${shape.join(',')}:${Array.from(data).join(',')}`;
+    // only small constants are shared (a weight table of 192M values is never turned into a key)
+    const key = cacheable ? `${dtype}:${shape.join(',')}:${Array.from(data).join(',')}` : '';
     const hit = cacheable ? this.consts.get(key) : undefined;
     if (hit !== undefined) return hit;
     // a weight already in the right type is stored as it is (no copy of a large table)
