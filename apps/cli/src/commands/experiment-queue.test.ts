@@ -289,10 +289,16 @@ describe.skipIf(skip !== undefined)(
       ['experiment', 'oie'],
       ['recipe', 'ner'],
       ['recipe', 'pos'],
-    ])('xlt %s %s rejects a queue that is not a Redis URL as a usage error', async (...name) => {
-      const r = await cli(...name, '--queue', 'http://x', '--run-dir', path.join(dir, 'bad'));
-      expect(r.code).toBe(EXIT.usage);
-      expect(r.err).toMatch(/queue: expected 'local' or redis:\/\/host:port/);
-    });
+    ])(
+      'xlt %s %s documents --queue and rejects a queue that is not a Redis URL as a usage error',
+      async (...name) => {
+        const h = await cli(...name, '--help');
+        expect(h.out).toMatch(/--queue redis:\/\/host:port {2}each .* a job for 'xlt worker' processes/);
+        expect(h.out).toMatch(new RegExp(`^ +xlt ${name.join(' ')} .*--queue redis://\\S+ --run-dir`, 'm'));
+        const r = await cli(...name, '--queue', 'http://x', '--run-dir', path.join(dir, 'bad'));
+        expect(r.code).toBe(EXIT.usage);
+        expect(r.err).toMatch(/queue: expected 'local' or redis:\/\/host:port/);
+      },
+    );
   },
 );
