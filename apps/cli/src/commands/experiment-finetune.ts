@@ -7,6 +7,7 @@ import {
   gridFields,
   runFinetuneGrid,
 } from '../tasks/finetune-grid.js';
+import { queueHelp } from '../tasks/queue-runner.js';
 
 const schema = z.strictObject(gridFields);
 
@@ -39,6 +40,7 @@ Options:
   --languages '["en","de"]'  a subset of the tasks' languages (the source always stays)
   --seeds N --seed 0     N fine-tuning seeds per cell: seed, seed + 1, ...
   --lanes N              cells run at once, each in its own xlt process (default: the cores)
+${queueHelp('each pre-training, fine-tuning and evaluation')}
   --data-root DIR --threads N --engine auto|tfjs|onnxruntime --resamples 1000
   Overrides: --vocab-size --hidden-size --layers --pretrain-steps --pretrain-batch-size --block-size
   --pretrain-lr --pretrain-dropout --mask-probability --max-sentences-per-language --finetune-epochs
@@ -47,6 +49,7 @@ Options:
 Examples:
   xlt experiment ${e.name} --quick --run-dir runs/${e.name}-quick
   xlt experiment ${e.name} --seeds 3 --run-dir runs/${e.name}
+  xlt experiment ${e.name} --quick --queue redis://10.0.0.2:6379 --run-dir /shared/runs/${e.name}-quick
   ${example}`;
 }
 

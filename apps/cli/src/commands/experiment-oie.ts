@@ -20,7 +20,6 @@ import { writeExperimentOutputs } from '../tasks/experiment-output.js';
 import {
   corpusAndTokenizerSteps,
   inLanes,
-  lanePlan,
   pipelineFields,
   pretrainOverrideFields,
   pretrainStepConfig,
@@ -29,6 +28,7 @@ import {
   stepSeconds,
   withPretrainOverrides,
 } from '../tasks/pipeline.js';
+import { queueFields, queueHelp, stepPlan } from '../tasks/queue-runner.js';
 import { oieCommand } from './oie.js';
 import { pretrainCommand } from './pretrain.js';
 
@@ -36,6 +36,7 @@ const oieExperimentSchema = z.strictObject({
   quick: z.boolean().default(false),
   seeds: z.number().int().positive().optional(),
   ...pipelineFields,
+  ...queueFields,
   ...pretrainOverrideFields,
   maxSentencesPerLanguage: z.number().int().positive().optional(),
   /** The CaRB-scored test sets (default all four). */
@@ -78,9 +79,7 @@ async function runOieExperiment(cfg: OieExperimentConfig, ctx: CommandContext): 
     vocabSize: s.vocabSize,
     ...(maxSentences !== undefined ? { maxSentencesPerLanguage: maxSentences } : {}),
   });
-  const { lanes, run, threads } = lanePlan(ctx, {
-    ...(cfg.lanes !== undefined ? { lanes: cfg.lanes } : {}),
-    ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
+  const { lanes, run, threads } = stepPlan(ctx, cfg, {
     jobs: seeds.length,
     what: 'seed (pre-training, Open IE)',
   });
@@ -221,6 +220,7 @@ about 15 minutes on 2 idle cores).
 Options:
   --sets '["carb","reoie-es"]'   a subset of carb, reoie-en, reoie-es, reoie-pt
   --seeds N --seed 0 --lanes N --data-root DIR --threads N --engine auto|tfjs|onnxruntime
+${queueHelp('each pre-training and Open IE training')}
   --resamples 1000      paired-bootstrap resamples (each rescores every set with the CaRB scorer)
   Overrides: --vocab-size --hidden-size --layers --pretrain-steps --pretrain-batch-size --block-size
   --pretrain-lr --pretrain-dropout --mask-probability --max-sentences-per-language
@@ -228,7 +228,8 @@ Options:
 
 Examples:
   xlt experiment oie --quick --run-dir runs/oie-quick
-  xlt experiment oie --seeds 3 --run-dir runs/oie-exp`,
+  xlt experiment oie --seeds 3 --run-dir runs/oie-exp
+  xlt experiment oie --quick --queue redis://10.0.0.2:6379 --run-dir /shared/runs/oie-quick`,
   schema: oieExperimentSchema,
   run: runOieExperiment,
 };

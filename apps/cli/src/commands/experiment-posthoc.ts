@@ -23,7 +23,6 @@ import { loadTokenizer } from '../tasks/model.js';
 import {
   corpusAndTokenizerSteps,
   inLanes,
-  lanePlan,
   pipelineFields,
   pretrainOverrideFields,
   pretrainStepConfig,
@@ -32,6 +31,7 @@ import {
   stepSeconds,
   withPretrainOverrides,
 } from '../tasks/pipeline.js';
+import { queueFields, queueHelp, stepPlan } from '../tasks/queue-runner.js';
 import { readExamples } from '../tasks/tasks.js';
 import { loadPackedMlmCorpus, mlmOptions } from '../tasks/train.js';
 import { addLanguageCommand } from './add-language.js';
@@ -49,6 +49,7 @@ const posthocSchema = z.strictObject({
   added: z.array(lang).min(1).max(4).optional(),
   seeds: z.number().int().positive().optional(),
   ...pipelineFields,
+  ...queueFields,
   ...pretrainOverrideFields,
   maxSentencesPerLanguage: z.number().int().positive().optional(),
   addLanguageSteps: z.number().int().positive().optional(),
@@ -114,9 +115,7 @@ async function runPosthoc(cfg: PosthocConfig, ctx: CommandContext): Promise<void
     vocabSize: s.vocabSize,
     ...(maxSentences !== undefined ? { maxSentencesPerLanguage: maxSentences } : {}),
   });
-  const { lanes, run, threads } = lanePlan(ctx, {
-    ...(cfg.lanes !== undefined ? { lanes: cfg.lanes } : {}),
-    ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
+  const { lanes, run, threads } = stepPlan(ctx, cfg, {
     jobs: 2 * seeds.length,
     what: 'chain (pre-training, fine-tuning, evaluation)',
   });
@@ -421,6 +420,8 @@ Options:
                         files for en and the added ones)
   --seeds N --seed 0    N seeds: seed, seed + 1, ...
   --lanes N             chains at once, each in its own xlt process (default: the cores)
+${queueHelp('each pre-training, module, fine-tuning and evaluation')}
+                        (the held-out scoring and the bit-identity check run in this process)
   --data-root DIR --threads N --engine auto|tfjs|onnxruntime --resamples 1000
   Overrides: --vocab-size --hidden-size --layers --pretrain-steps --pretrain-batch-size --block-size
   --pretrain-lr --pretrain-dropout --mask-probability --max-sentences-per-language
@@ -429,7 +430,8 @@ Options:
 
 Examples:
   xlt experiment xmod-posthoc --quick --run-dir runs/posthoc-quick
-  xlt experiment xmod-posthoc --seeds 3 --run-dir runs/posthoc`,
+  xlt experiment xmod-posthoc --seeds 3 --run-dir runs/posthoc
+  xlt experiment xmod-posthoc --quick --queue redis://10.0.0.2:6379 --run-dir /shared/runs/posthoc-quick`,
   schema: posthocSchema,
   run: runPosthoc,
 };

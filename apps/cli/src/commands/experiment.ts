@@ -24,7 +24,7 @@ import {
   stepSeconds,
   withPretrainOverrides,
 } from '../tasks/pipeline.js';
-import { queueFields, stepPlan } from '../tasks/queue-runner.js';
+import { queueFields, queueHelp, stepPlan } from '../tasks/queue-runner.js';
 import { pretrainCommand } from './pretrain.js';
 
 export { experimentOieCommand } from './experiment-oie.js';
@@ -75,13 +75,7 @@ async function runCurse(cfg: CurseConfig, ctx: CommandContext): Promise<void> {
     vocabSize: s.vocabSize,
     ...(maxSentences !== undefined ? { maxSentencesPerLanguage: maxSentences } : {}),
   });
-  const { lanes, run, threads } = stepPlan(ctx, {
-    queue: cfg.queue,
-    ...(cfg.lanes !== undefined ? { lanes: cfg.lanes } : {}),
-    ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
-    jobs: cells.length,
-    what: 'model',
-  });
+  const { lanes, run, threads } = stepPlan(ctx, cfg, { jobs: cells.length, what: 'model' });
   const pick = (m: Record<string, string>, ls: readonly string[]) =>
     Object.fromEntries(ls.map((l) => [l, m[l] as string]));
   await inLanes(
@@ -182,8 +176,7 @@ Options:
   --counts '[1,2,3]'    numbers of languages (default ${CURSE_COUNTS.join(', ')} up to the number given, and all)
   --seeds N --seed 0    N seeds per cell: seed, seed + 1, ... (default ${f.seeds}; --quick ${q.seeds})
   --lanes N             models pre-trained at once, each in its own xlt process (default: the cores)
-  --queue redis://host:port  every model a job for 'xlt worker' processes (any machine that sees the
-                        run dir and data root at the same paths); a rerun skips finished models
+${queueHelp('each model')}
   --data-root DIR --threads N --engine auto|tfjs|onnxruntime --resamples 1000
   Overrides: --vocab-size --hidden-size --layers --pretrain-steps --pretrain-batch-size --block-size
   --pretrain-lr --pretrain-dropout --mask-probability --max-sentences-per-language

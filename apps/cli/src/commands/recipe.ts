@@ -10,7 +10,6 @@ import { loadTokenizer } from '../tasks/model.js';
 import {
   corpusAndTokenizerSteps,
   inLanes,
-  lanePlan,
   pipelineFields,
   pretrainOverrideFields,
   pretrainStepConfig,
@@ -19,6 +18,7 @@ import {
   stepSeconds,
   withPretrainOverrides,
 } from '../tasks/pipeline.js';
+import { queueFields, queueHelp, stepPlan } from '../tasks/queue-runner.js';
 import { RECIPES, type Recipe, type RecipeSettings } from '../tasks/recipes.js';
 import { readExamples, statsScore, type TaskName } from '../tasks/tasks.js';
 import { evaluateCommand } from './evaluate.js';
@@ -30,6 +30,7 @@ const recipeSchema = z.strictObject({
   /** A subset of the recipe's languages (the source is always kept). */
   languages: z.array(z.string()).min(1).optional(),
   ...pipelineFields,
+  ...queueFields,
   // overrides of the variant's settings (tests use tiny ones)
   ...pretrainOverrideFields,
   finetuneEpochs: z.number().positive().optional(),
@@ -97,17 +98,9 @@ async function runRecipe(all: Recipe, cfg: RecipeConfig, ctx: CommandContext): P
       : {}),
   });
   // each model's chain (pre-training, fine-tuning, evaluation) runs in its own lane: a child
-  // process per lane when the CLI runs as a program (onnxruntime runs on the calling JS thread)
-  const {
-    lanes,
-    run,
-    threads: laneThreads,
-  } = lanePlan(ctx, {
-    ...(cfg.lanes !== undefined ? { lanes: cfg.lanes } : {}),
-    ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
-    jobs: models.length,
-    what: 'model',
-  });
+  // process per lane when the CLI runs as a program (onnxruntime runs on the calling JS thread),
+  // or each step a job on Redis workers
+  const { lanes, run, threads: laneThreads } = stepPlan(ctx, cfg, { jobs: models.length, what: 'model' });
   const laneCommon = { ...common, ...(laneThreads !== undefined ? { threads: laneThreads } : {}) };
   const pretrain = (arch: 'shared' | 'xmod') =>
     step(ctx, `pretrain-${arch}`, index, (dir, log) =>
@@ -273,11 +266,11 @@ function summarise(
     const stats: Record<string, Stats> = {};
     for (const m of models) {
       const dir = path.join(runDir, `eval-${ev.name}-${m}`);
-      const res = readJson<{ targetAverage: number; report: { json: string } }>(
-        path.join(dir, 'results.json'),
-      );
+      const res = readJson<{ targetAverage: number }>(path.join(dir, 'results.json'));
+      // the step's own copy (results.json names the folder the report was written in: on a
+      // worker, its attempt folder)
       const rep = readJson<{ rows: Array<{ lang: string; score: number; ciLow: number; ciHigh: number }> }>(
-        res.report.json,
+        path.join(dir, 'report.json'),
       );
       stats[m] = readJson<{ languages: Stats }>(path.join(dir, 'stats.json')).languages;
       const cell = (l: string) => {
@@ -288,7 +281,7 @@ function summarise(
       results[`${ev.name}:${m}`] = { targetAverage: res.targetAverage, rows: rep.rows };
       if (m !== 'random') {
         for (const ext of ['md', 'json', 'svg', 'csv']) {
-          const src = path.join(path.dirname(res.report.json), `report.${ext}`);
+          const src = path.join(dir, `report.${ext}`);
           if (existsSync(src)) cpSync(src, path.join(outDir, `${m}.${ev.name}.report.${ext}`));
         }
       }
@@ -359,6 +352,7 @@ Options:
   --seed 0 --data-root DIR --threads N --engine auto|tfjs|onnxruntime --resamples 1000
   --lanes N            models trained at once, each chain (pre-training, fine-tuning, evaluation) in its
                        own xlt process with cores/N threads (default: the cores, here ${availableParallelism()})
+${queueHelp('each pre-training, fine-tuning and evaluation')}
   Overrides: --vocab-size --hidden-size --layers --pretrain-steps --pretrain-batch-size --block-size
   --pretrain-lr --pretrain-dropout --mask-probability
   --finetune-epochs --finetune-lr --finetune-batch-size --xmod-preset full|xmod-finetune --max-train-examples --max-sentences-per-language --max-eval-examples
@@ -366,7 +360,8 @@ Options:
 
 Examples:
   xlt recipe ${task} --quick --run-dir runs/${task}-quick
-  xlt recipe ${task} --run-dir runs/${task}`,
+  xlt recipe ${task} --run-dir runs/${task}
+  xlt recipe ${task} --quick --queue redis://10.0.0.2:6379 --run-dir /shared/runs/${task}-quick`,
     schema: recipeSchema,
     run: (cfg, ctx) => runRecipe(r, cfg, ctx),
   };

@@ -22,7 +22,6 @@ import {
 import {
   corpusAndTokenizerSteps,
   inLanes,
-  lanePlan,
   pipelineFields,
   pretrainOverrideFields,
   pretrainStepConfig,
@@ -31,6 +30,7 @@ import {
   stepSeconds,
   withPretrainOverrides,
 } from './pipeline.js';
+import { queueFields, stepPlan } from './queue-runner.js';
 import { RECIPES, type RecipeSettings } from './recipes.js';
 import { readExamples } from './tasks.js';
 
@@ -79,6 +79,7 @@ export const gridFields = {
   /** Seeds per cell (fine-tuning seeds; the pre-trained model is shared). */
   seeds: z.number().int().positive().optional(),
   ...pipelineFields,
+  ...queueFields,
   ...pretrainOverrideFields,
   finetuneEpochs: z.number().positive().optional(),
   finetuneLr: z.number().positive().optional(),
@@ -200,12 +201,10 @@ export async function runFinetuneGrid(
       : {}),
   });
   const common = { engine: cfg.engine, dataRoot };
+  // one model, alone: in this process with every thread (or one job on the workers)
+  const pretrainPlan = stepPlan(ctx, cfg, { jobs: 1, what: 'pre-trained model' });
   await step(ctx, 'pretrain-shared', index, (dir, log) =>
-    lanePlan(ctx, {
-      jobs: 1,
-      what: 'model',
-      ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
-    }).run(
+    pretrainPlan.run(
       pretrainCommand,
       pretrainStepConfig(
         v,
@@ -225,11 +224,9 @@ export async function runFinetuneGrid(
     ),
   );
   const model = path.join(ctx.runDir, 'pretrain-shared', 'model');
-  const { lanes, run, threads } = lanePlan(ctx, {
-    ...(cfg.lanes !== undefined ? { lanes: cfg.lanes } : {}),
-    ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
+  const { lanes, run, threads } = stepPlan(ctx, cfg, {
     jobs: cells.length,
-    what: 'cell',
+    what: 'cell (fine-tuning, evaluation)',
   });
   const laneCommon = { ...common, ...(threads !== undefined ? { threads } : {}) };
   const stepsPerEpoch: Partial<Record<GridTaskName, number>> = {};

@@ -1,5 +1,5 @@
 /**
- * Multi-step commands (`xlt experiment ...`) on Redis workers: each step whose command is a queue job
+ * Multi-step commands (`xlt experiment ...`, `xlt recipe ...`) on Redis workers: each step whose command is a queue job
  * (a `train`, `evaluate` or `augment` command, see KIND_COMMANDS) becomes an @xlt/jobs cell that an
  * `xlt worker` runs; its artifacts are linked into the step's folder, so the command reads them as
  * if it had run the step itself.
@@ -93,18 +93,37 @@ export function queueStepRunner(ctx: CommandContext, queue: string): StepRunner 
   };
 }
 
+/** The config fields that say where a multi-step command's steps run. */
+export interface StepPlanFields {
+  /** `local` (default) or `redis://host:port`. */
+  queue?: string;
+  /** Chains at once in this machine (local only; default: the cores). */
+  lanes?: number;
+  /** Threads per step (default: the engine's, or the cores shared among the lanes). */
+  threads?: number;
+}
+
+/** `what`, plural when `n` is not 1: the first word takes the `s` (`chain (pre-training, ...)`). */
+const counted = (n: number, what: string) => `${n} ${n === 1 ? what : what.replace(/^(\S+)/, '$1s')}`;
+
 /**
- * How a command's independent steps run: {@link lanePlan} in this machine (`queue` local), or every
- * step at once through {@link queueStepRunner} on Redis workers.
+ * How a command's independent steps run, from its config's {@link StepPlanFields}: {@link lanePlan}
+ * in this machine (`queue` local), or every step at once through {@link queueStepRunner} on Redis
+ * workers (`jobs` chains of steps, each a `what`).
  */
 export function stepPlan(
   ctx: CommandContext,
-  o: { queue?: string; lanes?: number; threads?: number; jobs: number; what: string },
+  cfg: StepPlanFields,
+  o: { jobs: number; what: string },
 ): LanePlan {
-  if (o.queue === undefined || o.queue === 'local') {
-    const { queue: _, ...rest } = o;
-    return lanePlan(ctx, rest);
-  }
-  ctx.log(`${o.jobs} ${o.what}s as jobs on ${redactUrl(o.queue)} ('xlt worker' processes run them)`);
-  return { lanes: Math.max(1, o.jobs), run: queueStepRunner(ctx, o.queue), threads: o.threads };
+  if (cfg.queue === undefined || cfg.queue === 'local')
+    return lanePlan(ctx, { lanes: cfg.lanes, threads: cfg.threads, ...o });
+  ctx.log(`${counted(o.jobs, o.what)} as jobs on ${redactUrl(cfg.queue)} ('xlt worker' processes run them)`);
+  return { lanes: Math.max(1, o.jobs), run: queueStepRunner(ctx, cfg.queue), threads: cfg.threads };
 }
+
+/** The `--queue` lines of a multi-step command's help (`what`: what becomes a job, e.g. `each model`). */
+export const queueHelp = (what: string): string =>
+  `  --queue redis://host:port  ${what} a job for 'xlt worker' processes
+                        (on any machine that sees the run dir and data root at the same paths); the
+                        results of an in-process run with the same --threads; a rerun skips finished steps`;
