@@ -9,7 +9,9 @@ import { XmodForMaskedLM } from '@xlt/xmod';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { baselineExtract } from './baseline.js';
 import { fromCarb, type OieExample } from './convert.js';
-import { extract, OieModel, trainOie } from './model.js';
+import { extract } from './extract.js';
+import { OieModel } from './model.js';
+import { trainOie } from './train.js';
 
 const skip = sharedSkipReason('fixtures') ?? sharedSkipReason('data/oie');
 let tok: XltTokenizer;
@@ -69,6 +71,57 @@ describe.skipIf(skip !== undefined)('training and extraction (fixture tokenizer)
     const out = await extract(res.model, ['The committee approved the new budget on Monday .']);
     expect(out[0]?.relation).toBe('approved');
     await res.model.release();
+  });
+
+  it('the Open IE head trains through fit on onnxruntime (auto, logged) with the losses of tfjs within 1e-3 over 20 steps', async () => {
+    const { examples } = fromCarb([
+      {
+        sentence: 'The committee approved the new budget on Monday .',
+        tuples: [{ relation: 'approved', args: ['The committee', 'the new budget', 'on Monday'] }],
+      },
+      {
+        sentence: 'Scientists discovered a new species in the forest .',
+        tuples: [{ relation: 'discovered', args: ['Scientists', 'a new species', 'in the forest'] }],
+      },
+      {
+        sentence: 'The company opened a factory in Brazil .',
+        tuples: [{ relation: 'opened', args: ['The company', 'a factory', 'in Brazil'] }],
+      },
+    ]);
+    const runs = [];
+    for (const engine of ['tfjs', undefined] as const) {
+      const lines: string[] = [];
+      const res = await trainOie({
+        tokenizer: tok,
+        examples,
+        size: {
+          hiddenSize: 32,
+          numLayers: 1,
+          numHeads: 2,
+          maxLength: 32,
+          oie: { pos_emb_dim: 16, n_arg_heads: 2 },
+        },
+        steps: 20,
+        batchSize: 2,
+        lr: 5e-3,
+        seed: 3,
+        threads: 1,
+        ...(engine !== undefined ? { engine } : {}),
+        log: (l) => lines.push(l),
+      });
+      await res.model.release();
+      runs.push({ res, lines });
+    }
+    const [tfjs, auto] = runs as [(typeof runs)[0], (typeof runs)[0]];
+    expect(tfjs.res.stages[0]?.engine).toBe('tfjs');
+    expect(auto.res.stages[0]?.engine).toBe('onnxruntime');
+    expect(auto.lines[0]).toBe('[oie] engine onnxruntime: supported model and head loss');
+    expect(tfjs.lines[0]).toBe('[oie] engine tfjs: asked for');
+    expect(auto.lines.at(-1)).toMatch(/^\[oie\] 20 steps, \d+ trainable tensors, loss /);
+    expect(auto.res.losses.length).toBe(20);
+    for (let s = 0; s < 20; s++)
+      expect(Math.abs(auto.res.losses[s]! - tfjs.res.losses[s]!), `step ${s + 1}`).toBeLessThan(1e-3);
+    expect(auto.res.losses[19]!).toBeLessThan(auto.res.losses[0]!);
   });
 
   it('a tiny model memorises two sentences end to end: tags, export, two-step extraction, save and load', async () => {
