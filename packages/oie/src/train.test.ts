@@ -14,6 +14,14 @@ import { OieModel } from './model.js';
 import { trainOie } from './train.js';
 
 const skip = sharedSkipReason('fixtures') ?? sharedSkipReason('data/oie');
+/** A tiny model: one layer of 32 units, inputs of at most 32 tokens. */
+const TINY = {
+  hiddenSize: 32,
+  numLayers: 1,
+  numHeads: 2,
+  maxLength: 32,
+  oie: { pos_emb_dim: 16, n_arg_heads: 2 },
+};
 let tok: XltTokenizer;
 
 describe.skipIf(skip !== undefined)('training and extraction (fixture tokenizer)', () => {
@@ -32,13 +40,7 @@ describe.skipIf(skip !== undefined)('training and extraction (fixture tokenizer)
         tuples: [{ relation: 'discovered', args: ['Scientists', 'a new species', 'in the forest'] }],
       },
     ]);
-    const size = {
-      hiddenSize: 32,
-      numLayers: 1,
-      numHeads: 2,
-      maxLength: 32,
-      oie: { pos_emb_dim: 16, n_arg_heads: 2 },
-    };
+    const size = TINY;
     const res = await trainOie({
       tokenizer: tok,
       examples,
@@ -94,13 +96,7 @@ describe.skipIf(skip !== undefined)('training and extraction (fixture tokenizer)
       const res = await trainOie({
         tokenizer: tok,
         examples,
-        size: {
-          hiddenSize: 32,
-          numLayers: 1,
-          numHeads: 2,
-          maxLength: 32,
-          oie: { pos_emb_dim: 16, n_arg_heads: 2 },
-        },
+        size: TINY,
         steps: 20,
         batchSize: 2,
         lr: 5e-3,
@@ -124,6 +120,39 @@ describe.skipIf(skip !== undefined)('training and extraction (fixture tokenizer)
     expect(auto.res.losses[19]!).toBeLessThan(auto.res.losses[0]!);
   });
 
+  it('masked-LM pre-training runs through fit first (logged as the mlm stage), then the Open IE run', async () => {
+    const { examples } = fromCarb([
+      {
+        sentence: 'The committee approved the new budget on Monday .',
+        tuples: [{ relation: 'approved', args: ['The committee', 'the new budget'] }],
+      },
+    ]);
+    const lines: string[] = [];
+    const stages: string[] = [];
+    const res = await trainOie({
+      tokenizer: tok,
+      examples,
+      size: TINY,
+      pretrain: {
+        sentences: ['Scientists discovered a new species in the forest .'],
+        steps: 6,
+        batchSize: 2,
+      },
+      steps: 2,
+      batchSize: 1,
+      threads: 1,
+      log: (l) => lines.push(l),
+      onProgress: (p) => stages.push(`${p.stage} ${p.step}/${p.total}`),
+    });
+    expect(res.mlmLosses.length).toBe(6);
+    for (const l of res.mlmLosses) expect(Number.isFinite(l) && l > 0).toBe(true);
+    expect(lines[0]).toBe('[mlm] engine onnxruntime: supported model and head loss');
+    expect(lines).toContain('[oie] engine onnxruntime: supported model and head loss');
+    expect(stages.at(5)).toBe('mlm 6/6');
+    expect(stages.at(-1)).toBe('oie 2/2');
+    await res.model.release();
+  });
+
   it('a tiny model memorises two sentences end to end: tags, export, two-step extraction, save and load', async () => {
     const { examples } = fromCarb([
       {
@@ -138,13 +167,7 @@ describe.skipIf(skip !== undefined)('training and extraction (fixture tokenizer)
     const res = await trainOie({
       tokenizer: tok,
       examples,
-      size: {
-        hiddenSize: 32,
-        numLayers: 1,
-        numHeads: 2,
-        maxLength: 32,
-        oie: { pos_emb_dim: 16, n_arg_heads: 2 },
-      },
+      size: TINY,
       steps: 80,
       batchSize: 2,
       lr: 1e-2,
