@@ -70,7 +70,10 @@ describe.skipIf(skip !== undefined)('the recipe (runOieBenchmark) on a tiny budg
       for (const v of [r.precision, r.recall, r.f1]) expect(v >= 0 && v <= 1).toBe(true);
       expect(r.auc === undefined).toBe(r.benchmark === 'BenchIE');
     }
-    expect(logs.some((l) => l.startsWith('mlm step 2/2'))).toBe(true);
+    // the trainer's lines: each run names its engine, then progress (`[stage] step N/total ...`)
+    expect(logs).toContain('[mlm] engine onnxruntime: supported model and head loss');
+    expect(logs).toContain('[oie] engine onnxruntime: supported model and head loss');
+    expect(logs.some((l) => l.startsWith('[mlm] step 2/2'))).toBe(true);
     const md = benchmarkMarkdown(res.rows);
     expect(md.split('\n')).toHaveLength(2 + 9 + 1);
     expect(md).toMatch(/\| CaRB \| en \| model \| 8 \|/);

@@ -1,4 +1,4 @@
-import type { OieExtraction } from './model.js';
+import type { OieExtraction } from './extract.js';
 import { splitWords } from './words.js';
 
 const AUX = new Set(

@@ -13,7 +13,8 @@ import { benchieScore, carbGold, carbScore } from '@xlt/evaluator';
 import { XltTokenizer } from '@xlt/tokenizer';
 import { baselineExtract } from './baseline.js';
 import { type Conversion, type ConversionReport, fromCarb, fromReOie } from './convert.js';
-import { type ExtractOptions, extract, type OieExtraction, type TrainOieOptions, trainOie } from './model.js';
+import { type ExtractOptions, extract, type OieExtraction } from './extract.js';
+import { type TrainOieOptions, trainOie } from './train.js';
 
 /** One scored system on one test set. */
 export interface OieBenchmarkRow {
@@ -164,16 +165,8 @@ export async function runOieBenchmark(options: OieBenchmarkOptions): Promise<Oie
       sentences: [...training.pretrain.sentences, ...pretrainText],
     };
   const t0 = Date.now();
-  const trained = await trainOie({
-    tokenizer,
-    examples: conv.examples,
-    ...training,
-    onProgress: (p) => {
-      if (p.step % 50 === 0 || p.step === p.total)
-        log(`${p.stage} step ${p.step}/${p.total} loss ${p.loss.toFixed(3)}`);
-      training.onProgress?.(p);
-    },
-  });
+  // the trainer's lines: the engine of each run, progress every 10 steps, a summary per stage
+  const trained = await trainOie({ log, ...training, tokenizer, examples: conv.examples });
   const trainSeconds = (Date.now() - t0) / 1000;
   log(`trained in ${trainSeconds.toFixed(0)} s on ${trained.rows} rows`);
   const rows: OieBenchmarkRow[] = [];

@@ -10,6 +10,7 @@ export {
   type OieSetExtractions,
   runOieBenchmark,
 } from './benchmark.js';
+export { type OieModelSize, oieConfig } from './config.js';
 export {
   type AnnotatedRecord,
   annotationSources,
@@ -33,6 +34,7 @@ export {
   decodeTuples,
   predicateSpans,
 } from './decode.js';
+export { type ExtractOptions, extract, type OieExtraction } from './extract.js';
 export {
   type CollateLanguages,
   collateRows,
@@ -43,22 +45,8 @@ export {
   type OieRow,
 } from './features.js';
 export { type OieHeadSizes, type OpenIEInputs, type OpenIEOutput, XmodForOpenIE } from './head.js';
-export {
-  type ExtractOptions,
-  extract,
-  MT4CROSSIE_STAGES,
-  type OieExtraction,
-  OieModel,
-  type OieModelSize,
-  type OieStage,
-  OieTrainStep,
-  oieConfig,
-  overlayWeights,
-  type TrainOieOptions,
-  type TrainOieResult,
-  type TrainProgress,
-  trainOie,
-} from './model.js';
+export { OieModel } from './model.js';
+export type { OiePretraining } from './pretrain.js';
 export {
   ARGUMENT_TAGS,
   type ArgumentTag,
@@ -71,4 +59,13 @@ export {
   type PredicateTag,
   tuplesToTags,
 } from './tags.js';
+export {
+  MT4CROSSIE_STAGES,
+  type OieStage,
+  type TrainOieOptions,
+  type TrainOieResult,
+  type TrainProgress,
+  trainOie,
+} from './train.js';
+export { overlayWeights } from './weights.js';
 export { hasCjk, splitWords, type WordSpan } from './words.js';

@@ -101,7 +101,7 @@ interface LoraLike {
   dropoutRate?: number;
 }
 
-/** LoRA and LoRA-mixture modules of a model, recognised by their structure (as `@xlt/lora` builds them). */
+/** LoRA (linear and embedding) and LoRA-mixture modules of a model, recognised by their structure (as `@xlt/lora` builds them). */
 function liveLora(
   model: ParameterSource,
 ): { lora: Map<string, number>; loraMixtures: Map<string, LoraMixtureSpec> } | string {
@@ -111,8 +111,12 @@ function liveLora(
   for (const [name, mod] of nm) {
     const m = mod as LoraLike;
     if (m === null || typeof m !== 'object' || m.base_layer === undefined) continue;
-    if (m.lora_embedding_A !== undefined) return `embedding LoRA on ${name} trains on tfjs`;
-    if (
+    if (m.lora_embedding_A !== undefined) {
+      // PEFT embedding LoRA on the word embeddings: live in the graph (rows + scaling A^T[ids] B^T)
+      if (!/^(?:roberta\.)?embeddings\.word_embeddings$/.test(name) || m.scaling === undefined)
+        return `embedding LoRA on ${name} (not the word embeddings) trains on tfjs`;
+      lora.set(name, m.scaling);
+    } else if (
       m.experts !== undefined &&
       m.mode !== undefined &&
       m.languages !== undefined &&
@@ -137,9 +141,9 @@ function liveLora(
 /**
  * Decides whether the onnxruntime engine can run a training setup exactly as tfjs would: the loss
  * must be the model's own head loss ({@link modelLoss} without extra losses), the model an
- * `@xlt/xmod` `Xmod*`/`XLMRoberta*` head model whose every parameter the exporter knows (LoRA and
- * LoRA mixtures from `@xlt/lora` on linear modules stay live in the graph; embedding LoRA trains on tfjs)
- * and bias-corrected AdamW. Gradient accumulation runs compiled too (a gradients graph per
+ * `@xlt/xmod` `Xmod*`/`XLMRoberta*` head model whose every parameter the exporter knows (LoRA on
+ * linear modules and on the word embeddings, and LoRA mixtures, from `@xlt/lora`, stay live in the
+ * graph) and bias-corrected AdamW. Gradient accumulation runs compiled too (a gradients graph per
  * micro-batch, their mean, one update graph), with tfjs's semantics. Dropout is applied by the
  * compiled graph with its own seeded masks (the same probabilities, other random draws than tfjs).
  */

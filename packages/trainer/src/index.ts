@@ -60,14 +60,16 @@ export {
   trainableParameters,
   uniqueParameters,
 } from './params.js';
-export { formatProgress, type ProgressInfo, ProgressPrinter, type TextSink } from './progress.js';
+export { formatProgress, lineSink, type ProgressInfo, ProgressPrinter, type TextSink } from './progress.js';
 export {
   type BatchContext,
   type BatchFn,
   type EvalMetrics,
+  engineLine,
   type FitOptions,
   type FitSummary,
   fit,
+  summaryLine,
   type TrainCallbacks,
 } from './run.js';
 export { LrScheduler, lrMultiplier, type ScheduleSpec, warmupStepsOf } from './schedule.js';

@@ -85,3 +85,13 @@ export class ProgressPrinter {
     }
   }
 }
+
+/** A plain-line sink (no TTY) handing each non-empty line to `log`, e.g. a command's logger. */
+export function lineSink(log: (line: string) => void): TextSink {
+  return {
+    isTTY: false,
+    write(text: string) {
+      for (const l of text.split('\n')) if (l.trim() !== '') log(l.replace(/\r/g, ''));
+    },
+  };
+}

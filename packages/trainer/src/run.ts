@@ -83,7 +83,8 @@ export interface FitOptions<B> extends TrainerOptions {
   slots?: (batch: B) => number;
   /**
    * Progress display: a sink (on a TTY one updating line, else plain lines every 10 steps), `'auto'`
-   * for process.stderr, or false / left out for none.
+   * for process.stderr, or false / left out for none. Its first line names the engine and why
+   * ({@link engineLine}: `[stage] engine onnxruntime: supported model and head loss`).
    */
   progress?: TextSink | 'auto' | false;
   /** Label shown in progress lines. */
@@ -131,6 +132,16 @@ function writeJsonAtomic(path: string, value: unknown): void {
   renameSync(tmp, path);
 }
 
+/** The log line naming the engine of a run and why it was chosen: `[stage] engine onnxruntime: <why>`. */
+export function engineLine(decision: { engine: EngineName; reason: string }, stage?: string): string {
+  return `${stage !== undefined ? `[${stage}] ` : ''}engine ${decision.engine}: ${decision.reason}`;
+}
+
+/** The closing line of a run: `[stage] 20 steps, 12 trainable tensors, loss 2.3026 -> 0.4120 (3.1 s)`. */
+export function summaryLine(summary: FitSummary, stage?: string): string {
+  return `${stage !== undefined ? `[${stage}] ` : ''}${summary.steps} steps, ${summary.trainableParameters.length} trainable tensors, loss ${summary.losses[0]?.toFixed(4) ?? '?'} -> ${summary.finalLoss.toFixed(4)} (${summary.seconds.toFixed(1)} s)`;
+}
+
 /**
  * Trains `model` for `totalSteps` optimiser steps on batches from `data`, with evaluation,
  * best-checkpoint keeping, early stopping, periodic checkpoints and resume. Only parameters with
@@ -174,6 +185,7 @@ export async function fit<B>(
     options.progress === false || options.progress === undefined
       ? null
       : new ProgressPrinter(options.progress === 'auto' ? process.stderr : options.progress);
+  printer?.log(engineLine(decision, options.stage));
   try {
     if (runDir !== undefined) {
       mkdirSync(runDir, { recursive: true });

@@ -158,7 +158,12 @@ class XmodEmbeddings extends Module {
         });
     }
     return tf.tidy(() => {
-      const w = embeddingLookup(this.word_embeddings.weight, ids, shape);
+      const words = this.word_embeddings;
+      // a wrapped table (e.g. @xlt/lora's embedding LoRA) runs its own forward over the ids
+      const w =
+        words instanceof Embedding
+          ? embeddingLookup(words.weight, ids, shape)
+          : (words as { apply(ids: tf.Tensor): tf.Tensor }).apply(tf.tensor(ids, shape, 'int32'));
       const p = embeddingLookup(this.position_embeddings.weight, pos, shape);
       const tt = embeddingLookup(
         this.token_type_embeddings.weight,

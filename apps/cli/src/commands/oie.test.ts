@@ -49,6 +49,11 @@ describe.skipIf(skip !== undefined)(`xlt oie (${skip ?? 'shared data found'})`, 
       losses: number[];
     };
     expect(res.losses.length).toBe(9);
+    // every stage ran through @xlt/trainer's fit on the compiled engine, and the log says so
+    for (const stage of ['s1', 's2', 's3'])
+      expect(out + err).toMatch(
+        new RegExp(`\\[${stage}\\] engine onnxruntime: supported model and head loss`),
+      );
     const sets = new Set(res.rows.map((r) => `${r.benchmark}/${r.lang}`));
     expect(sets.size).toBe(3);
     for (const r of res.rows) expect(r.f1 >= 0 && r.f1 <= 1).toBe(true);

@@ -53,6 +53,8 @@ const oieSchema = z.strictObject({
       weightDecay: z.number().min(0).optional(),
       seed: z.number().int().nonnegative().optional(),
       threads: z.number().int().positive().optional(),
+      /** `@xlt/trainer` engine of the runs (default auto: the compiled onnxruntime step). */
+      engine: z.enum(['auto', 'tfjs', 'onnxruntime']).optional(),
       /** `mt4crossie`: 1. word embeddings + head, 2. all but word embeddings, 3. LoRA mixture + head. */
       stages: z.union([z.literal('mt4crossie'), z.array(stageSchema).min(1)]).optional(),
       lora: z
@@ -80,8 +82,9 @@ export const oieCommand: Command<typeof oieSchema> = {
   name: 'oie',
   summary: 'Cross-lingual Open IE: train the two-step head on CaRB dev, score CaRB / Re-OIE2016 / BenchIE',
   help: `Converts the training gold (CaRB dev, or the English Re-OIE2016 file) to predicate and argument
-tags, trains an encoder with the Multi2OIE two-step head on the compiled onnxruntime step (one run,
-or MT4CrossIE's stages: training.stages: mt4crossie), then extracts with the model and two baselines
+tags, trains an encoder with the Multi2OIE two-step head through @xlt/trainer's fit (one run, or
+MT4CrossIE's stages: training.stages: mt4crossie; training.engine auto picks the compiled onnxruntime
+step, and the log names the engine of each stage), then extracts with the model and two baselines
 and scores CaRB test (en) and Re-OIE2016 binary (en, es, pt) with the CaRB scorer (P, R, F1, AUC)
 and BenchIE (en, de, zh). Writes results.md and results.json to the run directory.
 
@@ -93,7 +96,8 @@ Options (or config keys):
   --save-predictions     also write predictions.json: each system's extractions on each test set
   training: { encoder: runs/ner/pretrain-shared/model (a pre-trained encoder; default: random init),
               size: { hiddenSize: 64, numLayers: 2, oie: { pos_emb_dim: 32 } }, epochs: 8, batchSize: 16, lr: 5e-3, seed: 0,
-              stages: mt4crossie, lora: { r: 8, alpha: 16, languages: [en], mode: router } }
+              stages: mt4crossie, lora: { r: 8, alpha: 16, languages: [en], mode: router },
+              engine: auto | tfjs | onnxruntime }
   extract: { predicateThreshold: 0.1, minArgs: 2 }
 
 Examples:

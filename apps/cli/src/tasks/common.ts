@@ -10,7 +10,7 @@ import {
   XltConfigError,
   XltNotFoundError,
 } from '@xlt/core';
-import type { TextSink } from '@xlt/trainer';
+import { lineSink, type TextSink } from '@xlt/trainer';
 import type { XmodConfig, XmodPreTrainedModel } from '@xlt/xmod';
 import { z } from 'zod';
 
@@ -75,12 +75,7 @@ export async function setupBackend(backend: z.infer<typeof backendSchema>, log: 
 
 /** A progress sink writing complete lines through the command's log. */
 export function progressSink(log: (l: string) => void): TextSink {
-  return {
-    isTTY: false,
-    write(text: string) {
-      for (const l of text.split('\n')) if (l.trim() !== '') log(l.replace(/\r/g, ''));
-    },
-  };
+  return lineSink(log);
 }
 
 /**

@@ -12,6 +12,7 @@ import {
   fit,
   type LossFn,
   type MlmExample,
+  summaryLine,
   type TokenBatch,
   type TrainableSpec,
 } from '@xlt/trainer';
@@ -111,10 +112,7 @@ export async function trainStage<B>(
     ...o.evaluation,
   };
   const summary = await fit(model, loss, opts);
-  o.log(`[${o.stage}] engine ${summary.engine}: ${summary.engineReason}`);
-  o.log(
-    `[${o.stage}] ${summary.steps} steps, ${summary.trainableParameters.length} trainable tensors, loss ${summary.losses[0]?.toFixed(4) ?? '?'} -> ${summary.finalLoss.toFixed(4)} (${summary.seconds.toFixed(1)} s)`,
-  );
+  o.log(summaryLine(summary, o.stage));
   return summary;
 }
 

@@ -80,7 +80,9 @@ export class XmodEncoder {
       options.dropout !== undefined
         ? { sites: new DropoutSites(p.tracer), rates: options.dropout }
         : undefined;
-    this.prefix = p.has('roberta.embeddings.word_embeddings.weight') ? 'roberta.' : '';
+    // the word embeddings: plain, or under `base_layer` when embedding LoRA wraps them
+    const word = 'roberta.embeddings.word_embeddings';
+    this.prefix = p.has(`${word}.weight`) || p.has(`${word}.base_layer.weight`) ? 'roberta.' : '';
     this.hidden = config.hidden_size;
     this.eps = config.layer_norm_eps ?? 1e-5;
     if (this.hidden % config.num_attention_heads !== 0)

@@ -9,9 +9,19 @@ import { XmodForMaskedLM } from '@xlt/xmod';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { baselineExtract } from './baseline.js';
 import { fromCarb, type OieExample } from './convert.js';
-import { extract, OieModel, trainOie } from './model.js';
+import { extract } from './extract.js';
+import { OieModel } from './model.js';
+import { trainOie } from './train.js';
 
 const skip = sharedSkipReason('fixtures') ?? sharedSkipReason('data/oie');
+/** A tiny model: one layer of 32 units, inputs of at most 32 tokens. */
+const TINY = {
+  hiddenSize: 32,
+  numLayers: 1,
+  numHeads: 2,
+  maxLength: 32,
+  oie: { pos_emb_dim: 16, n_arg_heads: 2 },
+};
 let tok: XltTokenizer;
 
 describe.skipIf(skip !== undefined)('training and extraction (fixture tokenizer)', () => {
@@ -30,13 +40,7 @@ describe.skipIf(skip !== undefined)('training and extraction (fixture tokenizer)
         tuples: [{ relation: 'discovered', args: ['Scientists', 'a new species', 'in the forest'] }],
       },
     ]);
-    const size = {
-      hiddenSize: 32,
-      numLayers: 1,
-      numHeads: 2,
-      maxLength: 32,
-      oie: { pos_emb_dim: 16, n_arg_heads: 2 },
-    };
+    const size = TINY;
     const res = await trainOie({
       tokenizer: tok,
       examples,
@@ -71,6 +75,84 @@ describe.skipIf(skip !== undefined)('training and extraction (fixture tokenizer)
     await res.model.release();
   });
 
+  it('the Open IE head trains through fit on onnxruntime (auto, logged) with the losses of tfjs within 1e-3 over 20 steps', async () => {
+    const { examples } = fromCarb([
+      {
+        sentence: 'The committee approved the new budget on Monday .',
+        tuples: [{ relation: 'approved', args: ['The committee', 'the new budget', 'on Monday'] }],
+      },
+      {
+        sentence: 'Scientists discovered a new species in the forest .',
+        tuples: [{ relation: 'discovered', args: ['Scientists', 'a new species', 'in the forest'] }],
+      },
+      {
+        sentence: 'The company opened a factory in Brazil .',
+        tuples: [{ relation: 'opened', args: ['The company', 'a factory', 'in Brazil'] }],
+      },
+    ]);
+    const runs = [];
+    for (const engine of ['tfjs', undefined] as const) {
+      const lines: string[] = [];
+      const res = await trainOie({
+        tokenizer: tok,
+        examples,
+        size: TINY,
+        steps: 20,
+        batchSize: 2,
+        lr: 5e-3,
+        seed: 3,
+        threads: 1,
+        ...(engine !== undefined ? { engine } : {}),
+        log: (l) => lines.push(l),
+      });
+      await res.model.release();
+      runs.push({ res, lines });
+    }
+    const [tfjs, auto] = runs as [(typeof runs)[0], (typeof runs)[0]];
+    expect(tfjs.res.stages[0]?.engine).toBe('tfjs');
+    expect(auto.res.stages[0]?.engine).toBe('onnxruntime');
+    expect(auto.lines[0]).toBe('[oie] engine onnxruntime: supported model and head loss');
+    expect(tfjs.lines[0]).toBe('[oie] engine tfjs: asked for');
+    expect(auto.lines.at(-1)).toMatch(/^\[oie\] 20 steps, \d+ trainable tensors, loss /);
+    expect(auto.res.losses.length).toBe(20);
+    for (let s = 0; s < 20; s++)
+      expect(Math.abs(auto.res.losses[s]! - tfjs.res.losses[s]!), `step ${s + 1}`).toBeLessThan(1e-3);
+    expect(auto.res.losses[19]!).toBeLessThan(auto.res.losses[0]!);
+  });
+
+  it('masked-LM pre-training runs through fit first (logged as the mlm stage), then the Open IE run', async () => {
+    const { examples } = fromCarb([
+      {
+        sentence: 'The committee approved the new budget on Monday .',
+        tuples: [{ relation: 'approved', args: ['The committee', 'the new budget'] }],
+      },
+    ]);
+    const lines: string[] = [];
+    const stages: string[] = [];
+    const res = await trainOie({
+      tokenizer: tok,
+      examples,
+      size: TINY,
+      pretrain: {
+        sentences: ['Scientists discovered a new species in the forest .'],
+        steps: 6,
+        batchSize: 2,
+      },
+      steps: 2,
+      batchSize: 1,
+      threads: 1,
+      log: (l) => lines.push(l),
+      onProgress: (p) => stages.push(`${p.stage} ${p.step}/${p.total}`),
+    });
+    expect(res.mlmLosses.length).toBe(6);
+    for (const l of res.mlmLosses) expect(Number.isFinite(l) && l > 0).toBe(true);
+    expect(lines[0]).toBe('[mlm] engine onnxruntime: supported model and head loss');
+    expect(lines).toContain('[oie] engine onnxruntime: supported model and head loss');
+    expect(stages.at(5)).toBe('mlm 6/6');
+    expect(stages.at(-1)).toBe('oie 2/2');
+    await res.model.release();
+  });
+
   it('a tiny model memorises two sentences end to end: tags, export, two-step extraction, save and load', async () => {
     const { examples } = fromCarb([
       {
@@ -85,13 +167,7 @@ describe.skipIf(skip !== undefined)('training and extraction (fixture tokenizer)
     const res = await trainOie({
       tokenizer: tok,
       examples,
-      size: {
-        hiddenSize: 32,
-        numLayers: 1,
-        numHeads: 2,
-        maxLength: 32,
-        oie: { pos_emb_dim: 16, n_arg_heads: 2 },
-      },
+      size: TINY,
       steps: 80,
       batchSize: 2,
       lr: 1e-2,
@@ -271,5 +347,6 @@ describe.skipIf(skip !== undefined)('training and extraction (fixture tokenizer)
     );
     expect(model.f1).toBeGreaterThan(second.f1 + 0.03);
     await res.model.release();
-  });
+    // ~250 training steps and extraction: minutes on a busy 2-core machine
+  }, 600_000);
 });
