@@ -1,3 +1,6 @@
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { runBenchChild } from './base.js';
 import {
@@ -67,6 +70,38 @@ describe('XLT_BENCH=base measurements on a tiny XLM-R', () => {
     } finally {
       removeModel(dir);
     }
+  });
+
+  it('the step memory estimate is within 2x of the RSS a fresh process adds for a h256 l4 model at b8 s128', () => {
+    // a fresh process: its peak RSS is this step's alone (the weights are made before the baseline)
+    const script = `
+      const onnx = await import('@xlt/onnx');
+      const config = { vocab_size: 8002, hidden_size: 256, num_hidden_layers: 4, num_attention_heads: 4,
+        intermediate_size: 1024, num_labels: 7, max_position_embeddings: 130, hidden_dropout_prob: 0.1,
+        attention_probs_dropout_prob: 0.1 };
+      const head = 'token-classification';
+      const weights = onnx.randomWeights(config, head, 0);
+      const names = [...onnx.weightShapes(config, head).keys()];
+      for (const n of names) weights.get(n);
+      const base = process.resourceUsage().maxRSS * 1024;
+      let estimate;
+      const step = await onnx.CompiledTrainStep.create({ config, weights, head, trainable: names,
+        adamw: { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 }, threads: 1,
+        updateWeightsInPlace: true, batchShape: { batchSize: 8, sequenceLength: 128 },
+        onMemoryEstimate: (e) => { estimate = e; } });
+      const ids = Array.from({ length: 8 }, (_, i) => Array.from({ length: 128 }, (_, j) => 4 + ((i * 31 + j * 7) % 7990)));
+      for (let k = 0; k < 2; k++) await step.run({ inputIds: ids, labels: ids.map((r) => r.map((v) => v % 7)) }, 1e-5);
+      const grew = process.resourceUsage().maxRSS * 1024 - base;
+      // the weight source was there before the baseline: compare what the step adds
+      const added = estimate.totalBytes - 4 * estimate.parameters;
+      console.log(JSON.stringify({ grew, added }));`;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: path.dirname(fileURLToPath(import.meta.url)),
+      encoding: 'utf8',
+    });
+    const { grew, added } = JSON.parse(out.trim().split('\n').at(-1) as string) as { grew: number; added: number };
+    expect(grew / added).toBeGreaterThan(0.5);
+    expect(grew / added).toBeLessThan(2);
   });
 
   it('refuses an unknown child measurement', async () => {
