@@ -99,7 +99,10 @@ describe('XLT_BENCH=base measurements on a tiny XLM-R', () => {
       cwd: path.dirname(fileURLToPath(import.meta.url)),
       encoding: 'utf8',
     });
-    const { grew, added } = JSON.parse(out.trim().split('\n').at(-1) as string) as { grew: number; added: number };
+    const { grew, added } = JSON.parse(out.trim().split('\n').at(-1) as string) as {
+      grew: number;
+      added: number;
+    };
     expect(grew / added).toBeGreaterThan(0.5);
     expect(grew / added).toBeLessThan(2);
   });
