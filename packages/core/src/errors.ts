@@ -8,6 +8,7 @@ export type XltErrorCode =
   | 'BACKEND' // a compute backend could not be initialised
   | 'IO' // reading or writing failed at the OS level
   | 'STATE' // an operation is not valid in the object's current state
+  | 'MEMORY' // a run would need more memory than the machine (or a set limit) has
   | 'NUMERIC'; // NaN/Inf or another numerical failure
 
 /** Where an error comes from: any of these that are known are included in the message. */

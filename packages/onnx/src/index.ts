@@ -27,6 +27,16 @@ export {
   type InitData,
   type ModelOptions,
 } from './graph.js';
+export {
+  checkTrainMemory,
+  describeTrainMemory,
+  estimateTrainMemory,
+  formatGiB,
+  type MemoryPart,
+  type TrainMemoryEstimate,
+  type TrainMemoryOptions,
+  XltMemoryError,
+} from './memory.js';
 export type { LoraMixtureSpec, OieHeadConfig } from './model-types.js';
 export { type QuantizeOptions, type QuantizeResult, quantizeDynamicInt8 } from './quantize.js';
 export { randomWeights, weightShapes } from './random.js';
@@ -40,6 +50,7 @@ export {
   readerWeights,
   safetensorsWeights,
 } from './runner.js';
+export { cachedSession } from './session-cache.js';
 export {
   type CompiledTrainState,
   CompiledTrainStep,

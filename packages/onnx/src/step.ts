@@ -1,8 +1,10 @@
 import { XltConfigError, XltError } from '@xlt/core';
 import * as ort from 'onnxruntime-node';
 import { buildApplyGraph, buildTracedTrainGraph } from './autodiff/train-graph.js';
+import { checkTrainMemory, estimateTrainMemory, type TrainMemoryEstimate } from './memory.js';
 import type { EncoderConfig, HeadKind, LoraMixtureSpec, WeightSource } from './model-types.js';
 import { sessionOptions } from './runner.js';
+import { cachedSession } from './session-cache.js';
 import type { AdamWSettings, TrainGraphSignature } from './train-types.js';
 
 /** A training batch: token ids, mask, languages and the head's labels, as nested arrays. */
@@ -55,6 +57,36 @@ export interface CompiledTrainStepOptions {
    * update graph clips the averaged gradient and applies AdamW once per step.
    */
   gradAccumulation?: number;
+  /** masked-lm: run the LM head on the labelled positions only (default) or on every position. */
+  maskedLmHead?: 'labelled' | 'dense';
+  /**
+   * Use the weight source's arrays of the trainable parameters as the step's parameters, updated in
+   * place (the source then holds the trained values; no copy). Default false: the step copies them.
+   */
+  updateWeightsInPlace?: boolean;
+  /**
+   * The largest batch the run will feed: with it, `create` estimates the memory the step needs
+   * ({@link estimateTrainMemory}), hands the estimate to `onMemoryEstimate` and throws an
+   * `XltMemoryError` (code `MEMORY`) before building anything when it exceeds `maxMemoryBytes`.
+   */
+  batchShape?: { batchSize: number; sequenceLength: number };
+  /**
+   * Feed frozen parameters to the graph at run time from the weight source's arrays instead of
+   * baking them in (see `TracedTrainGraphOptions.frozenAsInputs`): no second copy of them in
+   * onnxruntime and a graph of the config alone. Default false (baked-in weights let onnxruntime
+   * pre-pack frozen matmul weights).
+   */
+  frozenAsInputs?: boolean;
+  /**
+   * A folder where onnxruntime's optimised graphs are kept (see `cachedSession`): a step built again
+   * with the same config, head, trainable set and options skips onnxruntime's graph optimisation.
+   * Needs `frozenAsInputs` (a cached graph holds no weights).
+   */
+  sessionCacheDir?: string;
+  /** The memory limit for `batchShape`'s check (default: the machine's memory, `os.totalmem()`). */
+  maxMemoryBytes?: number;
+  /** Receives the estimate (e.g. to print {@link describeTrainMemory}'s line before a run). */
+  onMemoryEstimate?: (estimate: TrainMemoryEstimate) => void;
 }
 
 /** Optimizer state of a {@link CompiledTrainStep}, for checkpoints. */
@@ -65,6 +97,7 @@ export interface CompiledTrainState {
   v: Map<string, Float32Array>;
 }
 
+/** A trainable parameter's value and AdamW moments: one buffer each, updated in place. */
 interface Buf {
   p: Float32Array;
   m: Float32Array;
@@ -93,8 +126,10 @@ const i64 = (rows: number[][] | number[], dims: number[]) =>
 
 /**
  * A training step compiled to one ONNX graph (forward, backward, clipping, AdamW) and run by
- * onnxruntime. Parameters and optimizer state stay in two pre-allocated sets of buffers that swap
- * roles every step (the outputs of one step are the inputs of the next): nothing is re-allocated.
+ * onnxruntime. Each trainable parameter and its two AdamW moments live in one buffer each, which the
+ * graph reads and then overwrites in place (its updates run after the whole backward pass and output
+ * their inputs unchanged on a non-finite step): nothing is copied or re-allocated per step, and
+ * frozen parameters have no moments.
  * With `gradAccumulation` K > 1 a step takes up to K micro-batches: a gradients graph per
  * micro-batch, then one update graph on the mean gradient (see {@link CompiledTrainStepOptions}).
  */
@@ -105,10 +140,13 @@ export class CompiledTrainStep {
   private readonly head: HeadKind;
   private readonly hasLangs: boolean;
   private mixup = false;
+  /** Whether onnxruntime's optimised graph came from `sessionCacheDir`. */
+  sessionFromCache = false;
+  /** Frozen parameters fed to the graph (`frozenAsInputs`): input name and tensor, made once. */
+  private frozenFeeds: Array<[string, ort.Tensor]> = [];
   private dropoutSeed: number | undefined;
-  /** Two buffer sets per parameter: [params, m, v] for reading, the other for writing. */
-  private readonly bufs: [Buf[], Buf[]];
-  private cur: 0 | 1 = 0;
+  /** Per trainable parameter: its value and moments, read and written in place by every step. */
+  private readonly bufs: Buf[];
   private stepCount = 0;
   private accumulator: Accumulator | undefined;
 
@@ -117,22 +155,21 @@ export class CompiledTrainStep {
     signature: TrainGraphSignature,
     head: HeadKind,
     init: Map<string, Float32Array>,
+    private readonly inPlace: boolean,
   ) {
     this.session = session;
     this.signature = signature;
     this.head = head;
     // X-Mod modules and language-routed LoRA mixtures both read the graph's lang_ids input
     this.hasLangs = signature.batch.includes('lang_ids');
-    const mk = (copy: boolean) =>
-      signature.params.map((p) => {
-        const src = init.get(p.name) as Float32Array;
-        return {
-          p: copy ? Float32Array.from(src) : new Float32Array(src.length),
-          m: new Float32Array(src.length),
-          v: new Float32Array(src.length),
-        };
-      });
-    this.bufs = [mk(true), mk(false)];
+    this.bufs = signature.params.map((p) => {
+      const src = init.get(p.name) as Float32Array;
+      return {
+        p: inPlace ? src : Float32Array.from(src),
+        m: new Float32Array(src.length),
+        v: new Float32Array(src.length),
+      };
+    });
   }
 
   static async create(options: CompiledTrainStepOptions): Promise<CompiledTrainStep> {
@@ -141,23 +178,59 @@ export class CompiledTrainStep {
       throw new XltConfigError(`gradAccumulation must be a positive integer, got ${count}`, {
         field: 'gradAccumulation',
       });
+    if (options.sessionCacheDir !== undefined && options.frozenAsInputs !== true)
+      throw new XltConfigError('sessionCacheDir needs frozenAsInputs: a cached graph must not hold weights', {
+        field: 'sessionCacheDir',
+      });
+    if (options.batchShape !== undefined) {
+      const estimate = estimateTrainMemory({
+        config: options.config,
+        head: options.head,
+        trainable: options.trainable,
+        weights: options.weights,
+        ...options.batchShape,
+        gradAccumulation: count,
+        ...(options.maskedLmHead === 'dense' ? { maskedLmShare: 1 } : {}),
+        ...(options.updateWeightsInPlace === true ? { updateWeightsInPlace: true } : {}),
+        ...(options.frozenAsInputs === true ? { frozenAsInputs: true } : {}),
+      });
+      options.onMemoryEstimate?.(estimate);
+      checkTrainMemory(estimate, options.maxMemoryBytes);
+    }
     // one graph, traced from the encoder's definition with symbolic batch and sequence sizes, serves
     // every batch shape (length-bucketed batches included)
-    const { embeddingMixup, ...rest } = options;
+    const {
+      embeddingMixup,
+      batchShape: _shape,
+      maxMemoryBytes: _max,
+      onMemoryEstimate: _report,
+      updateWeightsInPlace,
+      sessionCacheDir,
+      ...rest
+    } = options;
     const { model, signature } = buildTracedTrainGraph({
       ...rest,
       ...(embeddingMixup === true ? { embeddingMixup: {} } : {}),
       mode: count === 1 ? 'adamw' : 'grads',
     });
     const so = sessionOptions(options);
-    const session = await ort.InferenceSession.create(model, so);
+    const build = async (bytes: Uint8Array) =>
+      sessionCacheDir !== undefined
+        ? await cachedSession(bytes, so, sessionCacheDir)
+        : { session: await ort.InferenceSession.create(bytes, so), hit: false };
+    const { session, hit } = await build(model);
     const init = new Map(signature.params.map((p) => [p.name, options.weights.get(p.name).data]));
-    const step = new CompiledTrainStep(session, signature, options.head, init);
+    const step = new CompiledTrainStep(session, signature, options.head, init, updateWeightsInPlace === true);
+    step.sessionFromCache = hit;
     step.mixup = options.embeddingMixup === true;
+    step.frozenFeeds = (signature.frozen ?? []).map((f) => [
+      f.input,
+      new ort.Tensor('float32', options.weights.get(f.name).data, f.shape),
+    ]);
     if (signature.batch.includes('dropout_seed')) step.dropoutSeed = options.dropoutSeed ?? 0;
     if (count > 1) {
       const applyGraph = buildApplyGraph(signature.params, options.adamw);
-      const apply = await ort.InferenceSession.create(applyGraph.model, so).catch(async (e: unknown) => {
+      const { session: apply } = await build(applyGraph.model).catch(async (e: unknown) => {
         await session.release();
         throw e;
       });
@@ -187,7 +260,18 @@ export class CompiledTrainStep {
   parameter(name: string): Float32Array {
     const i = this.signature.params.findIndex((p) => p.name === name);
     if (i < 0) throw new XltConfigError('not a trainable parameter of this step', { tensor: name });
-    return (this.bufs[this.cur][i] as Buf).p;
+    return (this.bufs[i] as Buf).p;
+  }
+
+  /** Bytes of the step's own buffers: parameter copies (none when updated in place), moments, accumulated gradients. */
+  get heldBytes(): { parameters: number; moments: number; gradients: number } {
+    const bytes = (list: Float32Array[]) => list.reduce((a, x) => a + x.byteLength, 0);
+    const acc = this.accumulator;
+    return {
+      parameters: this.inPlace ? 0 : bytes(this.bufs.map((b) => b.p)),
+      moments: bytes(this.bufs.flatMap((b) => [b.m, b.v])),
+      gradients: acc === undefined ? 0 : bytes([...acc.sum, ...acc.scratch]),
+    };
   }
 
   /**
@@ -208,7 +292,6 @@ export class CompiledTrainStep {
       acc === undefined
         ? await this.runFused(list[0] as TrainBatch, lr, t)
         : await this.runAccumulated(list, lr, t, acc);
-    this.cur = (1 - this.cur) as 0 | 1;
     this.stepCount = t;
     return out;
   }
@@ -222,18 +305,9 @@ export class CompiledTrainStep {
     const feeds = this.batchFeeds(batch, t);
     feeds.lr = new ort.Tensor('float32', Float32Array.of(lr), []);
     feeds.step = new ort.Tensor('float32', Float32Array.of(t), []);
-    const read = this.bufs[this.cur];
-    const write = this.bufs[(1 - this.cur) as 0 | 1];
     const fetches: Record<string, ort.Tensor | null> = { loss: null, grad_norm: null };
     this.signature.params.forEach((p, i) => {
-      const r = read[i] as Buf;
-      const w = write[i] as Buf;
-      feeds[p.input] = new ort.Tensor('float32', r.p, p.shape);
-      feeds[p.m as string] = new ort.Tensor('float32', r.m, p.shape);
-      feeds[p.v as string] = new ort.Tensor('float32', r.v, p.shape);
-      fetches[p.newParam as string] = new ort.Tensor('float32', w.p, p.shape);
-      fetches[p.newM as string] = new ort.Tensor('float32', w.m, p.shape);
-      fetches[p.newV as string] = new ort.Tensor('float32', w.v, p.shape);
+      feedInPlace(feeds, fetches, p, this.bufs[i] as Buf);
     });
     const out = await this.session.run(feeds, fetches as ort.InferenceSession.FetchesType);
     const loss = (out.loss as ort.Tensor).data[0] as number;
@@ -252,7 +326,7 @@ export class CompiledTrainStep {
     t: number,
     acc: Accumulator,
   ): Promise<{ loss: number; gradNorm: number }> {
-    const read = this.bufs[this.cur];
+    const bufs = this.bufs;
     let lossSum = 0;
     for (let micro = 0; micro < list.length; micro++) {
       // micro-batch u = (t - 1) K + micro + 1 of the run: its dropout masks depend on (seed, t, micro) only
@@ -260,7 +334,7 @@ export class CompiledTrainStep {
       const target = micro === 0 ? acc.sum : acc.scratch;
       const fetches: Record<string, ort.Tensor | null> = { loss: null };
       this.signature.params.forEach((p, i) => {
-        feeds[p.input] = new ort.Tensor('float32', (read[i] as Buf).p, p.shape);
+        feeds[p.input] = new ort.Tensor('float32', (bufs[i] as Buf).p, p.shape);
         fetches[p.grad as string] = new ort.Tensor('float32', target[i] as Float32Array, p.shape);
       });
       const out = await this.session.run(feeds, fetches as ort.InferenceSession.FetchesType);
@@ -282,22 +356,14 @@ export class CompiledTrainStep {
       const scale = 1 / list.length;
       for (const sum of acc.sum) for (let j = 0; j < sum.length; j++) sum[j] = (sum[j] as number) * scale;
     }
-    const write = this.bufs[(1 - this.cur) as 0 | 1];
     const feeds: Record<string, ort.Tensor> = {
       lr: new ort.Tensor('float32', Float32Array.of(lr), []),
       step: new ort.Tensor('float32', Float32Array.of(t), []),
     };
     const fetches: Record<string, ort.Tensor | null> = { grad_norm: null };
     acc.applySignature.params.forEach((p, i) => {
-      const r = read[i] as Buf;
-      const w = write[i] as Buf;
-      feeds[p.input] = new ort.Tensor('float32', r.p, p.shape);
       feeds[p.grad as string] = new ort.Tensor('float32', acc.sum[i] as Float32Array, p.shape);
-      feeds[p.m as string] = new ort.Tensor('float32', r.m, p.shape);
-      feeds[p.v as string] = new ort.Tensor('float32', r.v, p.shape);
-      fetches[p.newParam as string] = new ort.Tensor('float32', w.p, p.shape);
-      fetches[p.newM as string] = new ort.Tensor('float32', w.m, p.shape);
-      fetches[p.newV as string] = new ort.Tensor('float32', w.v, p.shape);
+      feedInPlace(feeds, fetches, p, bufs[i] as Buf);
     });
     const out = await acc.apply.run(feeds, fetches as ort.InferenceSession.FetchesType);
     const loss = lossSum / list.length;
@@ -354,6 +420,7 @@ export class CompiledTrainStep {
       feeds.mix_probs = new ort.Tensor('float32', Float32Array.from(batch.mixProbs.flat(2)), [B, S, K]);
       feeds.mix_lambda = new ort.Tensor('float32', Float32Array.from(batch.mixLambda.flat()), [B, S]);
     }
+    for (const [input, tensor] of this.frozenFeeds) feeds[input] = tensor;
     if (this.dropoutSeed !== undefined) {
       // a seed from (seed, u): same masks after a resume (u = the step number without accumulation)
       const seed = (Math.abs(Math.trunc(this.dropoutSeed)) * 1000003 + u * 7919) % 2147483647;
@@ -364,7 +431,7 @@ export class CompiledTrainStep {
 
   /** A copy of the parameters and optimizer state. */
   getState(): CompiledTrainState {
-    const cur = this.bufs[this.cur];
+    const cur = this.bufs;
     const pick = (k: 'p' | 'm' | 'v') =>
       new Map(this.signature.params.map((p, i) => [p.name, Float32Array.from((cur[i] as Buf)[k])]));
     return { step: this.stepCount, params: pick('p'), m: pick('m'), v: pick('v') };
@@ -372,7 +439,7 @@ export class CompiledTrainStep {
 
   /** Restores {@link getState}'s output (e.g. from a checkpoint). */
   setState(state: CompiledTrainState): void {
-    const cur = this.bufs[this.cur];
+    const cur = this.bufs;
     this.signature.params.forEach((p, i) => {
       for (const [k, src] of [
         ['p', state.params],
@@ -395,6 +462,27 @@ export class CompiledTrainStep {
     await this.session.release();
     await this.accumulator?.apply.release();
   }
+}
+
+/**
+ * Feeds a parameter and its moments and fetches their updated values into the same buffers: the
+ * graph's updates run after every read of them (see `appendUpdate` in the traced train graph).
+ */
+function feedInPlace(
+  feeds: Record<string, ort.Tensor>,
+  fetches: Record<string, ort.Tensor | null>,
+  p: TrainGraphSignature['params'][number],
+  b: Buf,
+): void {
+  const p32 = new ort.Tensor('float32', b.p, p.shape);
+  const m32 = new ort.Tensor('float32', b.m, p.shape);
+  const v32 = new ort.Tensor('float32', b.v, p.shape);
+  feeds[p.input] = p32;
+  feeds[p.m as string] = m32;
+  feeds[p.v as string] = v32;
+  fetches[p.newParam as string] = p32;
+  fetches[p.newM as string] = m32;
+  fetches[p.newV as string] = v32;
 }
 
 function finiteOrThrow(loss: number, gradNorm: number, t: number): void {

@@ -59,6 +59,8 @@ export interface TrainGraphOptions {
 export interface TrainGraphSignature {
   /** Batch inputs (`input_ids`, `attention_mask`, `lang_ids`?, and the head's labels). */
   batch: string[];
+  /** With `frozenAsInputs`: the frozen parameters fed as graph inputs (`frozen:<name>`). */
+  frozen?: Array<{ name: string; shape: number[]; input: string }>;
   /** Per trainable parameter: its graph input and (adamw) the m/v inputs and the three outputs. */
   params: Array<{
     name: string;

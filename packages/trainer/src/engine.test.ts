@@ -213,6 +213,29 @@ describe.skipIf(skip !== undefined)(`engine switch (${skip ?? 'fixtures availabl
     model.dispose();
   });
 
+  it('onnxruntime engine: reports the memory estimate for the batch shape and refuses a run over maxMemoryBytes before building it', async () => {
+    const model = await cls('XmodForSequenceClassification').fromPretrained(
+      sharedPath('fixtures', 'xmod-postnorm', 'seqcls'),
+    );
+    const lines: string[] = [];
+    const onnx = {
+      batchShape: { batchSize: 8, sequenceLength: 64 },
+      onMemoryEstimate: (e: { totalBytes: number }) => lines.push(`needs ${e.totalBytes}`),
+    };
+    const ok = await createTrainer(model, modelLoss(model), { ...hyper, engine: 'onnxruntime', onnx });
+    expect(lines).toHaveLength(1);
+    await ok.trainer.dispose();
+    await expect(
+      createTrainer(model, modelLoss(model), {
+        ...hyper,
+        engine: 'onnxruntime',
+        onnx: { ...onnx, maxMemoryBytes: 1024 },
+      }),
+    ).rejects.toThrow(/needs ~.* more than the 0\.00 GiB of maxMemory; the largest part is/);
+    expect(lines).toHaveLength(2);
+    model.dispose();
+  });
+
   it('auto picks onnxruntime for a head loss, tfjs for custom or extra losses, with the reason', async () => {
     const model = await cls('XmodForMaskedLM').fromPretrained(sharedPath('fixtures', 'xmod-postnorm', 'mlm'));
     expect(onnxSupport(model, modelLoss(model), hyper).ok).toBe(true);

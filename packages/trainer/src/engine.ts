@@ -8,6 +8,7 @@ import {
   type LoraMixtureSpec,
   moduleWeights,
   type TrainBatch,
+  type TrainMemoryEstimate,
   weightShapes,
 } from '@xlt/onnx';
 import { HEAD_LOSS, OPEN_IE_FIELDS, type TokenBatch } from './objectives.js';
@@ -45,6 +46,14 @@ export interface OnnxEngineOptions {
    * (see `TokenBatch`), mixed into the word embeddings with gradients into them.
    */
   embeddingMixup?: boolean;
+  /**
+   * The largest batch the run feeds (rows x tokens): the compiled step's memory is estimated for it
+   * and handed to `onMemoryEstimate`, and a step that would need more than `maxMemoryBytes` (default:
+   * the machine's memory) is refused with an `XltMemoryError` before anything is allocated.
+   */
+  batchShape?: { batchSize: number; sequenceLength: number };
+  maxMemoryBytes?: number;
+  onMemoryEstimate?: (estimate: TrainMemoryEstimate) => void;
 }
 
 /** The optimiser surface checkpoints use (moments by Hugging Face name). */
@@ -303,6 +312,11 @@ export class OnnxTrainer<B extends TokenBatch = TokenBatch> implements TrainEngi
         ...(clip !== null ? { maxGradNorm: clip } : {}),
       },
       gradAccumulation: options.gradAccumulation ?? 1,
+      ...(options.onnx?.batchShape !== undefined ? { batchShape: options.onnx.batchShape } : {}),
+      ...(options.onnx?.maxMemoryBytes !== undefined ? { maxMemoryBytes: options.onnx.maxMemoryBytes } : {}),
+      ...(options.onnx?.onMemoryEstimate !== undefined
+        ? { onMemoryEstimate: options.onnx.onMemoryEstimate }
+        : {}),
       ...(options.onnx?.threads !== undefined ? { threads: options.onnx.threads } : {}),
       ...(options.onnx?.executionProviders !== undefined
         ? { executionProviders: options.onnx.executionProviders }

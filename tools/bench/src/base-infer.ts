@@ -1,13 +1,11 @@
-import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { exportToOnnx, OnnxModel, quantizeDynamicInt8, randomWeights } from '@xlt/onnx';
+import { benchChild } from './child.js';
 import { median, peakRssMiB, timeRuns } from './stats.js';
 import { XLMR_BASE } from './xmod-load.js';
 
-/** The environment variable that makes the bench process run one child measurement and exit. */
-export const BENCH_CHILD_ENV = 'XLT_BENCH_CHILD';
-
-type Precision = 'fp32' | 'int8';
+/** Inference precision of {@link baseInferMeasure}. */
+export type Precision = 'fp32' | 'int8';
 
 /**
  * Inference tokens/s of a random XLM-R-base encoder (base head, `last_hidden_state`) exported to
@@ -39,34 +37,6 @@ export async function baseInferMeasure(
   return { tokensPerSecond: (batch * seq) / median(times), peakRssMiB: peakRssMiB() };
 }
 
-/** Runs the measurement named by `XLT_BENCH_CHILD=infer-base:<precision>:<threads>`, printing JSON. */
-export async function runBenchChild(spec: string): Promise<void> {
-  const [kind, precision, threads] = spec.split(':');
-  if (kind !== 'infer-base' || (precision !== 'fp32' && precision !== 'int8'))
-    throw new Error(`${BENCH_CHILD_ENV}='${spec}': expected infer-base:fp32|int8:<threads>`);
-  const r = await baseInferMeasure(precision, Number(threads));
-  console.log(JSON.stringify(r));
-}
-
-function child(spec: string): Promise<{ tokensPerSecond: number; peakRssMiB: number }> {
-  return new Promise((resolve, reject) => {
-    const script = process.argv[1] ?? '';
-    const c = spawn(process.execPath, [script], {
-      env: { ...process.env, [BENCH_CHILD_ENV]: spec },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    c.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    c.once('exit', (code) => {
-      const last = out.trim().split('\n').at(-1) ?? '';
-      if (code !== 0) reject(new Error(`bench child ${spec} exited ${code}: ${out.slice(-300)}`));
-      else resolve(JSON.parse(last) as { tokensPerSecond: number; peakRssMiB: number });
-    });
-  });
-}
-
 /**
  * `infer onnxruntime/cpu base-xlmr fp32 (b16 s128, T threads): N tokens/s, peak RSS M MiB` and the
  * same for `int8`, each measured in its own process (so that one's peak RSS is not the other's).
@@ -75,7 +45,9 @@ export async function baseInferLines(threads = availableParallelism()): Promise<
   const lines: string[] = [];
   const tps = new Map<Precision, number>();
   for (const precision of ['fp32', 'int8'] as const) {
-    const r = await child(`infer-base:${precision}:${threads}`);
+    const r = await benchChild<{ tokensPerSecond: number; peakRssMiB: number }>(
+      `infer-base:${precision}:${threads}`,
+    );
     tps.set(precision, r.tokensPerSecond);
     lines.push(
       `infer onnxruntime/cpu base-xlmr ${precision} (b16 s128, ${threads} threads): ${r.tokensPerSecond.toFixed(0)} tokens/s, peak RSS ${r.peakRssMiB.toFixed(0)} MiB (median of 3; RSS includes the export)`,

@@ -3,7 +3,8 @@
  * otherwise idle machine. `XLT_BENCH=matmul,tokenizer` selects suites.
  */
 import { BACKEND_ORDER, type BackendName, initBackend } from '@xlt/core';
-import { BENCH_CHILD_ENV, baseInferLines, runBenchChild } from './base-infer.js';
+import { baseLines, runBenchChild } from './base.js';
+import { BENCH_CHILD_ENV } from './child.js';
 import { jobsSpeedup } from './jobs.js';
 import { matmulGflops } from './matmul.js';
 import {
@@ -20,7 +21,18 @@ import { tokenizerEncode, tokenizerTrain } from './tokenizer.js';
 import { FIXTURE_XMOD, tfjsTrainTokensPerSecond } from './train.js';
 import { xmodLoad } from './xmod-load.js';
 
+export { baseLines, runBenchChild } from './base.js';
 export { baseInferLines, baseInferMeasure } from './base-infer.js';
+export {
+  mlmLine,
+  mlmMeasure,
+  serveLine,
+  serveReadyMeasure,
+  type TrainMeasurement,
+  trainLine,
+  trainMeasure,
+  writeRandomModel,
+} from './base-train.js';
 export { jobsSpeedup } from './jobs.js';
 export { matmulGflops } from './matmul.js';
 export {
@@ -149,9 +161,7 @@ async function main(): Promise<void> {
     for (const line of await jobsSpeedup()) console.log(line);
   }
   // base size (XLM-R-base shapes, ~1.1 GB of weights): only when asked, XLT_BENCH=base
-  if (only?.includes('base')) {
-    for (const line of await baseInferLines()) console.log(line);
-  }
+  if (only?.includes('base')) await baseLines();
   console.log(`peak RSS: ${peakRssMiB().toFixed(0)} MiB`);
 }
 

@@ -49,6 +49,7 @@ Options (or config keys):
   --max-sentences 100000 --mask-probability 0.15 --new-embeddings
   --steps 500 --batch-size 16 --lr 1e-3 --warmup-ratio 0.06 --max-length 128 --seed 0 --backend auto
   --engine auto|tfjs|onnxruntime (auto: compiled onnxruntime step when possible) --threads N
+  --max-memory-gib N   refuse an onnxruntime run whose estimate (printed first) is larger (default: RAM)
 
 Example:
   xlt add-language --model runs/ner/pretrain-xmod/model --language sw --text panx/train-sw.tsv --steps 300`,

@@ -359,6 +359,8 @@ Options (or config keys):
   --checkpoint-every N --resume --backend auto|cpu|wasm|tensorflow
   --engine auto|tfjs|onnxruntime   (auto: the compiled onnxruntime step when the model and loss allow
                                     it, else tfjs; the run log names the engine and why) --threads N
+  --max-memory-gib N               refuse an onnxruntime run whose memory estimate (printed before it
+                                    starts: weights, gradients, moments, activations) is larger (default: RAM)
 
 Examples:
   xlt finetune --task ner --model runs/ner/pretrain-xmod/model --train panx/train-en.tsv \\

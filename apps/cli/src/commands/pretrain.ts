@@ -122,6 +122,7 @@ Options (or config keys):
   --steps 1000 --batch-size 16 --grad-accumulation 1 --lr 5e-4 --warmup-ratio 0.06 --weight-decay 0.01
   --max-length 128 --dropout 0.1 --seed 0 --checkpoint-every N --resume --backend auto|cpu|wasm|tensorflow
   --engine auto|tfjs|onnxruntime (auto: compiled onnxruntime step when possible) --threads N
+  --max-memory-gib N        refuse an onnxruntime run whose estimate (printed first) is larger (default: RAM)
   --out DIR                 default <run dir>/model
 
 Examples:

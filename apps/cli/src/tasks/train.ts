@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { type Rng, XltConfigError } from '@xlt/core';
 import { LanguageSampler, readLines } from '@xlt/data';
+import { describeTrainMemory } from '@xlt/onnx';
 import { NO_SPACE_LANGUAGES, readTaggedSentences, type XltTokenizer } from '@xlt/tokenizer';
 import type { ParameterSource } from '@xlt/trainer';
 import {
@@ -34,6 +35,8 @@ export const trainFields = {
   resume: z.boolean().default(false),
   engine: z.enum(['auto', 'tfjs', 'onnxruntime']).default('auto'),
   threads: z.number().int().positive().optional(),
+  /** Refuse an onnxruntime run whose estimated memory exceeds this (default: the machine's memory). */
+  maxMemoryGib: z.number().positive().optional(),
   backend: backendSchema,
   dataRoot: z.string().optional(),
 };
@@ -52,6 +55,9 @@ export interface TrainSettings {
   resume: boolean;
   engine: 'auto' | 'tfjs' | 'onnxruntime';
   threads?: number | undefined;
+  /** Longest sequence fed (the memory estimate's batch shape). */
+  maxLength?: number | undefined;
+  maxMemoryGib?: number | undefined;
 }
 
 /** Trains the parameters `trainable` selects with @xlt/trainer `fit`, logging progress; returns the summary. */
@@ -97,15 +103,19 @@ export async function trainStage<B>(
     progress: progressSink(o.log),
     stage: o.stage,
     engine: s.engine,
-    ...(s.threads !== undefined || o.salt !== undefined || o.embeddingMixup === true
-      ? {
-          onnx: {
-            ...(s.threads !== undefined ? { threads: s.threads } : {}),
-            ...(o.salt !== undefined ? { salt: o.salt } : {}),
-            ...(o.embeddingMixup === true ? { embeddingMixup: true } : {}),
-          },
-        }
-      : {}),
+    onnx: {
+      ...(s.threads !== undefined ? { threads: s.threads } : {}),
+      ...(o.salt !== undefined ? { salt: o.salt } : {}),
+      ...(o.embeddingMixup === true ? { embeddingMixup: true } : {}),
+      // the memory the compiled step needs at the largest batch, printed before the run; refused
+      // before anything is allocated when over --max-memory-gib (default: the machine's memory)
+      batchShape: {
+        batchSize: o.salt !== undefined ? 2 * s.batchSize : s.batchSize,
+        sequenceLength: s.maxLength ?? 128,
+      },
+      ...(s.maxMemoryGib !== undefined ? { maxMemoryBytes: s.maxMemoryGib * 1024 ** 3 } : {}),
+      onMemoryEstimate: (e) => o.log(`[${o.stage}] memory: ${describeTrainMemory(e)}`),
+    },
     ...(s.checkpointEvery !== undefined ? { checkpointEvery: s.checkpointEvery } : {}),
     ...(o.tokens !== undefined ? { tokens: o.tokens } : {}),
     ...(o.slots !== undefined ? { slots: o.slots } : {}),

@@ -110,9 +110,11 @@ export function headLoss(
   }
   let flatLabels = reshape(required(labels.labels, 'labels', head), [-1]);
   let states = x;
-  if (labels.positions !== undefined && head !== 'masked-lm')
-    throw new XltConfigError('labelled positions are for the masked-lm head', { field: 'positions' });
-  if (head === 'masked-lm') {
+  if (labels.positions !== undefined && (head !== 'masked-lm' || objective.denseMaskedLm === true))
+    throw new XltConfigError('labelled positions are for the masked-lm head (not dense)', {
+      field: 'positions',
+    });
+  if (head === 'masked-lm' && objective.denseMaskedLm !== true) {
     // the decoder runs on the labelled positions only (~15%): the same loss and gradients as the
     // dense head (unlabelled positions add nothing), at a fraction of its cost
     const at = labels.positions ?? labelledPositions(flatLabels);
@@ -143,6 +145,11 @@ function labelledPositions(flatLabels: Value): Value {
 
 /** Options of the training objective beyond the head's cross-entropy. */
 export interface ObjectiveOptions {
+  /**
+   * masked-lm: run the LM head and decoder on every position, labelled or not (the reference the
+   * labelled-positions head is measured against; same loss and gradients, more work).
+   */
+  denseMaskedLm?: boolean;
   /**
    * SALT-style objective: the batch holds the originals then their augmented versions; loss =
    * task(originals) + augWeight task(augmented) + klWeight KL(p(originals) || p(augmented)).

@@ -4,7 +4,8 @@ import type { Tracer, Value } from './tracer.js';
 
 /**
  * Model parameters by Hugging Face name as traced values: a trainable one becomes the graph input
- * `param:<name>` (and requires a gradient), a frozen one an initializer holding its values. Each
+ * `param:<name>` (and requires a gradient), a frozen one an initializer holding its values (or, with
+ * `frozenAsInputs`, the graph input `frozen:<name>`, fed at run time: no copy in the graph). Each
  * name is materialised once, so a parameter used twice (a tied decoder) accumulates its gradient.
  */
 export class Parameters {
@@ -15,6 +16,7 @@ export class Parameters {
     readonly tracer: Tracer,
     readonly weights: WeightSource,
     trainable: Iterable<string>,
+    private readonly frozenAsInputs = false,
   ) {
     this.trainableNames = new Set(trainable);
     for (const n of this.trainableNames)
@@ -44,7 +46,9 @@ export class Parameters {
     const t = this.tracer;
     const v = this.trainableNames.has(name)
       ? t.input(`param:${name}`, w.shape, t.floatType, true)
-      : t.constant(w.data, w.shape, t.floatType, name);
+      : this.frozenAsInputs
+        ? t.input(`frozen:${name}`, w.shape, t.floatType)
+        : t.constant(w.data, w.shape, t.floatType, name);
     this.values.set(name, v);
     return v;
   }
@@ -54,5 +58,13 @@ export class Parameters {
     return [...this.values]
       .filter(([n]) => this.trainableNames.has(n))
       .map(([name, value]) => ({ name, value }));
+  }
+
+  /** The frozen parameters the traced forward used that are graph inputs (`frozenAsInputs`). */
+  fedFrozen(): Array<{ name: string; shape: number[]; input: string }> {
+    if (!this.frozenAsInputs) return [];
+    return [...this.values]
+      .filter(([n]) => !this.trainableNames.has(n))
+      .map(([name, value]) => ({ name, shape: [...value.shape] as number[], input: value.name }));
   }
 }

@@ -7,6 +7,7 @@ import { dropoutRates } from './dropout.js';
 import { type EncoderInputs, type EncoderOptions, XmodEncoder } from './encoder.js';
 import { type HeadLabels, headLogits, headLoss, type ObjectiveOptions, spanLogits } from './heads.js';
 import { type OieInputs, oieLogits, oieLoss } from './oie-head.js';
+import { add, raw } from './ops.js';
 import { appendAdamW, clipByGlobalNorm, globalNorm, type TracedAdamWSettings } from './optimizer.js';
 import { Parameters } from './parameters.js';
 import { Tracer, type Value } from './tracer.js';
@@ -43,6 +44,11 @@ export interface TracedTrainGraphOptions {
    * b * S + s of the labelled positions, padded with unlabelled ones).
    */
   maskedPositions?: number;
+  /**
+   * masked-lm: `dense` runs the LM head on every position (unlabelled ones add nothing to the loss);
+   * default `labelled` (see `maskedPositions`).
+   */
+  maskedLmHead?: 'labelled' | 'dense';
   /** SALT-style objective for classification heads (see {@link ObjectiveOptions}). */
   salt?: ObjectiveOptions['salt'];
   /** Live LoRA: module name -> scaling (see {@link EncoderOptions}). */
@@ -56,6 +62,12 @@ export interface TracedTrainGraphOptions {
   dropout?: boolean;
   /** float64 for gradient checks (default float32). */
   floatType?: 'float32' | 'float64';
+  /**
+   * Frozen parameters as graph inputs `frozen:<name>` (listed in `signature.frozen`, fed at run
+   * time) instead of initializers: the graph holds no weights, so its bytes depend on the config,
+   * the head and the trainable set only, and onnxruntime keeps no copy of them.
+   */
+  frozenAsInputs?: boolean;
 }
 
 /** Declares the batch inputs of an encoder graph (`input_ids`, `attention_mask`, `lang_ids`?). */
@@ -94,7 +106,7 @@ export function encoderInputs(
  */
 export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
   const t = new Tracer({ name: 'train_step', floatType: o.floatType ?? 'float32' });
-  const p = new Parameters(t, o.weights, o.trainable);
+  const p = new Parameters(t, o.weights, o.trainable, o.frozenAsInputs === true);
   const training = o.mode !== 'logits' && o.dropout !== false;
   const enc = new XmodEncoder(p, o.config, {
     ...(o.lora !== undefined ? { lora: o.lora } : {}),
@@ -134,7 +146,7 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
       t.output(start, 'start_logits');
       t.output(end, 'end_logits');
     } else t.output(headLogits(enc, o.head, x), 'logits');
-    return { model: t.toBytes(), signature: { batch, params: [] } };
+    return { model: t.toBytes(), signature: { batch, params: [], ...fedFrozen(p) } };
   }
   const label = (name: string, shape: Dim[]) => {
     const v = t.input(name, shape, 'int64');
@@ -157,7 +169,10 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
               ? { positions: label('mlm_positions', [o.maskedPositions]) }
               : {}),
           };
-    loss = headLoss(enc, o.head, x, labels, o.salt !== undefined ? { salt: o.salt } : {});
+    loss = headLoss(enc, o.head, x, labels, {
+      ...(o.salt !== undefined ? { salt: o.salt } : {}),
+      ...(o.maskedLmHead === 'dense' ? { denseMaskedLm: true } : {}),
+    });
   }
   const seed = enc.drop?.sites.seedInput;
   if (seed !== undefined) batch.push(seed.name);
@@ -178,7 +193,7 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
   t.noGrad = true;
   const norm = globalNorm(grads);
   t.output(norm, 'grad_norm');
-  const signature: TrainGraphSignature = { batch, params: [] };
+  const signature: TrainGraphSignature = { batch, params: [], ...fedFrozen(p) };
   if (o.mode === 'grads') {
     params.forEach(({ name, value }, i) => {
       const grad = t.output(grads[i] as Value, `grad:${name}`);
@@ -188,11 +203,35 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
   }
   if (o.adamw === undefined)
     throw new XltConfigError("mode 'adamw' needs adamw settings", { field: 'adamw' });
-  appendUpdate(t, params, grads, norm, o.adamw, signature);
+  appendUpdate(t, params, grads, norm, o.adamw, signature, loss);
   return { model: t.toBytes(), signature };
 }
 
-/** Clipping (when set) and AdamW for `params` with gradients `grads`; fills the signature's params. */
+/** `{ frozen }` for a signature when frozen parameters are graph inputs. */
+function fedFrozen(p: Parameters): Pick<TrainGraphSignature, 'frozen'> {
+  const frozen = p.fedFrozen();
+  return frozen.length > 0 ? { frozen } : {};
+}
+
+/**
+ * A bool scalar: true when the float scalars `values` are all finite (their sum is neither NaN nor
+ * infinite).
+ */
+function allFinite(values: readonly Value[]): Value {
+  const t = (values[0] as Value).tracer;
+  const sum = values.slice(1).reduce((a, b) => add(a, b), values[0] as Value);
+  const nan = raw(t, 'IsNaN', [sum], [], 'bool');
+  const inf = raw(t, 'IsInf', [sum], [], 'bool');
+  return raw(t, 'Not', [raw(t, 'Or', [nan, inf], [], 'bool')], [], 'bool');
+}
+
+/**
+ * Clipping (when set) and AdamW for `params` with gradients `grads`; fills the signature's params.
+ * Every output is `Where(finite, updated, input)` with `finite` computed from the gradient norm (and
+ * `loss`): a non-finite step outputs its inputs unchanged, and every output depends on the whole
+ * backward pass, so the caller may fetch the outputs into the very buffers it feeds (an update in
+ * place: no reader of a parameter runs after its new value is written).
+ */
 function appendUpdate(
   t: Tracer,
   params: ReadonlyArray<{ name: string; value: Value }>,
@@ -200,6 +239,7 @@ function appendUpdate(
   norm: Value,
   s: TracedAdamWSettings,
   signature: TrainGraphSignature,
+  loss?: Value,
 ): void {
   const clipped = s.maxGradNorm !== undefined ? clipByGlobalNorm(grads, norm, s.maxGradNorm) : grads;
   const { lr, step, updates } = appendAdamW(
@@ -207,6 +247,9 @@ function appendUpdate(
     params.map((q, i) => ({ ...q, grad: clipped[i] as Value })),
     s,
   );
+  const finite = allFinite(loss !== undefined ? [loss, norm] : [norm]);
+  const keep = (updated: Value, old: Value) =>
+    raw(t, 'Where', [finite, updated, old], old.shape, t.floatType);
   updates.forEach((u, i) => {
     const value = (params[i] as { value: Value }).value;
     const grad = grads[i] as Value;
@@ -217,9 +260,9 @@ function appendUpdate(
       ...(grad.producer === undefined ? { grad: grad.name } : {}),
       m: u.m.name,
       v: u.v.name,
-      newParam: t.output(u.newParam, `new:${u.name}`),
-      newM: t.output(u.newM, `new_m:${u.name}`),
-      newV: t.output(u.newV, `new_v:${u.name}`),
+      newParam: t.output(keep(u.newParam, value), `new:${u.name}`),
+      newM: t.output(keep(u.newM, u.m), `new_m:${u.name}`),
+      newV: t.output(keep(u.newV, u.v), `new_v:${u.name}`),
     });
   });
   signature.batch.push(lr.name, step.name);

@@ -1,0 +1,132 @@
+import { isXltError } from '@xlt/core';
+import { describe, expect, it } from 'vitest';
+import {
+  checkTrainMemory,
+  describeTrainMemory,
+  estimateTrainMemory,
+  type TrainMemoryEstimate,
+  XltMemoryError,
+} from './memory.js';
+import type { EncoderConfig } from './model-types.js';
+import { randomWeights, weightShapes } from './random.js';
+import { CompiledTrainStep } from './step.js';
+
+const config: EncoderConfig = {
+  vocab_size: 50,
+  hidden_size: 16,
+  num_hidden_layers: 2,
+  num_attention_heads: 2,
+  intermediate_size: 32,
+  num_labels: 3,
+  ...({ max_position_embeddings: 20 } as object),
+};
+const head = 'token-classification';
+const names = [...weightShapes(config, head).keys()];
+const adamw = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
+const part = (e: TrainMemoryEstimate, name: string) => e.parts.find((p) => p.name === name)?.bytes;
+
+const XLMR_BASE: EncoderConfig = {
+  vocab_size: 250002,
+  hidden_size: 768,
+  num_hidden_layers: 12,
+  num_attention_heads: 12,
+  intermediate_size: 3072,
+  num_labels: 7,
+};
+
+describe('training memory estimate', () => {
+  it('counts moments and parameter copies exactly as the step holds them, none for frozen parameters', async () => {
+    const trainable = names.filter((n) => !n.includes('embeddings'));
+    let seen: TrainMemoryEstimate | undefined;
+    const step = await CompiledTrainStep.create({
+      config,
+      weights: randomWeights(config, head, 0),
+      head,
+      trainable,
+      adamw,
+      threads: 1,
+      batchShape: { batchSize: 2, sequenceLength: 8 },
+      onMemoryEstimate: (e) => {
+        seen = e;
+      },
+    });
+    const e = seen as TrainMemoryEstimate;
+    const held = step.heldBytes;
+    const trainedBytes = 4 * e.trainableParameters;
+    expect(held.moments).toBe(part(e, 'moments'));
+    expect(held.parameters).toBe(trainedBytes);
+    expect(held.gradients).toBe(0);
+    // frozen embeddings: fewer trainable parameters, all of them counted once in the weights
+    const shapes = weightShapes(config, head);
+    const frozen = names
+      .filter((n) => !trainable.includes(n))
+      .reduce((a, n) => a + (shapes.get(n) as number[]).reduce((x, y) => x * y, 1), 0);
+    expect(e.parameters - e.trainableParameters).toBe(frozen);
+    // the source's weights, onnxruntime's copy of the frozen ones, the step's copy of the trainable ones
+    expect(part(e, 'weights')).toBe(4 * 2 * e.parameters);
+    await step.release();
+  });
+
+  it('grows with the batch shape and shrinks with the labelled-positions MLM head', () => {
+    const o = { config, head, trainable: names, batchSize: 8, sequenceLength: 16 } as const;
+    const small = estimateTrainMemory(o);
+    const large = estimateTrainMemory({ ...o, batchSize: 32 });
+    expect(part(large, 'activations')).toBe(4 * (part(small, 'activations') as number));
+    const mlm = { ...o, head: 'masked-lm' as const, trainable: [] };
+    expect(part(estimateTrainMemory({ ...mlm, maskedLmShare: 1 }), 'head logits')).toBeGreaterThan(
+      5 * (part(estimateTrainMemory(mlm), 'head logits') as number),
+    );
+  });
+
+  it('estimates XLM-R-base full fine-tuning at b8 s128 at 4-8 GiB, weights to moments 4x the model with in-place updates', () => {
+    const trainable = [...weightShapes(XLMR_BASE, head).keys()];
+    const e = estimateTrainMemory({
+      config: XLMR_BASE,
+      head,
+      trainable,
+      batchSize: 8,
+      sequenceLength: 128,
+      updateWeightsInPlace: true,
+    });
+    const model = 4 * e.parameters;
+    expect(e.parameters / 1e6).toBeGreaterThan(270);
+    expect(
+      (part(e, 'weights') as number) + (part(e, 'gradients') as number) + (part(e, 'moments') as number),
+    ).toBe(4 * model);
+    expect(e.totalBytes / 1024 ** 3).toBeGreaterThan(4);
+    expect(e.totalBytes / 1024 ** 3).toBeLessThan(8);
+    expect(describeTrainMemory(e)).toMatch(
+      /^needs ~\d+\.\d GiB \(weights 1\.0 GiB, gradients 1\.0 GiB, moments 2\.1 GiB, activations /,
+    );
+  });
+
+  it('refuses a step over the limit before building it, with a MEMORY error naming the largest part', async () => {
+    let seen = false;
+    const err = await CompiledTrainStep.create({
+      config: XLMR_BASE,
+      // never read: the check comes before the graph is traced
+      weights: { has: () => true, get: () => ({ data: new Float32Array(0), shape: [0] }) },
+      head: 'masked-lm',
+      trainable: [...weightShapes(XLMR_BASE, 'masked-lm').keys()],
+      adamw,
+      maskedLmHead: 'dense',
+      batchShape: { batchSize: 8, sequenceLength: 128 },
+      maxMemoryBytes: 4 * 1024 ** 3,
+      onMemoryEstimate: () => {
+        seen = true;
+      },
+    }).catch((e: unknown) => e);
+    expect(seen).toBe(true);
+    expect(err).toBeInstanceOf(XltMemoryError);
+    expect(isXltError(err, 'MEMORY')).toBe(true);
+    expect((err as Error).message).toMatch(
+      /needs ~\d+\.\d GiB .*more than the 4\.0 GiB of maxMemory; the largest part is head logits \(\d+\.\d GiB: 1024 rows x 250002 classes\)/,
+    );
+    // the default limit is the machine's memory
+    expect(() =>
+      checkTrainMemory(
+        estimateTrainMemory({ config, head, trainable: names, batchSize: 1, sequenceLength: 8 }),
+      ),
+    ).not.toThrow();
+  });
+});

@@ -1,0 +1,175 @@
+import { totalmem } from 'node:os';
+import { XltError } from '@xlt/core';
+import type { EncoderConfig, HeadKind, WeightSource } from './model-types.js';
+import { weightShapes } from './random.js';
+
+/** One part of a {@link TrainMemoryEstimate}, in bytes. */
+export interface MemoryPart {
+  /** `weights`, `gradients`, `moments`, `activations` or `head logits`. */
+  name: string;
+  bytes: number;
+  /** What the bytes are, in words (e.g. `278.0M parameters, 86.1M trainable`). */
+  detail: string;
+}
+
+/**
+ * What a compiled training step needs in memory, by part: the weights (the source's, onnxruntime's
+ * copy of the frozen ones, the step's copy of the trainable ones), one gradient and two AdamW moments
+ * per trainable parameter (frozen parameters have none), and the forward values kept for the
+ * backward pass at the batch shape. An estimate: onnxruntime's arena and temporaries come on top.
+ */
+export interface TrainMemoryEstimate {
+  parts: MemoryPart[];
+  totalBytes: number;
+  parameters: number;
+  trainableParameters: number;
+}
+
+/** Options of {@link estimateTrainMemory}. */
+export interface TrainMemoryOptions {
+  config: EncoderConfig;
+  head: HeadKind;
+  /** Hugging Face names of the parameters that train. */
+  trainable: readonly string[];
+  /** Shapes of trainable parameters the config does not list (LoRA modules) are read from it. */
+  weights?: WeightSource;
+  batchSize: number;
+  sequenceLength: number;
+  /** Micro-batches per step: K > 1 adds the accumulated-gradient buffers (default 1). */
+  gradAccumulation?: number;
+  /**
+   * masked-lm: the share of positions the LM decoder runs on (default 0.15, the labelled
+   * positions; 1 for the dense head).
+   */
+  maskedLmShare?: number;
+  /** The step's parameters are the weight source's arrays (no copy of the trainable ones). */
+  updateWeightsInPlace?: boolean;
+  /** Frozen parameters are fed to the graph (no copy of them in onnxruntime). */
+  frozenAsInputs?: boolean;
+}
+
+const F32 = 4;
+const GiB = 1024 ** 3;
+
+const numel = (shape: readonly number[]) => shape.reduce((a, d) => a * d, 1);
+
+/** `N.N GiB` (two decimals under 1 GiB). */
+export function formatGiB(bytes: number): string {
+  const g = bytes / GiB;
+  return `${g.toFixed(g < 1 ? 2 : 1)} GiB`;
+}
+
+/**
+ * Estimates the memory of a compiled training step (see {@link TrainMemoryEstimate}) from the
+ * config, the head, the trainable set and the batch shape, before anything is allocated.
+ */
+export function estimateTrainMemory(o: TrainMemoryOptions): TrainMemoryEstimate {
+  const shapes = weightShapes(o.config, o.head);
+  const trainable = new Set(o.trainable);
+  let all = 0;
+  for (const s of shapes.values()) all += numel(s);
+  let trained = 0;
+  for (const n of trainable) {
+    const s = shapes.get(n) ?? (o.weights?.has(n) === true ? o.weights.get(n).shape : undefined);
+    if (s === undefined) continue;
+    trained += numel(s);
+    if (!shapes.has(n)) all += numel(s);
+  }
+  const c = o.config;
+  const H = c.hidden_size;
+  const I = c.intermediate_size;
+  const A = c.num_attention_heads;
+  const S = o.sequenceLength;
+  const tokens = o.batchSize * S;
+  // per token and layer, the values the backward pass reads and onnxruntime's buffers for them: the
+  // linear layers' inputs and outputs, Q/K/V and their per-head copies, LayerNorm inputs, dropout
+  // masks (~24 H), the FFN's pre- and post-GELU values, GELU's intermediates and gradients (~8 I),
+  // attention scores, probabilities, their dropout mask and gradient (~6 A S); fitted to the peak
+  // RSS growth of a h256 l4 step at b2-b16 s128 (~1.65x the bare saved values)
+  const perTokenLayer = 24 * H + 8 * I + 6 * A * S;
+  const activations = tokens * c.num_hidden_layers * perTokenLayer * F32;
+  const classes =
+    o.head === 'masked-lm'
+      ? c.vocab_size
+      : o.head === 'question-answering'
+        ? 2
+        : (c.num_labels ?? (c.id2label ? Object.keys(c.id2label).length : 2));
+  const headRows =
+    o.head === 'masked-lm'
+      ? Math.ceil(tokens * (o.maskedLmShare ?? 0.15))
+      : o.head === 'sequence-classification'
+        ? o.batchSize
+        : tokens;
+  // logits, their log-softmax, the one-hot labels, their product and the logits' gradient
+  const logits = headRows * classes * 5 * F32;
+  const accumulation = (o.gradAccumulation ?? 1) > 1 ? 2 : 0;
+  const M = (n: number) => `${(n / 1e6).toFixed(1)}M`;
+  // the weight source holds every parameter; onnxruntime a copy of the frozen ones (initializers);
+  // the step a copy of the trainable ones unless it trains the source's arrays in place
+  const frozen = all - trained;
+  const fedFrozen = o.frozenAsInputs === true;
+  const copies = (fedFrozen ? 0 : frozen) + (o.updateWeightsInPlace === true ? 0 : trained);
+  const parts: MemoryPart[] = [
+    {
+      name: 'weights',
+      bytes: (all + copies) * F32,
+      detail: `${M(all)} parameters${frozen > 0 && !fedFrozen ? `, ${M(frozen)} frozen (copied into the session)` : ''}${o.updateWeightsInPlace === true ? '' : ', trainable ones copied into the step'}`,
+    },
+    {
+      name: 'gradients',
+      bytes: trained * (1 + accumulation) * F32,
+      detail: `${M(trained)} trainable${accumulation > 0 ? ', + sum and scratch for accumulation' : ''}`,
+    },
+    { name: 'moments', bytes: 2 * trained * F32, detail: 'AdamW m and v of the trainable parameters' },
+    {
+      name: 'activations',
+      bytes: activations,
+      detail: `b${o.batchSize} s${S}, ${c.num_hidden_layers} layers`,
+    },
+    {
+      name: 'head logits',
+      bytes: logits,
+      detail: `${headRows} rows x ${classes} classes`,
+    },
+  ];
+  return {
+    parts,
+    totalBytes: parts.reduce((a, p) => a + p.bytes, 0),
+    parameters: all,
+    trainableParameters: trained,
+  };
+}
+
+/** One line: `needs ~N GiB (weights A, gradients B, moments C, activations D, head logits E)`. */
+export function describeTrainMemory(e: TrainMemoryEstimate): string {
+  return `needs ~${formatGiB(e.totalBytes)} (${e.parts.map((p) => `${p.name} ${formatGiB(p.bytes)}`).join(', ')})`;
+}
+
+/**
+ * A training run would need more memory than allowed: thrown before anything is allocated. `estimate`
+ * holds the parts; the message names the largest.
+ */
+export class XltMemoryError extends XltError {
+  readonly estimate: TrainMemoryEstimate;
+  readonly limitBytes: number;
+  constructor(estimate: TrainMemoryEstimate, limitBytes: number, limitName: string) {
+    const largest = [...estimate.parts].sort((a, b) => b.bytes - a.bytes)[0] as MemoryPart;
+    super(
+      'MEMORY',
+      `the training step ${describeTrainMemory(estimate)}, more than the ${formatGiB(limitBytes)} of ${limitName}; the largest part is ${largest.name} (${formatGiB(largest.bytes)}: ${largest.detail}): train fewer parameters, use a smaller batch or sequence length, or raise the limit`,
+      { field: 'maxMemory' },
+    );
+    this.estimate = estimate;
+    this.limitBytes = limitBytes;
+  }
+}
+
+/**
+ * Throws {@link XltMemoryError} when `estimate` exceeds `maxBytes` (default: the machine's memory,
+ * `os.totalmem()`).
+ */
+export function checkTrainMemory(estimate: TrainMemoryEstimate, maxBytes?: number): void {
+  const limit = maxBytes ?? totalmem();
+  if (estimate.totalBytes > limit)
+    throw new XltMemoryError(estimate, limit, maxBytes === undefined ? "this machine's memory" : 'maxMemory');
+}

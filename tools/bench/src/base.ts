@@ -1,0 +1,102 @@
+import { availableParallelism } from 'node:os';
+import { baseInferLines, baseInferMeasure } from './base-infer.js';
+import {
+  type MeasureShape,
+  type MlmVariant,
+  mlmLine,
+  mlmMeasure,
+  removeModel,
+  serveLine,
+  serveReadyMeasure,
+  type TrainMeasurement,
+  type TrainVariant,
+  trainLine,
+  trainMeasure,
+  writeRandomModel,
+} from './base-train.js';
+import { BENCH_CHILD_ENV, benchChild } from './child.js';
+import { onnxMatmulGflops } from './onnx.js';
+import { XLMR_BASE } from './xmod-load.js';
+
+const LABEL = 'base-xlmr';
+const TRAIN_VARIANTS: readonly TrainVariant[] = ['full', 'frozen-embeddings'];
+const MLM_VARIANTS: readonly MlmVariant[] = ['dense', 'labelled'];
+
+/**
+ * Runs the measurement a bench child was started for (`XLT_BENCH_CHILD`) and prints its JSON:
+ * `infer-base:<fp32|int8>:<threads>`, `train-base:<full|frozen-embeddings>:<threads>`,
+ * `mlm-base:<dense|labelled>:<threads>` or `serve-base:<threads>:<model folder>`.
+ */
+export async function runBenchChild(spec: string): Promise<void> {
+  const [kind, variant, threadsText, ...rest] = spec.split(':');
+  const threads = Number(threadsText);
+  const shape: MeasureShape = { threads };
+  let out: unknown;
+  if (kind === 'infer-base' && (variant === 'fp32' || variant === 'int8'))
+    out = await baseInferMeasure(variant, threads);
+  else if (kind === 'train-base' && TRAIN_VARIANTS.includes(variant as TrainVariant))
+    out = await trainMeasure(variant as TrainVariant, XLMR_BASE, shape);
+  else if (kind === 'mlm-base' && MLM_VARIANTS.includes(variant as MlmVariant))
+    out = await mlmMeasure(variant as MlmVariant, XLMR_BASE, shape);
+  else if (kind === 'serve-base' && variant !== undefined)
+    // serve-base:<threads>:<dir> (the folder may hold ':')
+    out = await serveReadyMeasure([threadsText, ...rest].join(':'), Number(variant));
+  else
+    throw new Error(
+      `${BENCH_CHILD_ENV}='${spec}': expected infer-base:fp32|int8:<threads>, train-base:full|frozen-embeddings:<threads>, mlm-base:dense|labelled:<threads> or serve-base:<threads>:<dir>`,
+    );
+  console.log(JSON.stringify(out));
+}
+
+/**
+ * `XLT_BENCH=base`: the matmul limit, then full and frozen-embeddings fine-tuning, dense and
+ * labelled-positions masked-LM training, fp32 and int8 inference, and a served model's start, each
+ * measured in its own process on a random model of XLM-R-base's shapes.
+ */
+export async function baseLines(
+  threads = availableParallelism(),
+  log: (line: string) => void = console.log,
+): Promise<void> {
+  const limit = await onnxMatmulGflops(1024, threads);
+  log(
+    `matmul onnxruntime/cpu 1024x1024x1024 (${threads} threads): ${limit.toFixed(1)} GFLOP/s (median of 7)`,
+  );
+  const shape: MeasureShape = { threads };
+  const tried = async <T>(what: string, f: () => Promise<T>): Promise<T | undefined> => {
+    try {
+      return await f();
+    } catch (e) {
+      log(`${what}: failed: ${(e as Error).message.split('\n')[0]}`);
+      return undefined;
+    }
+  };
+  for (const variant of TRAIN_VARIANTS) {
+    const r = await tried(`train ${LABEL} ${variant}`, () =>
+      benchChild<TrainMeasurement>(`train-base:${variant}:${threads}`),
+    );
+    if (r !== undefined) log(trainLine(LABEL, variant, shape, r, limit));
+  }
+  const mlm = new Map<MlmVariant, number>();
+  for (const variant of MLM_VARIANTS) {
+    const r = await tried(`mlm ${LABEL} ${variant}`, () =>
+      benchChild<TrainMeasurement>(`mlm-base:${variant}:${threads}`),
+    );
+    if (r === undefined) continue;
+    mlm.set(variant, r.tokensPerSecond);
+    log(mlmLine(LABEL, variant, shape, r));
+  }
+  if (mlm.size === 2)
+    log(
+      `mlm speed ratio ${LABEL} labelled/dense: ${((mlm.get('labelled') ?? 0) / (mlm.get('dense') ?? 1)).toFixed(2)}x`,
+    );
+  for (const line of (await tried(`infer ${LABEL}`, () => baseInferLines(threads))) ?? []) log(line);
+  const dir = await writeRandomModel(XLMR_BASE);
+  try {
+    const r = await tried(`serve ${LABEL}`, () =>
+      benchChild<{ readySeconds: number; peakRssMiB: number }>(`serve-base:${threads}:${dir}`),
+    );
+    if (r !== undefined) log(serveLine(LABEL, r));
+  } finally {
+    removeModel(dir);
+  }
+}
