@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Rng, writeFileAtomic, XltConfigError } from '@xlt/core';
+import { normalizeConfig, Rng, writeFileAtomic, XltConfigError } from '@xlt/core';
 import {
   type AdamWSettings,
   CompiledTrainStep,
@@ -43,7 +43,7 @@ export interface OieModelSize {
 export function oieConfig(vocabSize: number, size: OieModelSize = {}): EncoderConfig {
   const H = size.hiddenSize ?? 64;
   const P = size.oie?.pos_emb_dim ?? 32;
-  return {
+  return normalizeConfig({
     model_type: 'xlm-roberta',
     architectures: ['XLMRobertaForOpenIE'],
     vocab_size: vocabSize,
@@ -54,14 +54,16 @@ export function oieConfig(vocabSize: number, size: OieModelSize = {}): EncoderCo
     layer_norm_eps: 1e-5,
     pad_token_id: 1,
     type_vocab_size: 1,
-    ...({ max_position_embeddings: (size.maxLength ?? 128) + 2 } as object),
+    max_position_embeddings: (size.maxLength ?? 128) + 2,
+    hidden_dropout_prob: 0,
+    attention_probs_dropout_prob: 0,
     oie: {
       pos_emb_dim: P,
       n_arg_layers: size.oie?.n_arg_layers ?? 1,
       n_arg_heads: size.oie?.n_arg_heads ?? 4,
       d_feedforward: size.oie?.d_feedforward ?? 4 * H,
     },
-  };
+  });
 }
 
 /**

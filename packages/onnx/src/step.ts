@@ -1,7 +1,7 @@
 import { XltConfigError, XltError } from '@xlt/core';
 import * as ort from 'onnxruntime-node';
 import { buildApplyGraph, buildTracedTrainGraph } from './autodiff/train-graph.js';
-import type { EncoderConfig, HeadKind, LoraMixtureSpec, WeightSource } from './model-types.js';
+import type { HeadKind, LoraMixtureSpec, WeightSource, XmodConfig } from './model-types.js';
 import { sessionOptions } from './runner.js';
 import type { AdamWSettings, TrainGraphSignature } from './train-types.js';
 
@@ -26,7 +26,7 @@ export interface TrainBatch {
 }
 
 export interface CompiledTrainStepOptions {
-  config: EncoderConfig;
+  config: XmodConfig;
   weights: WeightSource;
   head: HeadKind;
   trainable: string[];

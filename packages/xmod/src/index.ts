@@ -1,4 +1,4 @@
-export { normalizeConfig, type XmodConfig } from './config.js';
+export { normalizeConfig, type XmodConfig } from '@xlt/core';
 export {
   type ClassifierOutput,
   crossEntropy,

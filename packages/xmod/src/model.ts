@@ -1,12 +1,15 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 // tfjs-core registers no gradients, and its `dist/register_all_gradients` cannot be imported by Node's ESM
 // loader (extensionless internal imports); the @tensorflow/tfjs bundle registers them on the same engine.
 import '@tensorflow/tfjs';
 import {
+  labelCount,
+  normalizeConfig,
   openCheckpoint,
   Rng,
+  readXmodConfig,
   type SafetensorsTensor,
   type TensorReader,
   toFloat32,
@@ -16,8 +19,8 @@ import {
   XltFormatError,
   XltNotFoundError,
   XltShapeError,
+  type XmodConfig,
 } from '@xlt/core';
-import { normalizeConfig, type XmodConfig } from './config.js';
 import { dropout, Embedding, gelu, LayerNorm, Linear, type LinearLike } from './nn/layers.js';
 import { Module, ModuleDict, ModuleList } from './nn/module.js';
 
@@ -544,18 +547,7 @@ export abstract class XmodPreTrainedModel extends Module {
     dir: string,
     options: FromPretrainedOptions = {},
   ): Promise<M> {
-    const cfgFile = join(dir, 'config.json');
-    if (!existsSync(cfgFile)) throw new XltNotFoundError('config.json not found', { file: cfgFile });
-    let raw: Record<string, unknown>;
-    try {
-      raw = JSON.parse(readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
-    } catch (cause) {
-      throw new XltFormatError(`config.json is not valid JSON: ${(cause as Error).message}`, {
-        file: cfgFile,
-        cause,
-      });
-    }
-    const cfg = normalizeConfig({ ...raw, ...(options.config ?? {}) }, cfgFile);
+    const cfg = readXmodConfig(dir, options.config);
     const model = new this(cfg);
     let reader: TensorReader;
     try {
@@ -767,9 +759,7 @@ export abstract class XmodPreTrainedModel extends Module {
   }
 
   protected numLabels(): number {
-    const n =
-      this.config.num_labels ??
-      (this.config.id2label !== undefined ? Object.keys(this.config.id2label).length : 2);
+    const n = labelCount(this.config);
     if (!Number.isInteger(n) || n < 1)
       throw new XltConfigError(`num_labels must be >= 1, got ${n}`, { field: 'num_labels' });
     this.config.num_labels = n;
