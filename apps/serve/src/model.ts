@@ -1,9 +1,16 @@
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
-import { SafetensorsReader, toFloat32, XltConfigError, XltNotFoundError, XltShapeError } from '@xlt/core';
+import {
+  readXmodConfig,
+  SafetensorsReader,
+  toFloat32,
+  XltConfigError,
+  XltNotFoundError,
+  XltShapeError,
+  type XmodConfig,
+} from '@xlt/core';
 import {
   checkpointWeights,
-  type EncoderConfig,
   exportToOnnx,
   type HeadKind,
   headFromArchitectures,
@@ -11,7 +18,6 @@ import {
   OnnxModel,
   type OnnxOutput,
   quantizeDynamicInt8,
-  readEncoderConfig,
   type Weight,
   type WeightSource,
 } from '@xlt/onnx';
@@ -37,7 +43,7 @@ export interface ServedModelOptions {
 
 /** Exports the weights to ONNX (quantized when asked) and opens a session on it. */
 async function compile(
-  config: EncoderConfig,
+  config: XmodConfig,
   weights: WeightSource,
   options: ServedModelOptions,
 ): Promise<OnnxModel> {
@@ -52,7 +58,7 @@ async function compile(
  */
 export class ServedModel {
   readonly dir: string;
-  config: EncoderConfig;
+  config: XmodConfig;
   readonly head: HeadKind;
   private onnx: OnnxModel;
   private readonly base: WeightSource & { close(): void };
@@ -64,7 +70,7 @@ export class ServedModel {
 
   private constructor(
     dir: string,
-    config: EncoderConfig,
+    config: XmodConfig,
     base: WeightSource & { close(): void },
     onnx: OnnxModel,
     options: ServedModelOptions,
@@ -83,7 +89,7 @@ export class ServedModel {
    * `<lang>.safetensors` in `modulesDir`.
    */
   static async load(dir: string, options: ServedModelOptions = {}): Promise<ServedModel> {
-    const config = readEncoderConfig(dir);
+    const config = readXmodConfig(dir);
     const base = checkpointWeights(dir);
     const onnx = await compile(config, base, options);
     const m = new ServedModel(dir, config, base, onnx, options);
@@ -103,7 +109,7 @@ export class ServedModel {
   }
 
   get languages(): string[] {
-    return this.config.languages ?? [];
+    return this.config.languages;
   }
 
   get defaultLanguage(): string | undefined {
@@ -115,8 +121,7 @@ export class ServedModel {
   }
 
   get maxLength(): number {
-    const mpe = (this.config as { max_position_embeddings?: number }).max_position_embeddings ?? 514;
-    return mpe - (this.config.pad_token_id ?? 1) - 1;
+    return this.config.max_position_embeddings - this.config.pad_token_id - 1;
   }
 
   /** Runs the current graph. */
@@ -145,7 +150,7 @@ export class ServedModel {
     const loaded = new Map<string, Weight>();
     try {
       const H = this.config.hidden_size;
-      const b = Math.floor(H / (this.config.adapter_reduction_factor ?? 2));
+      const b = Math.floor(H / this.config.adapter_reduction_factor);
       const shapes = [[b, H], [b], [H, b], [H]];
       for (let l = 0; l < this.config.num_hidden_layers; l++) {
         moduleNames(this.prefix, l, code).forEach((n, k) => {
@@ -168,7 +173,7 @@ export class ServedModel {
     } finally {
       r.close();
     }
-    const config: EncoderConfig = {
+    const config: XmodConfig = {
       ...this.config,
       languages: this.languages.includes(code) ? this.languages : [...this.languages, code],
     };

@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { type SafetensorsTensor, writeSafetensors } from '@xlt/core';
-import { type EncoderConfig, type HeadKind, randomWeights } from '@xlt/onnx';
+import { normalizeConfig, type SafetensorsTensor, writeSafetensors, type XmodConfig } from '@xlt/core';
+import { type HeadKind, randomWeights } from '@xlt/onnx';
 import type { Encoded, ServeTokenizer } from './tasks.js';
 
 /** Writes a random X-Mod model folder (config.json + model.safetensors): tiny by default, for tests and benchmarks. */
@@ -10,8 +10,8 @@ export async function writeTinyModel(
   head: HeadKind,
   languages = ['en_XX', 'de_DE', 'fr_XX'],
   seed = 0,
-  overrides: Partial<EncoderConfig> = {},
-): Promise<EncoderConfig> {
+  overrides: Partial<XmodConfig> = {},
+): Promise<XmodConfig> {
   const arch = {
     'masked-lm': 'XmodForMaskedLM',
     'sequence-classification': 'XmodForSequenceClassification',
@@ -20,7 +20,7 @@ export async function writeTinyModel(
     base: 'XmodModel',
     'open-ie': 'XmodForOpenIE',
   }[head];
-  const config = {
+  const config = normalizeConfig({
     model_type: 'xmod',
     architectures: [arch],
     vocab_size: 64,
@@ -41,7 +41,7 @@ export async function writeTinyModel(
       ? { 0: 'O', 1: 'B-PER', 2: 'I-PER' }
       : { 0: 'neg', 1: 'pos' }) as Record<string, string>,
     ...overrides,
-  } satisfies EncoderConfig & { max_position_embeddings: number };
+  });
   const w = randomWeights(config, head, seed, overrides.hidden_size !== undefined ? 0.02 : 0.5);
   const tensors: Record<string, SafetensorsTensor> = {};
   for (const n of w.names()) {
@@ -60,7 +60,7 @@ export async function writeTinyModel(
  */
 export async function writeTinyModule(file: string, code: string, seed = 9): Promise<void> {
   const w = randomWeights(
-    {
+    normalizeConfig({
       vocab_size: 64,
       hidden_size: 16,
       num_hidden_layers: 2,
@@ -68,7 +68,7 @@ export async function writeTinyModule(file: string, code: string, seed = 9): Pro
       intermediate_size: 32,
       languages: [code],
       adapter_reduction_factor: 2,
-    },
+    }),
     'sequence-classification',
     seed,
     0.5,

@@ -28,6 +28,14 @@ export {
 } from './errors.js';
 export { writeFileAtomic } from './files.js';
 export { detectLanguage, iso3Of } from './lang.js';
+export {
+  labelCount,
+  normalizeConfig,
+  type OieHeadConfig,
+  oieHeadSizes,
+  readXmodConfig,
+  type XmodConfig,
+} from './model-config.js';
 export type { TensorInfo, TensorReader } from './reader.js';
 export { hashString, Rng, type RngState } from './rng.js';
 export {

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { XltConfigError } from '@xlt/core';
+import { normalizeConfig, XltConfigError } from '@xlt/core';
 import {
   checkpointWeights,
   type EncoderConfig,
@@ -37,7 +37,7 @@ function headConfig(hidden: number, o: OieModelSize['oie'] = {}): NonNullable<En
 /** An XLM-R-style encoder config with the Open IE head for a tokenizer's vocabulary. */
 export function oieConfig(vocabSize: number, size: OieModelSize = {}): EncoderConfig {
   const H = size.hiddenSize ?? 64;
-  return {
+  return normalizeConfig({
     model_type: 'xlm-roberta',
     architectures: ['XLMRobertaForOpenIE'],
     vocab_size: vocabSize,
@@ -48,9 +48,11 @@ export function oieConfig(vocabSize: number, size: OieModelSize = {}): EncoderCo
     layer_norm_eps: 1e-5,
     pad_token_id: 1,
     type_vocab_size: 1,
-    ...({ max_position_embeddings: (size.maxLength ?? 128) + 2 } as object),
+    max_position_embeddings: (size.maxLength ?? 128) + 2,
+    hidden_dropout_prob: 0,
+    attention_probs_dropout_prob: 0,
     oie: headConfig(H, size.oie),
-  };
+  });
 }
 
 /** The longest input (tokens, specials included) a config's position table allows. */

@@ -1,6 +1,6 @@
 import { buildInferenceGraph } from './autodiff/inference-graph.js';
 import type { ModelOptions } from './graph.js';
-import type { EncoderConfig, HeadKind, LoraMixtureSpec, WeightSource } from './model-types.js';
+import type { HeadKind, LoraMixtureSpec, WeightSource, XmodConfig } from './model-types.js';
 
 export type {
   EncoderConfig,
@@ -9,10 +9,12 @@ export type {
   OieHeadConfig,
   Weight,
   WeightSource,
+  XmodConfig,
 } from './model-types.js';
 
 export interface ExportOptions extends Omit<ModelOptions, 'externalData'> {
-  config: EncoderConfig;
+  /** The model's config, as `readXmodConfig` / `normalizeConfig` of `@xlt/core` return it. */
+  config: XmodConfig;
   weights: WeightSource;
   /** Head; default from `config.architectures`. */
   head?: HeadKind;
@@ -77,7 +79,7 @@ export function exportToOnnx(options: ExportOptions & { externalLocation?: strin
     ...(options.metadata ?? {}),
     'xlt.head': head,
     'xlt.languages': JSON.stringify(
-      (options.config.languages ?? []).length > 0
+      options.config.languages.length > 0
         ? options.config.languages
         : ([...(options.loraMixtures?.values() ?? [])].find((m) => m.mode === 'language')?.languages ?? []),
     ),

@@ -1,7 +1,7 @@
 import path from 'node:path';
-import { writeFileAtomic } from '@xlt/core';
+import { readXmodConfig, writeFileAtomic } from '@xlt/core';
 import { type ExportOptions, type ExportResult, exportToOnnx, type HeadKind } from './export.js';
-import { checkpointWeights, readEncoderConfig } from './runner.js';
+import { checkpointWeights } from './runner.js';
 
 /** Writes an export result: the model, and its external weight file beside it when there is one. */
 export function writeOnnxModel(file: string, result: ExportResult): void {
@@ -23,7 +23,7 @@ export function exportModelDir(
   out: string,
   options: Partial<Omit<ExportOptions, 'config' | 'weights'>> & { head?: HeadKind } = {},
 ): ExportResult {
-  const config = readEncoderConfig(dir);
+  const config = readXmodConfig(dir);
   const weights = checkpointWeights(dir);
   try {
     const params =

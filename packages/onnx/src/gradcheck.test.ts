@@ -1,7 +1,8 @@
+import { normalizeConfig } from '@xlt/core';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { buildTrainGraph } from './autodiff/train-graph.js';
-import type { EncoderConfig, HeadKind } from './export.js';
+import type { HeadKind, XmodConfig } from './export.js';
 import { randomWeights } from './random.js';
 import type { TrainGraphOptions } from './train-types.js';
 
@@ -10,7 +11,7 @@ import type { TrainGraphOptions } from './train-types.js';
  * analytic gradient of a few entries of every parameter against (L(w + e) - L(w - e)) / 2e.
  */
 async function gradcheck(
-  config: EncoderConfig,
+  config: XmodConfig,
   head: HeadKind,
   batch: Record<string, ort.Tensor>,
   seed = 1,
@@ -19,7 +20,7 @@ async function gradcheck(
 }
 
 async function gradcheckWith(
-  config: EncoderConfig,
+  config: XmodConfig,
   head: HeadKind,
   extra: Pick<TrainGraphOptions, 'salt' | 'embeddingMixup' | 'dropout'>,
   batch: Record<string, ort.Tensor>,
@@ -78,18 +79,20 @@ const flat = (x: Nested): number[] => (Array.isArray(x) ? x.flatMap(flat) : [x])
 const i64 = (rows: Nested, dims: number[]) =>
   new ort.Tensor('int64', BigInt64Array.from(flat(rows).map((v) => BigInt(v))), dims);
 
-const tiny: EncoderConfig = {
+const tiny = normalizeConfig({
   vocab_size: 20,
   hidden_size: 8,
   num_hidden_layers: 1,
   num_attention_heads: 2,
   intermediate_size: 12,
-  ...({ max_position_embeddings: 12 } as object),
-};
+  max_position_embeddings: 12,
+  hidden_dropout_prob: 0,
+  attention_probs_dropout_prob: 0,
+});
 
 describe('compiled backward pass against finite differences', () => {
   it('Open IE head (predicate tagger + argument extractor with predicate-restricted keys)', async () => {
-    const config: EncoderConfig = {
+    const config: XmodConfig = {
       ...tiny,
       oie: { pos_emb_dim: 4, n_arg_layers: 2, n_arg_heads: 2, d_feedforward: 6 },
     };
@@ -141,7 +144,7 @@ describe('compiled backward pass against finite differences', () => {
   });
 
   it('pre-norm X-Mod with adapter LayerNorm, no LayerNorm before the module, reduction factor 4 (MLM)', async () => {
-    const config: EncoderConfig = {
+    const config: XmodConfig = {
       ...tiny,
       num_hidden_layers: 2,
       languages: ['a', 'b', 'c'],
@@ -180,7 +183,7 @@ describe('compiled backward pass against finite differences', () => {
 });
 
 describe('SALT-style objective and embedding mixup in the compiled step', () => {
-  const cls: EncoderConfig = { ...tiny, num_labels: 3 };
+  const cls: XmodConfig = { ...tiny, num_labels: 3 };
   // rows 0-1 are originals, rows 2-3 their augmented (code-switched) versions
   const ids = [
     [0, 5, 6, 7, 2],
@@ -277,7 +280,7 @@ describe('SALT-style objective and embedding mixup in the compiled step', () => 
   });
 
   it('dropout (hidden, attention, classifier; X-Mod with modules): the masked backward matches finite differences for a fixed seed', async () => {
-    const config: EncoderConfig = {
+    const config: XmodConfig = {
       ...tiny,
       num_labels: 3,
       languages: ['a', 'b'],
@@ -335,7 +338,7 @@ describe('SALT-style objective and embedding mixup in the compiled step', () => 
 });
 
 describe('dropout masks of the compiled graph', () => {
-  const config: EncoderConfig = { ...tiny, num_labels: 2, hidden_dropout_prob: 0.1 };
+  const config: XmodConfig = { ...tiny, num_labels: 2, hidden_dropout_prob: 0.1 };
   const batch = (seed: bigint) => ({
     input_ids: i64([[0, 5, 6, 7, 8, 2]], [1, 6]),
     attention_mask: i64([[1, 1, 1, 1, 1, 1]], [1, 6]),

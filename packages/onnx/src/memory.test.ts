@@ -1,4 +1,4 @@
-import { isXltError } from '@xlt/core';
+import { isXltError, normalizeConfig } from '@xlt/core';
 import { describe, expect, it } from 'vitest';
 import {
   checkTrainMemory,
@@ -7,32 +7,37 @@ import {
   type TrainMemoryEstimate,
   XltMemoryError,
 } from './memory.js';
-import type { EncoderConfig } from './model-types.js';
 import { randomWeights, weightShapes } from './random.js';
 import { CompiledTrainStep } from './step.js';
 
-const config: EncoderConfig = {
+const config = normalizeConfig({
+  model_type: 'xlm-roberta',
   vocab_size: 50,
   hidden_size: 16,
   num_hidden_layers: 2,
   num_attention_heads: 2,
   intermediate_size: 32,
   num_labels: 3,
-  ...({ max_position_embeddings: 20 } as object),
-};
+  max_position_embeddings: 20,
+  hidden_dropout_prob: 0,
+  attention_probs_dropout_prob: 0,
+});
 const head = 'token-classification';
 const names = [...weightShapes(config, head).keys()];
 const adamw = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
 const part = (e: TrainMemoryEstimate, name: string) => e.parts.find((p) => p.name === name)?.bytes;
 
-const XLMR_BASE: EncoderConfig = {
+const XLMR_BASE = normalizeConfig({
+  model_type: 'xlm-roberta',
   vocab_size: 250002,
   hidden_size: 768,
   num_hidden_layers: 12,
   num_attention_heads: 12,
   intermediate_size: 3072,
   num_labels: 7,
-};
+  hidden_dropout_prob: 0,
+  attention_probs_dropout_prob: 0,
+});
 
 describe('training memory estimate', () => {
   it('counts moments and parameter copies exactly as the step holds them, none for frozen parameters', async () => {

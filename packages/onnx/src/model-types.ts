@@ -1,42 +1,14 @@
 /** The model description every graph builder reads: the config, the head, the weights, live LoRA mixtures. */
 
-/** The subset of a Hugging Face `config.json` (XmodConfig / XLMRobertaConfig) the exporter reads. */
-export interface EncoderConfig {
-  model_type?: string;
-  vocab_size: number;
-  hidden_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  intermediate_size: number;
-  hidden_act?: string;
-  layer_norm_eps?: number;
-  pad_token_id?: number;
-  type_vocab_size?: number;
-  languages?: string[];
-  default_language?: string | null;
-  pre_norm?: boolean;
-  adapter_reduction_factor?: number;
-  adapter_layer_norm?: boolean;
-  adapter_reuse_layer_norm?: boolean;
-  ln_before_adapter?: boolean;
-  architectures?: string[];
-  id2label?: Record<string, string>;
-  num_labels?: number;
-  /** Dropout probabilities (used by training graphs only). */
-  hidden_dropout_prob?: number;
-  attention_probs_dropout_prob?: number;
-  classifier_dropout?: number | null;
-  /** The two-step Open IE head (Multi2OIE): predicate tagger + argument extractor. */
-  oie?: OieHeadConfig;
-}
+import type { OieHeadConfig, XmodConfig } from '@xlt/core';
 
-/** Sizes of the Open IE head (defaults as Multi2OIE: 64, 4, 8, 2048). */
-export interface OieHeadConfig {
-  pos_emb_dim?: number;
-  n_arg_layers?: number;
-  n_arg_heads?: number;
-  d_feedforward?: number;
-}
+/**
+ * @deprecated The model's config is `XmodConfig` of `@xlt/core` (also exported by `@xlt/xmod`):
+ * one type for every engine. This alias is kept for existing code and will be removed.
+ */
+export type EncoderConfig = XmodConfig;
+
+export type { OieHeadConfig, XmodConfig };
 
 /** Which head the exported graph ends in. */
 export type HeadKind =

@@ -1,9 +1,10 @@
+import { normalizeConfig } from '@xlt/core';
 import { describe, expect, it } from 'vitest';
-import { type EncoderConfig, exportToOnnx } from './export.js';
+import { exportToOnnx } from './export.js';
 import { randomWeights, weightShapes } from './random.js';
 import { OnnxModel } from './runner.js';
 
-const tiny: EncoderConfig = {
+const tiny = normalizeConfig({
   model_type: 'xmod',
   vocab_size: 50,
   hidden_size: 16,
@@ -17,7 +18,9 @@ const tiny: EncoderConfig = {
   adapter_reuse_layer_norm: false,
   ln_before_adapter: false,
   pre_norm: true,
-};
+  hidden_dropout_prob: 0,
+  attention_probs_dropout_prob: 0,
+});
 
 describe('export of generated models', () => {
   it('lists the Hugging Face names with pre-norm and adapter LayerNorm', () => {

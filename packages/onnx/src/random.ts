@@ -1,18 +1,15 @@
-import { Rng } from '@xlt/core';
-import type { EncoderConfig, HeadKind, Weight, WeightSource } from './export.js';
+import { labelCount, oieHeadSizes, Rng } from '@xlt/core';
+import type { HeadKind, Weight, WeightSource, XmodConfig } from './export.js';
 
 /** Every weight name and shape of an X-Mod / XLM-R model with a head, as Hugging Face names them. */
-export function weightShapes(config: EncoderConfig, head: HeadKind): Map<string, number[]> {
+export function weightShapes(config: XmodConfig, head: HeadKind): Map<string, number[]> {
   const H = config.hidden_size;
   const I = config.intermediate_size;
   const m = new Map<string, number[]>();
   const p = head === 'base' ? '' : 'roberta.';
   m.set(`${p}embeddings.word_embeddings.weight`, [config.vocab_size, H]);
-  m.set(`${p}embeddings.position_embeddings.weight`, [
-    (config as { max_position_embeddings?: number }).max_position_embeddings ?? 514,
-    H,
-  ]);
-  m.set(`${p}embeddings.token_type_embeddings.weight`, [config.type_vocab_size ?? 1, H]);
+  m.set(`${p}embeddings.position_embeddings.weight`, [config.max_position_embeddings, H]);
+  m.set(`${p}embeddings.token_type_embeddings.weight`, [config.type_vocab_size, H]);
   const ln = (n: string) => {
     m.set(`${n}.weight`, [H]);
     m.set(`${n}.bias`, [H]);
@@ -22,7 +19,7 @@ export function weightShapes(config: EncoderConfig, head: HeadKind): Map<string,
     m.set(`${n}.bias`, [o]);
   };
   ln(`${p}embeddings.LayerNorm`);
-  const b = Math.floor(H / (config.adapter_reduction_factor ?? 2));
+  const b = Math.floor(H / config.adapter_reduction_factor);
   for (let l = 0; l < config.num_hidden_layers; l++) {
     const L = `${p}encoder.layer.${l}`;
     for (const q of ['query', 'key', 'value']) lin(`${L}.attention.self.${q}`, H, H);
@@ -32,13 +29,13 @@ export function weightShapes(config: EncoderConfig, head: HeadKind): Map<string,
     lin(`${L}.output.dense`, I, H);
     ln(`${L}.output.LayerNorm`);
     if (config.adapter_layer_norm) ln(`${L}.output.adapter_layer_norm`);
-    for (const lang of config.languages ?? []) {
+    for (const lang of config.languages) {
       lin(`${L}.output.adapter_modules.${lang}.dense1`, H, b);
       lin(`${L}.output.adapter_modules.${lang}.dense2`, b, H);
     }
   }
   if (config.pre_norm) ln(`${p}encoder.LayerNorm`);
-  const nLabels = config.num_labels ?? (config.id2label ? Object.keys(config.id2label).length : 2);
+  const nLabels = labelCount(config);
   if (head === 'masked-lm') {
     lin('lm_head.dense', H, H);
     ln('lm_head.layer_norm');
@@ -49,13 +46,13 @@ export function weightShapes(config: EncoderConfig, head: HeadKind): Map<string,
   } else if (head === 'token-classification') lin('classifier', H, nLabels);
   else if (head === 'question-answering') lin('qa_outputs', H, 2);
   else if (head === 'open-ie') {
-    const o = config.oie ?? {};
-    const P = o.pos_emb_dim ?? 64;
+    const o = oieHeadSizes(config);
+    const P = o.pos_emb_dim;
     const d = 2 * H + P;
-    const ff = o.d_feedforward ?? 2048;
+    const ff = o.d_feedforward;
     lin('oie.pred_classifier', H, 3);
     m.set('oie.position_emb.weight', [3, P]);
-    for (let i = 0; i < (o.n_arg_layers ?? 4); i++) {
+    for (let i = 0; i < o.n_arg_layers; i++) {
       const L = `oie.arg_module.layers.${i}`;
       m.set(`${L}.multihead_attn.in_proj_weight`, [3 * d, d]);
       m.set(`${L}.multihead_attn.in_proj_bias`, [3 * d]);
@@ -79,7 +76,7 @@ export function weightShapes(config: EncoderConfig, head: HeadKind): Map<string,
  * N(0, std), biases 0, LayerNorm weight 1 and bias 0, the padding row of the word embeddings 0.
  */
 export function randomWeights(
-  config: EncoderConfig,
+  config: XmodConfig,
   head: HeadKind,
   seed = 0,
   std = 0.02,
@@ -103,7 +100,7 @@ export function randomWeights(
         if (isLnWeight) data.fill(1);
         else if (!n.endsWith('.bias')) for (let i = 0; i < size; i++) data[i] = rng.normal(0, std);
         if (n.endsWith('word_embeddings.weight')) {
-          const pad = config.pad_token_id ?? 1;
+          const pad = config.pad_token_id;
           data.fill(0, pad * config.hidden_size, (pad + 1) * config.hidden_size);
         }
       } else

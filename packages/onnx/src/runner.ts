@@ -1,7 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import {
+  normalizeConfig,
   openCheckpoint,
+  readXmodConfig,
   SafetensorsReader,
   type TensorReader,
   toFloat32,
@@ -11,7 +12,7 @@ import {
 } from '@xlt/core';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
-import type { EncoderConfig, HeadKind, Weight, WeightSource } from './export.js';
+import type { HeadKind, Weight, WeightSource, XmodConfig } from './export.js';
 
 const { onnx } = onnxProto;
 
@@ -40,27 +41,11 @@ export function checkpointWeights(dir: string): WeightSource & { close(): void }
   return readerWeights(openCheckpoint(dir));
 }
 
-/** Reads and checks a Hugging Face `config.json`. */
-export function readEncoderConfig(dir: string): EncoderConfig {
-  const file = path.join(dir, 'config.json');
-  if (!existsSync(file)) throw new XltNotFoundError('no config.json in the model folder', { file });
-  let cfg: EncoderConfig;
-  try {
-    cfg = JSON.parse(readFileSync(file, 'utf8')) as EncoderConfig;
-  } catch (cause) {
-    throw new XltFormatError(`cannot read config: ${(cause as Error).message}`, { file, cause });
-  }
-  for (const k of [
-    'vocab_size',
-    'hidden_size',
-    'num_hidden_layers',
-    'num_attention_heads',
-    'intermediate_size',
-  ] as const) {
-    if (!Number.isInteger(cfg[k])) throw new XltFormatError(`'${k}' must be an integer`, { file, field: k });
-  }
-  return cfg;
-}
+/**
+ * Reads, checks and normalizes a Hugging Face `config.json`.
+ * @deprecated Use `readXmodConfig` of `@xlt/core` (the same function: one config reader for every engine).
+ */
+export const readEncoderConfig: (dir: string) => XmodConfig = readXmodConfig;
 
 /** onnxruntime session options from xlt's: all graph optimisations, the providers and thread count asked for. */
 export function sessionOptions(options: OnnxModelOptions): ort.InferenceSession.SessionOptions {
@@ -134,7 +119,7 @@ export class OnnxModel {
   readonly languages: string[];
   readonly defaultLanguage: string | undefined;
   readonly id2label: Record<string, string>;
-  readonly config: EncoderConfig;
+  readonly config: XmodConfig;
 
   private constructor(session: ort.InferenceSession, meta: Record<string, string>) {
     this.session = session;
@@ -142,7 +127,8 @@ export class OnnxModel {
     this.languages = JSON.parse(meta['xlt.languages'] ?? '[]') as string[];
     this.defaultLanguage = meta['xlt.default_language'] || undefined;
     this.id2label = JSON.parse(meta['xlt.id2label'] ?? '{}') as Record<string, string>;
-    this.config = JSON.parse(meta['xlt.config'] ?? '{}') as EncoderConfig;
+    // models exported before the config was normalized at export carry a partial config
+    this.config = normalizeConfig(JSON.parse(meta['xlt.config'] ?? '{}') as Record<string, unknown>);
   }
 
   /** Loads a model from a file (external weights are found beside it) or from bytes. */

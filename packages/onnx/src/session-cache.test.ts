@@ -1,20 +1,23 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { normalizeConfig } from '@xlt/core';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { EncoderConfig } from './model-types.js';
 import { randomWeights, weightShapes } from './random.js';
 import { CompiledTrainStep } from './step.js';
 
-const config: EncoderConfig = {
+const config = normalizeConfig({
+  model_type: 'xlm-roberta',
   vocab_size: 40,
   hidden_size: 16,
   num_hidden_layers: 2,
   num_attention_heads: 2,
   intermediate_size: 24,
   num_labels: 3,
-  ...({ max_position_embeddings: 20 } as object),
-};
+  max_position_embeddings: 20,
+  hidden_dropout_prob: 0,
+  attention_probs_dropout_prob: 0,
+});
 const head = 'token-classification';
 const trainable = [...weightShapes(config, head).keys()].filter((n) => !n.includes('embeddings'));
 const batch = { inputIds: [[0, 5, 6, 7, 2]], labels: [[-100, 1, 2, 0, -100]] };

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { SafetensorsReader, sharedPath, sharedSkipReason } from '@xlt/core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { EncoderConfig } from './export.js';
+import type { XmodConfig } from './export.js';
 import { readEncoderConfig, safetensorsWeights } from './runner.js';
 import { CompiledTrainStep, type CompiledTrainStepOptions, type TrainBatch } from './step.js';
 
@@ -37,7 +37,7 @@ describe.skipIf(skip !== undefined)(
       labels: inputs.cls_labels.slice(from, to),
     });
     const create = async (
-      extra: Partial<CompiledTrainStepOptions> & { config?: EncoderConfig },
+      extra: Partial<CompiledTrainStepOptions> & { config?: XmodConfig },
     ): Promise<CompiledTrainStep> => {
       const weights = safetensorsWeights(file);
       try {

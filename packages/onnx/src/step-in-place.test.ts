@@ -1,11 +1,12 @@
+import { normalizeConfig } from '@xlt/core';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { buildTracedTrainGraph } from './autodiff/train-graph.js';
-import type { EncoderConfig } from './model-types.js';
 import { randomWeights, weightShapes } from './random.js';
 import { CompiledTrainStep, type TrainBatch } from './step.js';
 
-const config: EncoderConfig = {
+const config = normalizeConfig({
+  model_type: 'xlm-roberta',
   vocab_size: 40,
   hidden_size: 16,
   num_hidden_layers: 2,
@@ -14,8 +15,8 @@ const config: EncoderConfig = {
   num_labels: 3,
   hidden_dropout_prob: 0.1,
   attention_probs_dropout_prob: 0.1,
-  ...({ max_position_embeddings: 20 } as object),
-};
+  max_position_embeddings: 20,
+});
 const head = 'token-classification';
 const batch: TrainBatch = {
   inputIds: [

@@ -2,7 +2,7 @@ import { XltConfigError, XltError } from '@xlt/core';
 import * as ort from 'onnxruntime-node';
 import { buildApplyGraph, buildTracedTrainGraph } from './autodiff/train-graph.js';
 import { checkTrainMemory, estimateTrainMemory, type TrainMemoryEstimate } from './memory.js';
-import type { EncoderConfig, HeadKind, LoraMixtureSpec, WeightSource } from './model-types.js';
+import type { HeadKind, LoraMixtureSpec, WeightSource, XmodConfig } from './model-types.js';
 import { sessionOptions } from './runner.js';
 import { cachedSession } from './session-cache.js';
 import type { AdamWSettings, TrainGraphSignature } from './train-types.js';
@@ -28,7 +28,7 @@ export interface TrainBatch {
 }
 
 export interface CompiledTrainStepOptions {
-  config: EncoderConfig;
+  config: XmodConfig;
   weights: WeightSource;
   head: HeadKind;
   trainable: string[];

@@ -1,4 +1,4 @@
-import type { EncoderConfig, HeadKind, LoraMixtureSpec, WeightSource } from './model-types.js';
+import type { HeadKind, LoraMixtureSpec, WeightSource, XmodConfig } from './model-types.js';
 
 /** Options and results of compiled training graphs (see `buildTrainGraph` and `CompiledTrainStep`). */
 
@@ -18,7 +18,7 @@ export interface AdamWSettings {
 
 /** Options of `buildTrainGraph`: a training step of a model with a head, for any batch shape. */
 export interface TrainGraphOptions {
-  config: EncoderConfig;
+  config: XmodConfig;
   /** Values of every parameter (frozen ones are baked in as initializers; trainable ones only give shapes). */
   weights: WeightSource;
   head: HeadKind;

@@ -1,8 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, XltConfigError } from '@xlt/core';
+import { Rng, XltConfigError, type XmodConfig } from '@xlt/core';
 import {
   CompiledTrainStep,
-  type EncoderConfig,
   type HeadKind,
   headFromArchitectures,
   type LoraMixtureSpec,
@@ -80,7 +79,7 @@ export interface TrainEngine<B> {
 }
 
 interface HeadModel {
-  config: EncoderConfig;
+  config: XmodConfig;
   namedParameters(): Array<[string, tf.Variable]>;
 }
 
@@ -89,7 +88,7 @@ export type OnnxSupport =
   | {
       ok: true;
       head: HeadKind;
-      config: EncoderConfig;
+      config: XmodConfig;
       /** Live LoRA modules (`@xlt/lora` LoraLinear) and their scaling. */
       lora: Map<string, number>;
       /** Live LoRA mixtures (`@xlt/lora` LoraMixtureLinear). */
@@ -219,7 +218,7 @@ export class OnnxTrainer<B extends TokenBatch = TokenBatch> implements TrainEngi
     model: ParameterSource,
     params: Array<[string, tf.Variable]>,
     compiled: CompiledTrainStep,
-    config: EncoderConfig,
+    config: XmodConfig,
     options: TrainerOptions,
   ) {
     this.model = model;
@@ -227,7 +226,7 @@ export class OnnxTrainer<B extends TokenBatch = TokenBatch> implements TrainEngi
     this.compiled = compiled;
     this.scheduler = new LrScheduler(options.schedule ?? { kind: 'linear' }, options.lr, options.totalSteps);
     this.rng = new Rng(options.seed ?? 0);
-    const langs = config.languages ?? [];
+    const langs = config.languages;
     this.langCount = langs.length;
     const d = config.default_language;
     this.defaultLang = d !== undefined && d !== null && langs.includes(d) ? langs.indexOf(d) : undefined;

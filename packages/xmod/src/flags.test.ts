@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
+import type { XmodConfig } from '@xlt/core';
 import { initBackend } from '@xlt/core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { XmodConfig } from './config.js';
 import { XmodForMaskedLM, type XmodOutput } from './index.js';
 import { tinyConfig } from './test-config.js';
 

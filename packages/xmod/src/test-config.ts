@@ -1,4 +1,4 @@
-import type { XmodConfig } from './config.js';
+import type { XmodConfig } from '@xlt/core';
 
 /** A tiny X-Mod config; every test overrides the adapter flags it checks. */
 export function tinyConfig(over: Partial<XmodConfig> = {}): Record<string, unknown> {

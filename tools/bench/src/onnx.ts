@@ -1,8 +1,9 @@
-import { type EncoderConfig, exportToOnnx, OnnxModel, randomWeights } from '@xlt/onnx';
+import { normalizeConfig, type XmodConfig } from '@xlt/core';
+import { exportToOnnx, OnnxModel, randomWeights } from '@xlt/onnx';
 import { median, timeRuns } from './stats.js';
 
 /** The small X-Mod the issues benchmark: hidden 256, 4 layers, 4 heads, FFN 1024. */
-export const SMALL_XMOD: EncoderConfig = {
+export const SMALL_XMOD: XmodConfig = normalizeConfig({
   model_type: 'xmod',
   vocab_size: 8002,
   hidden_size: 256,
@@ -16,32 +17,34 @@ export const SMALL_XMOD: EncoderConfig = {
   adapter_reuse_layer_norm: true,
   ln_before_adapter: true,
   pre_norm: false,
-};
+  hidden_dropout_prob: 0,
+  attention_probs_dropout_prob: 0,
+});
 
 /** A deterministic batch of token ids (first token `<s>`) and per-example language indices. */
 function syntheticBatch(
-  config: EncoderConfig,
+  config: XmodConfig,
   batch: number,
   seq: number,
 ): { ids: number[][]; langs: number[] } {
   const ids = Array.from({ length: batch }, (_, i) =>
     Array.from({ length: seq }, (_, j) => (j === 0 ? 0 : 4 + ((i * 31 + j * 7) % (config.vocab_size - 5)))),
   );
-  return { ids, langs: Array.from({ length: batch }, (_, i) => i % (config.languages?.length || 1)) };
+  return { ids, langs: Array.from({ length: batch }, (_, i) => i % (config.languages.length || 1)) };
 }
 
 /** Forward FLOPs per token of an encoder (matmuls only): attention projections, scores, FFN, adapters. */
-export function encoderFlopsPerToken(c: EncoderConfig, seq: number): number {
+export function encoderFlopsPerToken(c: XmodConfig, seq: number): number {
   const H = c.hidden_size;
   const I = c.intermediate_size;
-  const b = Math.floor(H / (c.adapter_reduction_factor ?? 2));
-  const perLayer = 2 * (4 * H * H + 2 * H * I + (c.languages?.length ? 2 * H * b : 0)) + 2 * 2 * seq * H;
+  const b = Math.floor(H / c.adapter_reduction_factor);
+  const perLayer = 2 * (4 * H * H + 2 * H * I + (c.languages.length > 0 ? 2 * H * b : 0)) + 2 * 2 * seq * H;
   return c.num_hidden_layers * perLayer;
 }
 
 /** Batch inference tokens/s of an exported model on onnxruntime-node (median of `reps`). */
 export async function onnxInferenceTokensPerSecond(
-  config: EncoderConfig,
+  config: XmodConfig,
   batch: number,
   seq: number,
   threads: number,
@@ -53,7 +56,7 @@ export async function onnxInferenceTokensPerSecond(
   );
   const { ids, langs } = syntheticBatch(config, batch, seq);
   const times = await timeRuns(async () => {
-    await model.run({ inputIds: ids, ...(config.languages?.length ? { langIds: langs } : {}) });
+    await model.run({ inputIds: ids, ...(config.languages.length > 0 ? { langIds: langs } : {}) });
   }, reps);
   await model.release();
   const tps = (batch * seq) / median(times);
@@ -65,7 +68,7 @@ export async function onnxInferenceTokensPerSecond(
  * backend, for the side-by-side with {@link onnxInferenceTokensPerSecond} (median of `reps`).
  */
 export async function tfjsInferenceTokensPerSecond(
-  config: EncoderConfig,
+  config: XmodConfig,
   backend: 'cpu' | 'wasm' | 'tensorflow',
   batch: number,
   seq: number,
@@ -81,7 +84,7 @@ export async function tfjsInferenceTokensPerSecond(
   const times = await timeRuns(async () => {
     const out = model.roberta.forward({
       inputIds: ids,
-      ...(config.languages?.length ? { langIds: langs } : {}),
+      ...(config.languages.length > 0 ? { langIds: langs } : {}),
     });
     await out.lastHiddenState.data();
     tf.dispose(out.lastHiddenState);
@@ -115,7 +118,7 @@ export async function onnxMatmulGflops(n: number, threads: number, reps = 7): Pr
  * `gradAccumulation` K > 1 a step takes K micro-batches of `batch` x `seq` (all counted).
  */
 export async function onnxTrainTokensPerSecond(
-  config: EncoderConfig,
+  config: XmodConfig,
   batch: number,
   seq: number,
   threads: number,
@@ -136,7 +139,7 @@ export async function onnxTrainTokensPerSecond(
   });
   const { ids, langs } = syntheticBatch(config, batch, seq);
   const labels = ids.map((row) => row.map((v, j) => (j % 7 === 3 ? v : -100)));
-  const b = { inputIds: ids, labels, ...(config.languages?.length ? { langIds: langs } : {}) };
+  const b = { inputIds: ids, labels, ...(config.languages.length > 0 ? { langIds: langs } : {}) };
   const micro = Array.from({ length: gradAccumulation }, () => b);
   const times = await timeRuns(async () => {
     await step.run(micro, 1e-4);

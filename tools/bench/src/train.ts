@@ -1,13 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { type BackendName, initBackend, Rng } from '@xlt/core';
-import type { EncoderConfig } from '@xlt/onnx';
+import { type BackendName, initBackend, normalizeConfig, Rng, type XmodConfig } from '@xlt/core';
 import { modelLoss, Trainer } from '@xlt/trainer';
 import { XmodForMaskedLM } from '@xlt/xmod';
 import { encoderFlopsPerToken } from './onnx.js';
 import { median, peakRssMiB } from './stats.js';
 
 /** The shared fixtures' X-Mod (`shared/fixtures/xmod-postnorm/mlm`): hidden 32, 2 layers, 4 heads, FFN 64, vocabulary 2002. */
-export const FIXTURE_XMOD: EncoderConfig = {
+export const FIXTURE_XMOD: XmodConfig = normalizeConfig({
   model_type: 'xmod',
   vocab_size: 2002,
   hidden_size: 32,
@@ -21,21 +20,23 @@ export const FIXTURE_XMOD: EncoderConfig = {
   adapter_reuse_layer_norm: true,
   ln_before_adapter: true,
   pre_norm: false,
-};
+  hidden_dropout_prob: 0,
+  attention_probs_dropout_prob: 0,
+});
 
 /** Training FLOPs per token as the onnxruntime line counts them: 3x the forward matmuls + the MLM decoder. */
-export function trainFlopsPerToken(config: EncoderConfig, seq: number): number {
+export function trainFlopsPerToken(config: XmodConfig, seq: number): number {
   return 3 * (encoderFlopsPerToken(config, seq) + 2 * config.hidden_size * config.vocab_size);
 }
 
 /** One MLM batch: `<s>` first, deterministic ids, ~15% of positions labelled, languages in turn. */
-function mlmBatch(config: EncoderConfig, batch: number, seq: number, seed: number) {
+function mlmBatch(config: XmodConfig, batch: number, seq: number, seed: number) {
   const rng = new Rng(seed);
   const inputIds = Array.from({ length: batch }, () =>
     Array.from({ length: seq }, (_, j) => (j === 0 ? 0 : 4 + rng.int(config.vocab_size - 5))),
   );
   const labels = inputIds.map((row) => row.map((v, j) => (j > 0 && rng.next() < 0.15 ? v : -100)));
-  const n = config.languages?.length ?? 0;
+  const n = config.languages.length;
   return {
     inputIds,
     attentionMask: inputIds.map((row) => row.map(() => 1)),
@@ -65,7 +66,7 @@ export interface TfjsTrainResult {
  */
 export async function tfjsTrainTokensPerSecond(
   backend: BackendName,
-  config: EncoderConfig,
+  config: XmodConfig,
   batch: number,
   seq: number,
   steps: number,

@@ -2,11 +2,17 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { type SafetensorsTensor, writeSafetensors, writeTorchCheckpoint } from '@xlt/core';
-import { type EncoderConfig, weightShapes } from '@xlt/onnx';
+import {
+  normalizeConfig,
+  type SafetensorsTensor,
+  writeSafetensors,
+  writeTorchCheckpoint,
+  type XmodConfig,
+} from '@xlt/core';
+import { weightShapes } from '@xlt/onnx';
 
 /** `xlm-roberta-base`'s sizes (278M parameters with the tied MLM head). */
-export const XLMR_BASE: EncoderConfig & Record<string, unknown> = {
+export const XLMR_BASE: XmodConfig = normalizeConfig({
   architectures: ['XLMRobertaForMaskedLM'],
   model_type: 'xlm-roberta',
   vocab_size: 250002,
@@ -20,7 +26,7 @@ export const XLMR_BASE: EncoderConfig & Record<string, unknown> = {
   pad_token_id: 1,
   hidden_dropout_prob: 0.1,
   attention_probs_dropout_prob: 0.1,
-};
+});
 
 interface LoadResult {
   loadS: number;
@@ -61,7 +67,7 @@ function loadInFreshProcess(dir: string): LoadResult {
  * a fresh process on the tfjs `cpu` backend and runs one forward pass; reports the parameter count,
  * load times and each process's peak RSS, side by side.
  */
-export async function xmodLoad(config: EncoderConfig & Record<string, unknown> = XLMR_BASE): Promise<string> {
+export async function xmodLoad(config: XmodConfig = XLMR_BASE): Promise<string> {
   const dir = mkdtempSync(path.join(tmpdir(), 'xlt-bench-xmod-'));
   try {
     const tensors: Record<string, SafetensorsTensor> = {};

@@ -1,11 +1,10 @@
 import path from 'node:path';
 import { annotate } from '@xlt/augment';
-import { writeFileAtomic, XltError } from '@xlt/core';
+import { readXmodConfig, writeFileAtomic, XltError } from '@xlt/core';
 import {
   checkpointWeights,
   exportToOnnx,
   quantizeDynamicInt8,
-  readEncoderConfig,
   withPeftAdapter,
   writeOnnxModel,
 } from '@xlt/onnx';
@@ -117,7 +116,7 @@ Example:
   xlt export --model runs/ner/model --out ner-int8.onnx --quantize int8`,
   schema: exportSchema,
   async run(cfg, ctx) {
-    const config = readEncoderConfig(cfg.model);
+    const config = readXmodConfig(cfg.model);
     const base = checkpointWeights(cfg.model);
     try {
       const weights = cfg.lora !== undefined ? withPeftAdapter(base, cfg.lora) : base;

@@ -1,9 +1,9 @@
 import { appendFileSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { dictionaryCodeSwitch, onnxMaskedLm, selfAugment, type TokenExample } from '@xlt/augment';
-import { Rng, XltConfigError } from '@xlt/core';
+import { Rng, readXmodConfig, XltConfigError } from '@xlt/core';
 import { readMuseDictionary } from '@xlt/data';
-import { checkpointWeights, exportToOnnx, OnnxModel, readEncoderConfig } from '@xlt/onnx';
+import { checkpointWeights, exportToOnnx, OnnxModel } from '@xlt/onnx';
 import { z } from 'zod';
 import type { Command } from '../cli/main.js';
 import { dataPath, defaultDataRoot, moduleFor, requireFile } from '../tasks/common.js';
@@ -133,7 +133,7 @@ Example:
   schema: selfSchema,
   async run(cfg, ctx) {
     const tok = await loadTokenizer(cfg.tokenizer, cfg.model);
-    const config = readEncoderConfig(cfg.model);
+    const config = readXmodConfig(cfg.model);
     const weights = checkpointWeights(cfg.model);
     let onnx: OnnxModel;
     try {
@@ -143,11 +143,11 @@ Example:
     } finally {
       weights.close();
     }
-    const langs = config.languages ?? [];
+    const langs = config.languages;
     let lang: number | undefined;
     if (langs.length > 0) {
       const want = cfg.language ?? config.default_language ?? langs[0];
-      const m = want !== undefined && want !== null ? moduleFor(config as never, want) : undefined;
+      const m = want !== undefined && want !== null ? moduleFor(config, want) : undefined;
       if (m === undefined)
         throw new XltConfigError(`the model has no module for '${want}' (has ${langs.join(', ')})`, {
           field: 'language',

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomic, XltConfigError } from '@xlt/core';
+import { readXmodConfig, writeFileAtomic, XltConfigError } from '@xlt/core';
 import { reportMarkdown, writeReport, zeroShotReport } from '@xlt/evaluator';
 import { z } from 'zod';
 import type { Command } from '../cli/main.js';
@@ -13,13 +13,7 @@ import {
   setupBackend,
   xltInfo,
 } from '../tasks/common.js';
-import {
-  loadTaskModel,
-  loadTokenizer,
-  MIXTURE_CONFIG,
-  type MixtureSpec,
-  readModelConfig,
-} from '../tasks/model.js';
+import { loadTaskModel, loadTokenizer, MIXTURE_CONFIG, type MixtureSpec } from '../tasks/model.js';
 import {
   itemStats,
   logitsRunner,
@@ -89,8 +83,8 @@ Examples:
   xlt evaluate --model runs/pos/ft/model --eval en=ud/en_ewt-ud-dev.conllu --eval de=ud/de_gsd-ud-dev.conllu`,
   schema: evaluateSchema,
   async run(cfg, ctx) {
-    const raw = readModelConfig(cfg.model);
-    const info = xltInfo(raw as never);
+    const modelConfig = readXmodConfig(cfg.model);
+    const info = xltInfo(modelConfig);
     const task = (cfg.task ?? info.task) as TaskName | undefined;
     if (task === undefined || !(TASKS as readonly string[]).includes(task))
       throw new XltConfigError('give --task (the model folder does not record one)', { field: 'task' });
@@ -108,7 +102,7 @@ Examples:
       );
     await setupBackend(cfg.backend, ctx.log);
     const tok = await loadTokenizer(cfg.tokenizer, cfg.model);
-    const id2label = raw.id2label as Record<string, string> | undefined;
+    const id2label = modelConfig.id2label;
     if (id2label === undefined)
       throw new XltConfigError('the model has no id2label: is it a fine-tuned model?', {
         file: path.join(cfg.model, 'config.json'),

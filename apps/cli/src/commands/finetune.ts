@@ -4,13 +4,14 @@ import {
   CHECKPOINT_FILES,
   findCheckpoint,
   Rng,
+  readXmodConfig,
   writeFileAtomic,
   XltConfigError,
   XltNotFoundError,
 } from '@xlt/core';
 import { readMuseDictionary } from '@xlt/data';
 import { mixtureLayers, setRoutingContext } from '@xlt/lora';
-import { checkpointWeights, exportToOnnx, OnnxModel, readEncoderConfig } from '@xlt/onnx';
+import { checkpointWeights, exportToOnnx, OnnxModel } from '@xlt/onnx';
 import type { XltTokenizer } from '@xlt/tokenizer';
 import {
   epochBatches,
@@ -209,7 +210,7 @@ async function selfAugmentedCopies(
   const weights = checkpointWeights(dir);
   let mlm: OnnxModel;
   try {
-    const config = readEncoderConfig(dir);
+    const config = readXmodConfig(dir);
     const heads = ['lm_head.dense.weight', 'lm_head.bias'];
     if (!heads.every((n) => weights.has(n)))
       throw new XltConfigError(

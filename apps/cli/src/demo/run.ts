@@ -1,7 +1,6 @@
-import { Rng } from '@xlt/core';
+import { normalizeConfig, Rng, type XmodConfig } from '@xlt/core';
 import {
   CompiledTrainStep,
-  type EncoderConfig,
   exportToOnnx,
   type HeadKind,
   linearWarmupDecay,
@@ -116,7 +115,7 @@ export async function runDemo(options: DemoRunOptions = {}): Promise<DemoResult>
   const results: DemoModelResult[] = [];
   for (const kind of ['shared', 'xmod'] as const) {
     const rng = new Rng(seed).fork(kind);
-    const config: EncoderConfig & { max_position_embeddings: number } = {
+    const config = normalizeConfig({
       model_type: kind === 'xmod' ? 'xmod' : 'xlm-roberta',
       vocab_size: V,
       hidden_size: options.hidden ?? 64,
@@ -125,6 +124,8 @@ export async function runDemo(options: DemoRunOptions = {}): Promise<DemoResult>
       intermediate_size: 4 * (options.hidden ?? 64),
       max_position_embeddings: maxLen + 2,
       pad_token_id: 1,
+      hidden_dropout_prob: 0,
+      attention_probs_dropout_prob: 0,
       ...(kind === 'xmod'
         ? {
             languages: langs,
@@ -136,7 +137,7 @@ export async function runDemo(options: DemoRunOptions = {}): Promise<DemoResult>
             pre_norm: false,
           }
         : {}),
-    };
+    });
     // 1. masked-LM pre-training on every language's raw text
     const init = randomWeights(config, 'masked-lm', seed, 0.02, 'hf');
     const pretrain = await CompiledTrainStep.create({
@@ -177,7 +178,7 @@ export async function runDemo(options: DemoRunOptions = {}): Promise<DemoResult>
     await pretrain.release();
 
     // 2. fine-tuning on the source language only
-    const clsConfig: EncoderConfig = {
+    const clsConfig: XmodConfig = {
       ...config,
       architectures: ['XmodForSequenceClassification'],
       num_labels: bm.labels.length,

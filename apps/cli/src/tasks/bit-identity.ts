@@ -6,14 +6,8 @@
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { SafetensorsReader, XltConfigError } from '@xlt/core';
-import {
-  type EncoderConfig,
-  exportToOnnx,
-  OnnxModel,
-  readEncoderConfig,
-  safetensorsWeights,
-} from '@xlt/onnx';
+import { readXmodConfig, SafetensorsReader, XltConfigError } from '@xlt/core';
+import { exportToOnnx, OnnxModel, safetensorsWeights } from '@xlt/onnx';
 
 /** The weight tensors of two checkpoints, compared byte for byte. */
 export interface WeightComparison {
@@ -95,7 +89,7 @@ export function compareWeights(aDir: string, bDir: string): WeightComparison {
 }
 
 async function openWithHiddenStates(dir: string, threads: number | undefined): Promise<OnnxModel> {
-  const config: EncoderConfig = readEncoderConfig(dir);
+  const config = readXmodConfig(dir);
   const weights = safetensorsWeights(weightsFile(dir));
   try {
     const { model } = exportToOnnx({ config, weights, head: 'masked-lm', outputHiddenStates: true });

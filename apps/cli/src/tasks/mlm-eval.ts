@@ -1,11 +1,5 @@
 import { Rng } from '@xlt/core';
-import {
-  type EncoderConfig,
-  exportToOnnx,
-  moduleWeights,
-  type NamedParameterSource,
-  OnnxModel,
-} from '@xlt/onnx';
+import { exportToOnnx, moduleWeights, type NamedParameterSource, OnnxModel } from '@xlt/onnx';
 import { collateMlm, type MlmOptions } from '@xlt/trainer';
 import type { XmodForMaskedLM } from '@xlt/xmod';
 
@@ -75,7 +69,7 @@ export async function heldOutMlmLoss(
 ): Promise<HeldOutMlmLoss> {
   model.eval();
   const { model: bytes } = exportToOnnx({
-    config: model.config as unknown as EncoderConfig,
+    config: model.config,
     weights: moduleWeights(model as unknown as NamedParameterSource),
     head: 'masked-lm',
   });

@@ -47,18 +47,6 @@ export async function loadTokenizer(
   return XltTokenizer.fromFile(where);
 }
 
-/** Reads a model folder's config.json (for choosing the head class before loading). */
-export function readModelConfig(dir: string): Record<string, unknown> {
-  const file = path.join(dir, 'config.json');
-  if (!existsSync(file))
-    throw new XltNotFoundError('config.json not found (expected a Hugging Face model folder)', { file });
-  try {
-    return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-  } catch (cause) {
-    throw new XltFormatError('config.json is not valid JSON', { file, cause });
-  }
-}
-
 /** Loads a token or sequence classification model (plus a saved LoRA mixture, when the folder has one). */
 export async function loadTaskModel(
   dir: string,

@@ -4,7 +4,6 @@ import { readConllu, readNer, readPawsx, readXnli } from '@xlt/data';
 import { accuracy, entityF1, lenientEntities, tokenAccuracy } from '@xlt/evaluator';
 import { mixtureLayers, setRoutingContext } from '@xlt/lora';
 import {
-  type EncoderConfig,
   exportToOnnx,
   type LoraMixtureSpec,
   moduleWeights,
@@ -257,7 +256,7 @@ export async function logitsRunner(
     return tfjsRunner(model);
   }
   const { model: bytes } = exportToOnnx({
-    config: model.config as unknown as EncoderConfig,
+    config: model.config,
     weights: moduleWeights(model as unknown as NamedParameterSource),
     head: kind === 'token' ? 'token-classification' : 'sequence-classification',
     ...(mixtures.size > 0 ? { loraMixtures: mixtures } : {}),

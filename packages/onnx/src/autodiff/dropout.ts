@@ -1,5 +1,5 @@
 import { XltConfigError } from '@xlt/core';
-import type { EncoderConfig } from '../model-types.js';
+import type { XmodConfig } from '../model-types.js';
 import { type Dim, dimProduct } from './dims.js';
 import { mul, raw, reshape } from './ops.js';
 import type { Tracer, Value } from './tracer.js';
@@ -12,11 +12,11 @@ export interface DropoutRates {
 }
 
 /** The config's dropout probabilities, checked to lie in [0, 1). */
-export function dropoutRates(cfg: EncoderConfig): DropoutRates {
-  const hidden = cfg.hidden_dropout_prob ?? 0;
+export function dropoutRates(cfg: XmodConfig): DropoutRates {
+  const hidden = cfg.hidden_dropout_prob;
   const rates = {
     hidden,
-    attention: cfg.attention_probs_dropout_prob ?? 0,
+    attention: cfg.attention_probs_dropout_prob,
     classifier: cfg.classifier_dropout ?? hidden,
   };
   for (const [k, v] of Object.entries(rates))

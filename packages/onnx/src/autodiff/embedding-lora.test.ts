@@ -1,19 +1,22 @@
+import { normalizeConfig } from '@xlt/core';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import type { EncoderConfig, Weight, WeightSource } from '../export.js';
+import type { Weight, WeightSource } from '../export.js';
 import { randomWeights } from '../random.js';
 import { i64, maxAbsDiff, tinyBatch } from './parity-helpers.js';
 import { buildTracedTrainGraph } from './train-graph.js';
 
-const config: EncoderConfig = {
+const config = normalizeConfig({
   vocab_size: 20,
   hidden_size: 8,
   num_hidden_layers: 1,
   num_attention_heads: 2,
   intermediate_size: 12,
   num_labels: 3,
-  ...({ max_position_embeddings: 12 } as object),
-};
+  max_position_embeddings: 12,
+  hidden_dropout_prob: 0,
+  attention_probs_dropout_prob: 0,
+});
 const module = 'roberta.embeddings.word_embeddings';
 const scaling = 2;
 const r = 2;

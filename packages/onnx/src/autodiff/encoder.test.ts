@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { SafetensorsReader, sharedPath, sharedSkipReason } from '@xlt/core';
+import { normalizeConfig, SafetensorsReader, sharedPath, sharedSkipReason } from '@xlt/core';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { EncoderConfig, HeadKind } from '../export.js';
+import type { HeadKind, XmodConfig } from '../export.js';
 import { randomWeights } from '../random.js';
 import { readEncoderConfig, safetensorsWeights } from '../runner.js';
 import { peftAdapterWeights } from '../weights.js';
@@ -187,14 +187,16 @@ describe.skipIf(skip)('traced X-Mod encoder on the xmod-postnorm fixtures', () =
   );
 });
 
-const tinyXlmr: EncoderConfig = {
+const tinyXlmr = normalizeConfig({
   vocab_size: 30,
   hidden_size: 8,
   num_hidden_layers: 2,
   num_attention_heads: 2,
   intermediate_size: 12,
-  ...({ max_position_embeddings: 12 } as object),
-};
+  max_position_embeddings: 12,
+  hidden_dropout_prob: 0,
+  attention_probs_dropout_prob: 0,
+});
 
 describe('traced encoder for any shape against the static-shape graph and finite differences (random weights)', () => {
   const batch = {
@@ -208,7 +210,7 @@ describe('traced encoder for any shape against the static-shape graph and finite
       [2, 6],
     ),
   };
-  const variants: Array<[string, EncoderConfig]> = [
+  const variants: Array<[string, XmodConfig]> = [
     ['XLM-R (post-norm)', tinyXlmr],
     ['pre-norm with a final LayerNorm', { ...tinyXlmr, pre_norm: true }],
     [
@@ -240,7 +242,7 @@ describe('traced encoder for any shape against the static-shape graph and finite
     expectSameGradients(res, trainable, 1e-4);
   });
 
-  const dropoutConfig: EncoderConfig = {
+  const dropoutConfig: XmodConfig = {
     ...tinyXlmr,
     languages: ['en_XX', 'de_DE'],
     hidden_dropout_prob: 0.1,

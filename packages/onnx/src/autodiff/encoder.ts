@@ -1,5 +1,5 @@
 import { XltConfigError, XltShapeError } from '@xlt/core';
-import type { EncoderConfig, LoraMixtureSpec } from '../model-types.js';
+import type { LoraMixtureSpec, XmodConfig } from '../model-types.js';
 import { type Dim, numericShape, staticDim } from './dims.js';
 import { type DropoutRates, DropoutSites } from './dropout.js';
 import { attention, embedding, gelu, linear } from './layers.js';
@@ -71,7 +71,7 @@ export class XmodEncoder {
 
   constructor(
     readonly p: Parameters,
-    readonly config: EncoderConfig,
+    readonly config: XmodConfig,
     options: EncoderOptions = {},
   ) {
     this.lora = options.lora ?? new Map();
@@ -84,7 +84,7 @@ export class XmodEncoder {
     const word = 'roberta.embeddings.word_embeddings';
     this.prefix = p.has(`${word}.weight`) || p.has(`${word}.base_layer.weight`) ? 'roberta.' : '';
     this.hidden = config.hidden_size;
-    this.eps = config.layer_norm_eps ?? 1e-5;
+    this.eps = config.layer_norm_eps;
     if (this.hidden % config.num_attention_heads !== 0)
       throw new XltConfigError(
         `hidden_size ${this.hidden} is not a multiple of num_attention_heads ${config.num_attention_heads}`,
@@ -164,7 +164,7 @@ export class XmodEncoder {
   embeddings(ids: Value, mixup?: EncoderInputs['mixup']): Value {
     const { t, prefix: pre, hidden: H } = this;
     const shape = ids.shape;
-    const pad = this.config.pad_token_id ?? 1;
+    const pad = this.config.pad_token_id;
     const notPad = raw(
       t,
       'Cast',
@@ -200,8 +200,8 @@ export class XmodEncoder {
    */
   adapter(x: Value, name: string, langIds: Value): Value {
     const H = this.hidden;
-    const langs = this.config.languages ?? [];
-    const b = Math.floor(H / (this.config.adapter_reduction_factor ?? 2));
+    const langs = this.config.languages;
+    const b = Math.floor(H / this.config.adapter_reduction_factor);
     const stacked = (suffix: string, shape: number[]) => {
       const parts = langs.map((l) => {
         const w = this.p.get(`${name}.output.adapter_modules.${l}.${suffix}`, shape);
@@ -215,7 +215,7 @@ export class XmodEncoder {
 
   layer(x: Value, name: string, maskAdd: Value, langIds: Value | undefined): Value {
     const { config: cfg, hidden: H } = this;
-    const pre = cfg.pre_norm === true;
+    const pre = cfg.pre_norm;
     const attLN = `${name}.attention.output.LayerNorm`;
     const outLN = `${name}.output.LayerNorm`;
     const h = pre ? this.layerNorm(x, attLN) : x;
@@ -236,8 +236,8 @@ export class XmodEncoder {
     if (langIds !== undefined) {
       let a = out;
       if (cfg.adapter_layer_norm) a = this.layerNorm(out, `${name}.output.adapter_layer_norm`);
-      else if (cfg.adapter_reuse_layer_norm !== false) a = this.layerNorm(out, outLN);
-      const residual = cfg.ln_before_adapter !== false ? a : out;
+      else if (cfg.adapter_reuse_layer_norm) a = this.layerNorm(out, outLN);
+      const residual = cfg.ln_before_adapter ? a : out;
       out = add(this.dropout(this.adapter(a, name, langIds), 'hidden'), residual);
     }
     if (!pre) out = this.layerNorm(out, outLN);
@@ -251,8 +251,8 @@ export class XmodEncoder {
    */
   forward(inputs: EncoderInputs, hidden?: Value[]): Value {
     const { t, config: cfg } = this;
-    const langIds = (cfg.languages ?? []).length > 0 ? inputs.langIds : undefined;
-    if ((cfg.languages ?? []).length > 0 && langIds === undefined)
+    const langIds = cfg.languages.length > 0 ? inputs.langIds : undefined;
+    if (cfg.languages.length > 0 && langIds === undefined)
       throw new XltConfigError('an X-Mod model needs lang_ids', { field: 'lang_ids' });
     this.langIds = inputs.langIds;
     const maskF = cast(inputs.attentionMask, t.floatType);

@@ -1,5 +1,5 @@
-import { XltConfigError } from '@xlt/core';
-import type { EncoderConfig, HeadKind } from '../model-types.js';
+import { labelCount, XltConfigError } from '@xlt/core';
+import type { HeadKind } from '../model-types.js';
 import { type Dim, symbol } from './dims.js';
 import type { XmodEncoder } from './encoder.js';
 import { crossEntropy, gelu, linear } from './layers.js';
@@ -22,11 +22,6 @@ import {
 import type { Value } from './tracer.js';
 
 /** The heads over the encoder's last hidden state, and their training losses. */
-
-/** Number of labels of a classification head. */
-export function labelCount(cfg: EncoderConfig): number {
-  return cfg.num_labels ?? (cfg.id2label ? Object.keys(cfg.id2label).length : 2);
-}
 
 /** Logits of a head over the last hidden state x [B, S, H]: masked-lm, token and sequence classification. */
 export function headLogits(enc: XmodEncoder, head: HeadKind, x: Value): Value {

@@ -2,6 +2,9 @@
  * Reverse-mode autodiff over traced ONNX graphs: write a forward pass once with the op vocabulary,
  * trace it with static shapes, and derive its backward from one gradient rule per op.
  */
+
+/** Number of labels of a classification head (from `@xlt/core`, where the config lives). */
+export { labelCount } from '@xlt/core';
 export { backward } from './backward.js';
 export { allStatic, type Dim, dimDiv, dimMul, dimProduct, isStatic, SymDim, symbol } from './dims.js';
 export { type EncoderInputs, type EncoderOptions, XmodEncoder } from './encoder.js';
@@ -11,7 +14,6 @@ export {
   headLogits,
   headLoss,
   klDivergence,
-  labelCount,
   type ObjectiveOptions,
 } from './heads.js';
 export { buildInferenceGraph, type InferenceGraphOptions } from './inference-graph.js';

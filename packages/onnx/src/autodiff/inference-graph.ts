@@ -1,5 +1,5 @@
 import { XltConfigError } from '@xlt/core';
-import type { EncoderConfig, HeadKind, LoraMixtureSpec, WeightSource } from '../model-types.js';
+import type { HeadKind, LoraMixtureSpec, WeightSource, XmodConfig } from '../model-types.js';
 import { symbol } from './dims.js';
 import { XmodEncoder } from './encoder.js';
 import { headLogits, spanLogits } from './heads.js';
@@ -10,7 +10,7 @@ import { encoderInputs } from './train-graph.js';
 
 /** Options of {@link buildInferenceGraph}. */
 export interface InferenceGraphOptions {
-  config: EncoderConfig;
+  config: XmodConfig;
   weights: WeightSource;
   head: HeadKind;
   /** Also output the embeddings' and every layer's hidden state (`hidden_states_0..L`). */

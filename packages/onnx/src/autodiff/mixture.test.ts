@@ -1,18 +1,21 @@
+import { normalizeConfig } from '@xlt/core';
 import { describe, expect, it } from 'vitest';
-import type { EncoderConfig, Weight, WeightSource } from '../export.js';
+import type { Weight, WeightSource } from '../export.js';
 import type { LoraMixtureSpec } from '../model-types.js';
 import { randomWeights } from '../random.js';
 import { bothGradients, expectSameGradients, i64 } from './parity-helpers.js';
 
-const config: EncoderConfig = {
+const config = normalizeConfig({
   vocab_size: 30,
   hidden_size: 8,
   num_hidden_layers: 2,
   num_attention_heads: 2,
   intermediate_size: 12,
   num_labels: 3,
-  ...({ max_position_embeddings: 12 } as object),
-};
+  max_position_embeddings: 12,
+  hidden_dropout_prob: 0,
+  attention_probs_dropout_prob: 0,
+});
 const experts = ['en', 'de', 'sw'];
 const modules = [0, 1].flatMap((l) =>
   ['query', 'value'].map((m) => `roberta.encoder.layer.${l}.attention.self.${m}`),

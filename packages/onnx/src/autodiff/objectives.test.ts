@@ -1,11 +1,12 @@
+import { normalizeConfig } from '@xlt/core';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import type { EncoderConfig, HeadKind } from '../export.js';
+import type { HeadKind } from '../export.js';
 import { randomWeights } from '../random.js';
 import { bothGradients, expectSameGradients, i64, maxAbsDiff } from './parity-helpers.js';
 import { buildTracedTrainGraph } from './train-graph.js';
 
-const config: EncoderConfig = {
+const config = normalizeConfig({
   vocab_size: 30,
   hidden_size: 8,
   num_hidden_layers: 2,
@@ -13,8 +14,10 @@ const config: EncoderConfig = {
   intermediate_size: 12,
   languages: ['en_XX', 'de_DE'],
   num_labels: 3,
-  ...({ max_position_embeddings: 12 } as object),
-};
+  max_position_embeddings: 12,
+  hidden_dropout_prob: 0,
+  attention_probs_dropout_prob: 0,
+});
 
 // four rows: two originals, then their augmented versions
 const batch = {

@@ -1,19 +1,22 @@
+import { normalizeConfig } from '@xlt/core';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import { type EncoderConfig, exportToOnnx } from '../export.js';
+import { exportToOnnx } from '../export.js';
 import { randomWeights } from '../random.js';
 import { bothGradients, expectSameGradients, i64, maxAbsDiff, tinyBatch } from './parity-helpers.js';
 import { buildTracedTrainGraph } from './train-graph.js';
 
-const config: EncoderConfig = {
+const config = normalizeConfig({
   vocab_size: 20,
   hidden_size: 8,
   num_hidden_layers: 1,
   num_attention_heads: 2,
   intermediate_size: 12,
   oie: { pos_emb_dim: 4, n_arg_layers: 2, n_arg_heads: 2, d_feedforward: 6 },
-  ...({ max_position_embeddings: 12 } as object),
-};
+  max_position_embeddings: 12,
+  hidden_dropout_prob: 0,
+  attention_probs_dropout_prob: 0,
+});
 
 const inputs = {
   ...tinyBatch(),

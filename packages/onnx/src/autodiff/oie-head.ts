@@ -1,4 +1,4 @@
-import { XltConfigError } from '@xlt/core';
+import { oieHeadSizes, XltConfigError } from '@xlt/core';
 import { type Dim, staticDim } from './dims.js';
 import type { XmodEncoder } from './encoder.js';
 import { attention, crossEntropy, embedding, linear } from './layers.js';
@@ -35,18 +35,18 @@ export interface OieInputs {
 /** One argument-extractor layer (torch TransformerEncoderLayer-style cross-attention, post-norm, ReLU FFN). */
 function argLayer(enc: XmodEncoder, target: Value, source: Value, name: string, keyMask: Value): Value {
   const p = enc.p;
-  const o = enc.config.oie ?? {};
+  const o = oieHeadSizes(enc.config);
   const d = staticDim(target.shape[2] as Dim, `argument layer ${name}`);
   const W = p.get(`${name}.multihead_attn.in_proj_weight`, [3 * d, d]);
   const b = p.get(`${name}.multihead_attn.in_proj_bias`, [3 * d]);
   const proj = (x: Value, k: number) =>
     linear(x, slice(W, 0, k * d, (k + 1) * d), slice(b, 0, k * d, (k + 1) * d));
-  const ctx = attention(proj(target, 0), proj(source, 1), proj(source, 2), keyMask, o.n_arg_heads ?? 8);
+  const ctx = attention(proj(target, 0), proj(source, 1), proj(source, 2), keyMask, o.n_arg_heads);
   const normed = enc.layerNorm(
     add(target, enc.linear(ctx, `${name}.multihead_attn.out_proj`, d)),
     `${name}.norm1`,
   );
-  const ff = o.d_feedforward ?? 2048;
+  const ff = o.d_feedforward;
   const projected = enc.linear(relu(enc.linear(normed, `${name}.linear1`, ff)), `${name}.linear2`, d);
   return enc.layerNorm(add(normed, projected), `${name}.norm2`);
 }
@@ -56,10 +56,10 @@ export function oieLogits(enc: XmodEncoder, x: Value, inputs: OieInputs): { pred
   const t = enc.p.tracer;
   const [B, S] = x.shape as [Dim, Dim];
   const H = enc.hidden;
-  const o = enc.config.oie ?? {};
-  const P = o.pos_emb_dim ?? 64;
+  const o = oieHeadSizes(enc.config);
+  const P = o.pos_emb_dim;
   const d = 2 * H + P;
-  const heads = o.n_arg_heads ?? 8;
+  const heads = o.n_arg_heads;
   if (d % heads !== 0)
     throw new XltConfigError(
       `2 x hidden_size + pos_emb_dim = ${d} is not a multiple of n_arg_heads ${heads}`,
@@ -75,8 +75,7 @@ export function oieLogits(enc: XmodEncoder, x: Value, inputs: OieInputs): { pred
   const argIn = concat([x, predicateMean, position], 2);
   const keyMask = reshape(mul(sub(1, mask), -3.4028234663852886e38), [B, 1, 1, S]);
   let h = argIn;
-  for (let i = 0; i < (o.n_arg_layers ?? 4); i++)
-    h = argLayer(enc, h, argIn, `oie.arg_module.layers.${i}`, keyMask);
+  for (let i = 0; i < o.n_arg_layers; i++) h = argLayer(enc, h, argIn, `oie.arg_module.layers.${i}`, keyMask);
   return { pred, arg: enc.linear(h, 'oie.arg_classifier', 9) };
 }
 

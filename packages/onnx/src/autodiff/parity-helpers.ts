@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
 import { expect } from 'vitest';
-import type { EncoderConfig, HeadKind, LoraMixtureSpec, WeightSource } from '../model-types.js';
+import type { HeadKind, LoraMixtureSpec, WeightSource, XmodConfig } from '../model-types.js';
 import { buildTracedTrainGraph } from './train-graph.js';
 
 /**
@@ -29,7 +29,7 @@ type Outputs = ort.InferenceSession.OnnxValueMapType;
  * against the dynamic graph's gradient at the largest entry of up to `finiteDifferences` parameters.
  */
 export async function bothGradients(
-  config: EncoderConfig,
+  config: XmodConfig,
   weights: WeightSource,
   head: HeadKind,
   trainable: string[],

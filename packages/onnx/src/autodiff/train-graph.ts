@@ -1,5 +1,5 @@
 import { XltConfigError } from '@xlt/core';
-import type { EncoderConfig, HeadKind, LoraMixtureSpec, WeightSource } from '../model-types.js';
+import type { HeadKind, LoraMixtureSpec, WeightSource, XmodConfig } from '../model-types.js';
 import type { TrainGraph, TrainGraphOptions, TrainGraphSignature } from '../train-types.js';
 import { backward } from './backward.js';
 import { type Dim, symbol } from './dims.js';
@@ -14,7 +14,7 @@ import { Tracer, type Value } from './tracer.js';
 
 /** Options of {@link buildTracedTrainGraph}. */
 export interface TracedTrainGraphOptions {
-  config: EncoderConfig;
+  config: XmodConfig;
   /** Values of every parameter (frozen ones are baked in; trainable ones only give shapes). */
   weights: WeightSource;
   /** masked-lm, token or sequence classification, open-ie, or (losses only) question-answering. */
@@ -73,7 +73,7 @@ export interface TracedTrainGraphOptions {
 /** Declares the batch inputs of an encoder graph (`input_ids`, `attention_mask`, `lang_ids`?). */
 export function encoderInputs(
   t: Tracer,
-  config: EncoderConfig,
+  config: XmodConfig,
   B: Dim,
   S: Dim,
   mixupCandidates?: Dim,
@@ -81,7 +81,7 @@ export function encoderInputs(
   needLangIds = false,
 ): EncoderInputs {
   const K = mixupCandidates;
-  const langs = (config.languages ?? []).length > 0 || needLangIds;
+  const langs = config.languages.length > 0 || needLangIds;
   return {
     inputIds: t.input('input_ids', [B, S], 'int64'),
     attentionMask: t.input('attention_mask', [B, S], 'int64'),
