@@ -76,9 +76,10 @@ describe('XLT_BENCH=base measurements on a tiny XLM-R', () => {
     // a fresh process: its peak RSS is this step's alone (the weights are made before the baseline)
     const script = `
       const onnx = await import('@xlt/onnx');
-      const config = { vocab_size: 8002, hidden_size: 256, num_hidden_layers: 4, num_attention_heads: 4,
-        intermediate_size: 1024, num_labels: 7, max_position_embeddings: 130, hidden_dropout_prob: 0.1,
-        attention_probs_dropout_prob: 0.1 };
+      const { normalizeConfig } = await import('@xlt/core');
+      const config = normalizeConfig({ model_type: 'xlm-roberta', vocab_size: 8002, hidden_size: 256,
+        num_hidden_layers: 4, num_attention_heads: 4, intermediate_size: 1024, num_labels: 7,
+        max_position_embeddings: 130, hidden_dropout_prob: 0.1, attention_probs_dropout_prob: 0.1 });
       const head = 'token-classification';
       const weights = onnx.randomWeights(config, head, 0);
       const names = [...onnx.weightShapes(config, head).keys()];
