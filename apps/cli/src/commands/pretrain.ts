@@ -220,15 +220,12 @@ Examples:
         log: () => {},
       });
       // always at BERT's 15%, whatever the training rate: held-out losses of runs compare
-      // the unigram baseline: what a model that ignores context scores on the same masked tokens
-      const specials = ['<s>', '</s>', '<pad>', '<mask>'].map((t) => tok.tokenToId(t));
-      const unigram = unigramCounts(
-        corpus,
-        model.config.vocab_size,
-        new Set(specials.filter((i): i is number => i !== undefined)),
-      );
+      const mask = mlmOptions(tok, model.config.vocab_size, HELD_OUT_MASK_PROBABILITY);
+      // the unigram baseline (what a model that ignores context scores on the same masked tokens),
+      // counted over the tokens masking can pick
+      const unigram = unigramCounts(corpus, model.config.vocab_size, new Set(mask.specialIds));
       heldOut = await heldOutMlmLoss(model, blocks, {
-        mask: mlmOptions(tok, model.config.vocab_size, HELD_OUT_MASK_PROBABILITY),
+        mask,
         seed: 1234,
         unigram,
         ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
