@@ -2,7 +2,8 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { XltFormatError, XltNotFoundError } from './errors.js';
 import type { TensorInfo, TensorReader } from './reader.js';
-import { SafetensorsReader, type SafetensorsTensor } from './safetensors.js';
+import { SafetensorsReader } from './safetensors.js';
+import type { SafetensorsTensor } from './tensor-data.js';
 import { TorchCheckpointReader } from './torch.js';
 
 /**

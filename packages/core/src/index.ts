@@ -45,15 +45,13 @@ export {
   f32ToBf16,
   f32ToF16,
   readSafetensors,
-  type SafetensorsData,
-  type SafetensorsDType,
   type SafetensorsEntry,
   type SafetensorsFile,
   SafetensorsReader,
-  type SafetensorsTensor,
   toFloat32,
   writeSafetensors,
 } from './safetensors.js';
 export { findRepoRoot, hasSharedDir, sharedDir, sharedPath, sharedSkipReason } from './shared.js';
+export type { SafetensorsData, SafetensorsDType, SafetensorsTensor } from './tensor-data.js';
 export { TorchCheckpointReader, type TorchReadOptions, type TorchTensorInfo } from './torch.js';
 export { tensorBytes, writeTorchCheckpoint } from './torch-write.js';

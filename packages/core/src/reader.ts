@@ -1,4 +1,4 @@
-import type { SafetensorsDType, SafetensorsTensor } from './safetensors.js';
+import type { SafetensorsDType, SafetensorsTensor } from './tensor-data.js';
 
 /** dtype and shape of a stored tensor, known without reading its data. */
 export interface TensorInfo {

@@ -10,11 +10,11 @@ import {
   f32ToF16,
   readSafetensors,
   SafetensorsReader,
-  type SafetensorsTensor,
   toFloat32,
   writeSafetensors,
 } from './safetensors.js';
 import { sharedPath, sharedSkipReason } from './shared.js';
+import type { SafetensorsTensor } from './tensor-data.js';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'xlt-st-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

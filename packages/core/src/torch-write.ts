@@ -1,6 +1,7 @@
 import { basename, extname } from 'node:path';
 import { writeFileAtomic } from './files.js';
-import { dtypeSize, type SafetensorsDType, type SafetensorsTensor } from './safetensors.js';
+import { dtypeSize } from './safetensors.js';
+import type { SafetensorsDType, SafetensorsTensor } from './tensor-data.js';
 import { CENTRAL_SIG, EOCD_SIG, LOCAL_SIG } from './zip.js';
 
 /**

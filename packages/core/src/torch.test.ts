@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { XltError, XltFormatError, XltNotFoundError } from './errors.js';
 import { unpickle } from './pickle.js';
-import { type SafetensorsTensor, toFloat32 } from './safetensors.js';
+import { toFloat32 } from './safetensors.js';
+import type { SafetensorsTensor } from './tensor-data.js';
 import { TorchCheckpointReader } from './torch.js';
 import { tensorBytes, writeTorchCheckpoint } from './torch-write.js';
 

@@ -2,7 +2,8 @@ import { closeSync, fstatSync, openSync } from 'node:fs';
 import { XltError, XltFormatError, XltNotFoundError } from './errors.js';
 import { PyDict, PyGlobal, PyTuple, type PyValue, unpickle } from './pickle.js';
 import type { TensorInfo, TensorReader } from './reader.js';
-import { dtypeSize, type SafetensorsDType, type SafetensorsTensor, viewAs } from './safetensors.js';
+import { dtypeSize, viewAs } from './safetensors.js';
+import type { SafetensorsDType, SafetensorsTensor } from './tensor-data.js';
 import { LOCAL_SIG, readAt, readInto, readZipDirectory, type ZipEntry, zipEntryDataOffset } from './zip.js';
 
 /** The largest tensor `get` returns by default (one ArrayBuffer holds at most this). */
