@@ -1,6 +1,7 @@
 import { XltConfigError } from '@xlt/core';
 import { type TokenizerJson, XltTokenizer } from './tokenizer.js';
-import { SPACE_MARK, type TrainUnigramOptions, trainUnigram } from './train.js';
+import { type TrainUnigramOptions, trainUnigram } from './train.js';
+import { SPACE_MARK } from './unigram-json.js';
 
 /** Result of {@link extendVocabulary}. */
 export interface ExtendVocabularyResult {

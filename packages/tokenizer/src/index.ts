@@ -12,11 +12,9 @@ export {
   XltTokenizer,
 } from './tokenizer.js';
 export {
-  buildTokenizerJson,
-  normalizeText,
-  SPACE_MARK,
   type TrainProgress,
   type TrainUnigramOptions,
   type TrainUnigramResult,
   trainUnigram,
 } from './train.js';
+export { buildTokenizerJson, normalizeText, SPACE_MARK } from './unigram-json.js';
