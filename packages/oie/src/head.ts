@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, XltConfigError, XltShapeError } from '@xlt/core';
+import { type OieHeadConfig, oieHeadSizes, Rng, XltConfigError, XltShapeError } from '@xlt/core';
 import {
   crossEntropy,
   Embedding,
@@ -16,26 +16,15 @@ import {
   XmodPreTrainedModel,
 } from '@xlt/xmod';
 
-/** Sizes of Multi2OIE's head (`config.oie`); defaults are Multi2OIE's. */
-export interface OieHeadSizes {
-  /** Position embedding size (default 64). */
-  pos_emb_dim?: number;
-  /** Argument-extractor layers (default 4). */
-  n_arg_layers?: number;
-  /** Attention heads of those layers (default 8). */
-  n_arg_heads?: number;
-  /** Their feed-forward size (default 2048). */
-  d_feedforward?: number;
-}
+/**
+ * Sizes of Multi2OIE's head (`config.oie`): @xlt/core's `OieHeadConfig`, kept under this name for
+ * callers of this package. Defaults (`oieHeadSizes`) are Multi2OIE's: 64, 4 layers, 8 heads, 2048.
+ */
+export type OieHeadSizes = OieHeadConfig;
 
-function headSizes(cfg: XmodConfig): Required<OieHeadSizes> & { d: number } {
-  const o = (cfg.oie ?? {}) as OieHeadSizes;
-  const s = {
-    pos_emb_dim: o.pos_emb_dim ?? 64,
-    n_arg_layers: o.n_arg_layers ?? 4,
-    n_arg_heads: o.n_arg_heads ?? 8,
-    d_feedforward: o.d_feedforward ?? 2048,
-  };
+/** The head's sizes (core's `oieHeadSizes`) and its width `d`, checked against the head count. */
+function headSizes(cfg: XmodConfig): Required<OieHeadConfig> & { d: number } {
+  const s = oieHeadSizes(cfg);
   const d = 2 * cfg.hidden_size + s.pos_emb_dim;
   if (d % s.n_arg_heads !== 0)
     throw new XltConfigError(
