@@ -1,10 +1,10 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { realpathSync, statSync } from 'node:fs';
-import path from 'node:path';
+import { statSync } from 'node:fs';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { HttpError } from './errors.js';
 import type { ModuleFleet } from './fleet.js';
 import type { ServedModel } from './model.js';
+import { moduleFile } from './module-file.js';
 
 /** Language codes a client may name: letters, digits, `_` and `-`, as module file names use them. */
 export const LANGUAGE_CODE_PATTERN = '^[A-Za-z0-9_-]{1,32}$';
@@ -30,26 +30,6 @@ export function checkAdminAuth(req: FastifyRequest, adminToken: string | undefin
     });
   if (!tokenMatches(auth.slice('Bearer '.length), adminToken))
     throw new HttpError(403, 'FORBIDDEN', 'invalid admin token', { field: 'authorization' });
-}
-
-/**
- * The module file for `code` in `modulesDir`: `<modulesDir>/<code>.safetensors`, a regular file whose
- * real path (links followed) lies inside the directory. Nothing else is ever opened.
- */
-export function moduleFile(modulesDir: string, code: string): string {
-  const dir = realpathSync(modulesDir);
-  const notFound = () =>
-    new HttpError(404, 'NOT_FOUND', `no language module '${code}' in the modules directory`, {
-      field: 'code',
-    });
-  let real: string;
-  try {
-    real = realpathSync(path.join(dir, `${code}.safetensors`));
-  } catch {
-    throw notFound();
-  }
-  if (path.dirname(real) !== dir || !statSync(real).isFile()) throw notFound();
-  return real;
 }
 
 /** Options of the admin routes. */

@@ -8,8 +8,8 @@ import {
   redactUrl,
   subscribeLanguageModules,
 } from '@xlt/jobs';
-import { moduleFile } from './admin.js';
 import type { ServedModel } from './model.js';
+import { moduleFile } from './module-file.js';
 
 /** What the admin route tells the fleet after adding a module on this replica. */
 export interface ModuleFleet {
