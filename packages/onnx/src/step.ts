@@ -241,6 +241,10 @@ export class CompiledTrainStep {
     });
     const so = {
       ...sessionOptions(options),
+      // no memory pattern: with symbolic shapes onnxruntime plans one block per batch shape on the
+      // second run, on top of the arena the first run grew (measured: +1.3 GiB at h768 l12 b8 s128)
+      enableMemPattern: false,
+      // (measurement only, tools/bench/scripts/step-memory.mjs: ARENA=0|1, MEMPAT=0|1)
       ...((options as { sessionOverrides?: object }).sessionOverrides ?? {}),
     };
     const build = async (bytes: Uint8Array) =>
