@@ -1,11 +1,16 @@
 import { XltConfigError, XltError } from '@xlt/core';
 import * as ort from 'onnxruntime-node';
-import { buildApplyGraph, buildTracedTrainGraph } from './autodiff/train-graph.js';
+import {
+  buildApplyGraph,
+  buildChunkUpdateGraph,
+  buildTracedTrainGraph,
+  CHUNK_UPDATE,
+} from './autodiff/train-graph.js';
 import { checkTrainMemory, estimateTrainMemory, type TrainMemoryEstimate } from './memory.js';
 import type { HeadKind, LoraMixtureSpec, WeightSource, XmodConfig } from './model-types.js';
 import { sessionOptions } from './runner.js';
 import { cachedSession } from './session-cache.js';
-import type { AdamWSettings, TrainGraphSignature } from './train-types.js';
+import { type AdamWSettings, defaultNoDecay, type TrainGraphSignature } from './train-types.js';
 
 /** A training batch: token ids, mask, languages and the head's labels, as nested arrays. */
 export interface TrainBatch {
@@ -83,6 +88,13 @@ export interface CompiledTrainStepOptions {
    * Needs `frozenAsInputs` (a cached graph holds no weights).
    */
   sessionCacheDir?: string;
+  /**
+   * Elements per slice of the update (default {@link UPDATE_CHUNK}, 4M: 16 MiB): without gradient
+   * accumulation the step runs a gradients graph, then clipping and AdamW slice by slice, each slice
+   * written back in place, so the update's temporaries are a few slices, not a few copies of the
+   * largest parameter (the 250,002 x 768 word embeddings at XLM-R-base size).
+   */
+  updateChunk?: number;
   /** The memory limit for `batchShape`'s check (default: the machine's memory, `os.totalmem()`). */
   maxMemoryBytes?: number;
   /** Receives the estimate (e.g. to print {@link describeTrainMemory}'s line before a run). */
@@ -117,6 +129,19 @@ interface Accumulator {
   scratch: Float32Array[];
 }
 
+/** Default elements per slice of the sliced update (see `CompiledTrainStepOptions.updateChunk`). */
+export const UPDATE_CHUNK = 1 << 22;
+
+/** The update of a step without accumulation: clipping and AdamW slice by slice ({@link buildChunkUpdateGraph}). */
+interface SlicedUpdate {
+  /** Per parameter: the session for it (with or without weight decay). */
+  sessions: ort.InferenceSession[];
+  /** Per parameter: its gradient, written by the gradients graph (allocated once). */
+  grads: Float32Array[];
+  /** Elements per slice. */
+  chunk: number;
+}
+
 const i64 = (rows: number[][] | number[], dims: number[]) =>
   new ort.Tensor(
     'int64',
@@ -149,6 +174,7 @@ export class CompiledTrainStep {
   private readonly bufs: Buf[];
   private stepCount = 0;
   private accumulator: Accumulator | undefined;
+  private sliced: SlicedUpdate | undefined;
 
   private constructor(
     session: ort.InferenceSession,
@@ -211,9 +237,16 @@ export class CompiledTrainStep {
     const { model, signature } = buildTracedTrainGraph({
       ...rest,
       ...(embeddingMixup === true ? { embeddingMixup: {} } : {}),
-      mode: count === 1 ? 'adamw' : 'grads',
+      mode: 'grads',
     });
-    const so = sessionOptions(options);
+    const so = {
+      ...sessionOptions(options),
+      // no memory pattern: with symbolic shapes onnxruntime plans one block per batch shape on the
+      // second run, on top of the arena the first run grew (measured: +1.3 GiB at h768 l12 b8 s128)
+      enableMemPattern: false,
+      // (measurement only, tools/bench/scripts/step-memory.mjs: ARENA=0|1, MEMPAT=0|1)
+      ...((options as { sessionOverrides?: object }).sessionOverrides ?? {}),
+    };
     const build = async (bytes: Uint8Array) =>
       sessionCacheDir !== undefined
         ? await cachedSession(bytes, so, sessionCacheDir)
@@ -228,7 +261,12 @@ export class CompiledTrainStep {
       new ort.Tensor('float32', options.weights.get(f.name).data, f.shape),
     ]);
     if (signature.batch.includes('dropout_seed')) step.dropoutSeed = options.dropoutSeed ?? 0;
-    if (count > 1) {
+    if (count === 1) {
+      step.sliced = await slicedUpdate(signature, options, build).catch(async (e: unknown) => {
+        await session.release();
+        throw e;
+      });
+    } else {
       const applyGraph = buildApplyGraph(signature.params, options.adamw);
       const { session: apply } = await build(applyGraph.model).catch(async (e: unknown) => {
         await session.release();
@@ -263,14 +301,14 @@ export class CompiledTrainStep {
     return (this.bufs[i] as Buf).p;
   }
 
-  /** Bytes of the step's own buffers: parameter copies (none when updated in place), moments, accumulated gradients. */
+  /** Bytes of the step's own buffers: parameter copies (none when updated in place), moments, gradients. */
   get heldBytes(): { parameters: number; moments: number; gradients: number } {
     const bytes = (list: Float32Array[]) => list.reduce((a, x) => a + x.byteLength, 0);
     const acc = this.accumulator;
     return {
       parameters: this.inPlace ? 0 : bytes(this.bufs.map((b) => b.p)),
       moments: bytes(this.bufs.flatMap((b) => [b.m, b.v])),
-      gradients: acc === undefined ? 0 : bytes([...acc.sum, ...acc.scratch]),
+      gradients: bytes(acc === undefined ? (this.sliced?.grads ?? []) : [...acc.sum, ...acc.scratch]),
     };
   }
 
@@ -290,29 +328,57 @@ export class CompiledTrainStep {
     const t = this.stepCount + 1;
     const out =
       acc === undefined
-        ? await this.runFused(list[0] as TrainBatch, lr, t)
+        ? await this.runSliced(list[0] as TrainBatch, lr, t, this.sliced as SlicedUpdate)
         : await this.runAccumulated(list, lr, t, acc);
     this.stepCount = t;
     return out;
   }
 
-  /** The whole step in one graph: read buffers in, write buffers out. */
-  private async runFused(
+  /**
+   * The gradients graph into the gradient buffers, then (after a finite loss and norm) clipping and
+   * AdamW slice by slice, each slice's parameter and moments written back into the buffers it reads.
+   */
+  private async runSliced(
     batch: TrainBatch,
     lr: number,
     t: number,
+    u: SlicedUpdate,
   ): Promise<{ loss: number; gradNorm: number }> {
     const feeds = this.batchFeeds(batch, t);
-    feeds.lr = new ort.Tensor('float32', Float32Array.of(lr), []);
-    feeds.step = new ort.Tensor('float32', Float32Array.of(t), []);
     const fetches: Record<string, ort.Tensor | null> = { loss: null, grad_norm: null };
     this.signature.params.forEach((p, i) => {
-      feedInPlace(feeds, fetches, p, this.bufs[i] as Buf);
+      feeds[p.input] = new ort.Tensor('float32', (this.bufs[i] as Buf).p, p.shape);
+      fetches[p.grad as string] = new ort.Tensor('float32', u.grads[i] as Float32Array, p.shape);
     });
     const out = await this.session.run(feeds, fetches as ort.InferenceSession.FetchesType);
     const loss = (out.loss as ort.Tensor).data[0] as number;
     const gradNorm = (out.grad_norm as ort.Tensor).data[0] as number;
     finiteOrThrow(loss, gradNorm, t);
+    const scalars = {
+      lr: new ort.Tensor('float32', Float32Array.of(lr), []),
+      step: new ort.Tensor('float32', Float32Array.of(t), []),
+      [CHUNK_UPDATE.norm]: new ort.Tensor('float32', Float32Array.of(gradNorm), []),
+    };
+    for (let i = 0; i < this.bufs.length; i++) {
+      const b = this.bufs[i] as Buf;
+      const g = u.grads[i] as Float32Array;
+      const session = u.sessions[i] as ort.InferenceSession;
+      for (let from = 0; from < g.length; from += u.chunk) {
+        const to = Math.min(g.length, from + u.chunk);
+        const slice = (a: Float32Array) => new ort.Tensor('float32', a.subarray(from, to), [to - from]);
+        const [p, m, v] = [slice(b.p), slice(b.m), slice(b.v)];
+        await session.run(
+          {
+            ...scalars,
+            [CHUNK_UPDATE.param]: p,
+            [CHUNK_UPDATE.grad]: slice(g),
+            [CHUNK_UPDATE.m]: m,
+            [CHUNK_UPDATE.v]: v,
+          },
+          { [CHUNK_UPDATE.newParam]: p, [CHUNK_UPDATE.newM]: m, [CHUNK_UPDATE.newV]: v },
+        );
+      }
+    }
     return { loss, gradNorm };
   }
 
@@ -461,7 +527,39 @@ export class CompiledTrainStep {
   async release(): Promise<void> {
     await this.session.release();
     await this.accumulator?.apply.release();
+    for (const session of new Set(this.sliced?.sessions ?? [])) await session.release();
   }
+}
+
+/**
+ * The sliced update of a step without accumulation: one {@link buildChunkUpdateGraph} session per
+ * weight-decay setting the parameters need, and a gradient buffer per parameter.
+ */
+async function slicedUpdate(
+  signature: TrainGraphSignature,
+  options: CompiledTrainStepOptions,
+  build: (bytes: Uint8Array) => Promise<{ session: ort.InferenceSession }>,
+): Promise<SlicedUpdate> {
+  const chunk = options.updateChunk ?? UPDATE_CHUNK;
+  if (!Number.isInteger(chunk) || chunk < 1)
+    throw new XltConfigError(`updateChunk must be a positive integer, got ${chunk}`, {
+      field: 'updateChunk',
+    });
+  const noDecay = options.adamw.noDecay ?? defaultNoDecay;
+  const decays = signature.params.map((p) => options.adamw.weightDecay > 0 && !noDecay(p.name));
+  const byDecay = new Map<boolean, ort.InferenceSession>();
+  try {
+    for (const d of new Set(decays))
+      byDecay.set(d, (await build(buildChunkUpdateGraph(options.adamw, d).model)).session);
+  } catch (e) {
+    for (const session of byDecay.values()) await session.release();
+    throw e;
+  }
+  return {
+    sessions: decays.map((d) => byDecay.get(d) as ort.InferenceSession),
+    grads: signature.params.map((p) => new Float32Array(p.shape.reduce((a, d) => a * d, 1))),
+    chunk,
+  };
 }
 
 /**

@@ -67,8 +67,10 @@ export { Parameters } from './parameters.js';
 export { type DType, type Emit, type TracedNode, Tracer, Value } from './tracer.js';
 export {
   buildApplyGraph,
+  buildChunkUpdateGraph,
   buildTracedTrainGraph,
   buildTrainGraph,
+  CHUNK_UPDATE,
   encoderInputs,
   type TracedTrainGraphOptions,
 } from './train-graph.js';

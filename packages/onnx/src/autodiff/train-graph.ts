@@ -8,7 +8,13 @@ import { type EncoderInputs, type EncoderOptions, XmodEncoder } from './encoder.
 import { type HeadLabels, headLogits, headLoss, type ObjectiveOptions, spanLogits } from './heads.js';
 import { type OieInputs, oieLogits, oieLoss } from './oie-head.js';
 import { add, raw } from './ops.js';
-import { appendAdamW, clipByGlobalNorm, globalNorm, type TracedAdamWSettings } from './optimizer.js';
+import {
+  type AdamWUpdate,
+  appendAdamW,
+  clipByGlobalNorm,
+  globalNorm,
+  type TracedAdamWSettings,
+} from './optimizer.js';
 import { Parameters } from './parameters.js';
 import { Tracer, type Value } from './tracer.js';
 
@@ -287,6 +293,60 @@ export function buildApplyGraph(
   t.output(norm, 'grad_norm');
   const signature: TrainGraphSignature = { batch: [], params: [] };
   appendUpdate(t, values, grads, norm, adamw, signature);
+  return { model: t.toBytes(), signature };
+}
+
+/** Inputs and outputs of {@link buildChunkUpdateGraph}. */
+export const CHUNK_UPDATE = {
+  param: 'param',
+  grad: 'grad',
+  m: 'm:chunk',
+  v: 'v:chunk',
+  norm: 'grad_norm',
+  newParam: 'new:chunk',
+  newM: 'new_m:chunk',
+  newV: 'new_v:chunk',
+} as const;
+
+/**
+ * Clipping (when set) and AdamW on a slice of one parameter, for an update run slice by slice: the
+ * same operations as {@link buildTracedTrainGraph}'s `adamw` mode (so the same float32 results),
+ * on flat inputs `param`, `grad`, `m:chunk`, `v:chunk` of any length `n`, the scalars `grad_norm`
+ * (the global norm of the unclipped gradient), `lr` and `step`; outputs `new:chunk`,
+ * `new_m:chunk`, `new_v:chunk`. `decay`: whether the slice's parameter takes weight decay. Without
+ * the finite guard: the caller runs it only after a finite loss and norm. Its temporaries are a few
+ * slices, whatever the parameter's size.
+ */
+export function buildChunkUpdateGraph(adamw: TracedAdamWSettings, decay: boolean): TrainGraph {
+  const t = new Tracer({ name: 'update_chunk', floatType: 'float32' });
+  t.noGrad = true;
+  const n = symbol('n');
+  const value = t.input(CHUNK_UPDATE.param, [n]);
+  const grad = t.input(CHUNK_UPDATE.grad, [n]);
+  const norm = t.input(CHUNK_UPDATE.norm, []);
+  const clipped =
+    adamw.maxGradNorm !== undefined ? (clipByGlobalNorm([grad], norm, adamw.maxGradNorm)[0] as Value) : grad;
+  const { lr, step, updates } = appendAdamW(t, [{ name: 'chunk', value, grad: clipped }], {
+    ...adamw,
+    noDecay: () => !decay,
+  });
+  const u = updates[0] as AdamWUpdate;
+  const signature: TrainGraphSignature = {
+    batch: [lr.name, step.name],
+    params: [
+      {
+        name: 'chunk',
+        shape: [],
+        input: value.name,
+        grad: grad.name,
+        m: u.m.name,
+        v: u.v.name,
+        newParam: t.output(u.newParam, CHUNK_UPDATE.newParam),
+        newM: t.output(u.newM, CHUNK_UPDATE.newM),
+        newV: t.output(u.newV, CHUNK_UPDATE.newV),
+      },
+    ],
+  };
   return { model: t.toBytes(), signature };
 }
 
