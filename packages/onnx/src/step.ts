@@ -244,8 +244,6 @@ export class CompiledTrainStep {
       // no memory pattern: with symbolic shapes onnxruntime plans one block per batch shape on the
       // second run, on top of the arena the first run grew (measured: +1.3 GiB at h768 l12 b8 s128)
       enableMemPattern: false,
-      // (measurement only, tools/bench/scripts/step-memory.mjs: ARENA=0|1, MEMPAT=0|1)
-      ...((options as { sessionOverrides?: object }).sessionOverrides ?? {}),
     };
     const build = async (bytes: Uint8Array) =>
       sessionCacheDir !== undefined
@@ -262,7 +260,9 @@ export class CompiledTrainStep {
     ]);
     if (signature.batch.includes('dropout_seed')) step.dropoutSeed = options.dropoutSeed ?? 0;
     if (count === 1) {
-      step.sliced = await slicedUpdate(signature, options, build).catch(async (e: unknown) => {
+      // the slice update graph is small and the same for every model: built here, never cached
+      const plain = async (bytes: Uint8Array) => ({ session: await ort.InferenceSession.create(bytes, so) });
+      step.sliced = await slicedUpdate(signature, options, plain).catch(async (e: unknown) => {
         await session.release();
         throw e;
       });

@@ -2,7 +2,6 @@
 // XLM-R-base config: `nice -n 10 node tools/bench/scripts/step-memory.mjs` with
 //   V (vocabulary, default 250002), H (768), L (layers, 12), B (8), S (128), STEPS (2),
 //   TRAIN=full|frozen-embeddings (default full), THREADS (2),
-//   ARENA=0|1 and MEMPAT=0|1 (onnxruntime's enableCpuMemArena / enableMemPattern; default: the step's),
 //   ACC=K (gradient accumulation, K micro-batches of the same batch).
 // Prints one JSON line: the estimate and the peak RSS (MiB) after the weights, the session and each step.
 import path from 'node:path';
@@ -55,14 +54,6 @@ const step = await onnx.CompiledTrainStep.create({
   onMemoryEstimate: (e) => {
     estimate = e;
   },
-  ...(process.env.ARENA !== undefined || process.env.MEMPAT !== undefined
-    ? {
-        sessionOverrides: {
-          ...(process.env.ARENA !== undefined ? { enableCpuMemArena: process.env.ARENA === '1' } : {}),
-          ...(process.env.MEMPAT !== undefined ? { enableMemPattern: process.env.MEMPAT === '1' } : {}),
-        },
-      }
-    : {}),
 });
 rss.session = mib();
 const sessionSeconds = (performance.now() - t0) / 1000;
