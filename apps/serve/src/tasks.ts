@@ -1,4 +1,4 @@
-import { XltConfigError } from '@xlt/core';
+import { padTokenRows, type TokenBatch, XltConfigError } from '@xlt/core';
 import type { OnnxOutput } from '@xlt/onnx';
 
 /** One encoded sequence: token ids, character offsets (UTF-16) and word index per token (null for specials). */
@@ -18,19 +18,15 @@ export interface ServeTokenizer {
   readonly padTokenId: number;
 }
 
-/** Pads encodings to the longest, truncating to `maxLength` (keeping the final special token). */
+/** Pads encodings to the longest: the `inputIds` / `attentionMask` of `@xlt/core`'s `TokenBatch`. */
 export function padBatch(
   encs: Encoded[],
   padId: number,
-): { inputIds: number[][]; attentionMask: number[][] } {
-  const S = Math.max(...encs.map((e) => e.ids.length));
-  return {
-    inputIds: encs.map((e) => [...e.ids, ...new Array<number>(S - e.ids.length).fill(padId)]),
-    attentionMask: encs.map((e) => [
-      ...new Array<number>(e.ids.length).fill(1),
-      ...new Array<number>(S - e.ids.length).fill(0),
-    ]),
-  };
+): Required<Pick<TokenBatch, 'inputIds' | 'attentionMask'>> {
+  return padTokenRows(
+    encs.map((e) => e.ids),
+    padId,
+  );
 }
 
 /** Truncates an encoding to `max` tokens, keeping the final special token. */

@@ -6,6 +6,7 @@ export {
   type InitBackendOptions,
   initBackend,
 } from './backend.js';
+export { type OpenIeBatch, padTokenRows, type TokenBatch } from './batch.js';
 export {
   CHECKPOINT_FILES,
   findCheckpoint,

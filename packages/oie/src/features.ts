@@ -1,4 +1,4 @@
-import { XltConfigError } from '@xlt/core';
+import { type OpenIeBatch, padTokenRows, XltConfigError } from '@xlt/core';
 import type { XltTokenizer } from '@xlt/tokenizer';
 import { alignLabels } from '@xlt/tokenizer';
 import type { OieExample } from './convert.js';
@@ -86,17 +86,8 @@ export async function examplesToRows(
   return { rows, truncated };
 }
 
-/** A padded batch of rows ([B][S] each). */
-export interface OieBatch {
-  inputIds: number[][];
-  attentionMask: number[][];
-  predMask: number[][];
-  predPosition: number[][];
-  predLabels: number[][];
-  argLabels: number[][];
-  /** X-Mod models: the language module of each row (an index into the config's `languages`). */
-  langIds?: number[];
-}
+/** A padded batch of rows ([B][S] each): `@xlt/core`'s one batch type with the Open IE fields. */
+export type OieBatch = OpenIeBatch;
 
 /** Options of {@link collateRows} for X-Mod models. */
 export interface CollateLanguages {
@@ -128,8 +119,10 @@ export function collateRows(rows: readonly OieRow[], padId = 1, languages?: Coll
         });
   return {
     ...(langIds !== undefined ? { langIds } : {}),
-    inputIds: rows.map((r) => pad(r.inputIds, padId)),
-    attentionMask: rows.map((r) => pad(new Array<number>(r.inputIds.length).fill(1), 0)),
+    ...padTokenRows(
+      rows.map((r) => r.inputIds),
+      padId,
+    ),
     predMask: rows.map((r) => pad(r.predMask, 0)),
     predPosition: rows.map((r) => pad(r.predPosition, 0)),
     predLabels: rows.map((r) => pad(r.predLabels, -100)),

@@ -1,4 +1,4 @@
-import { type Rng, XltConfigError } from '@xlt/core';
+import { padTokenRows, type Rng, XltConfigError } from '@xlt/core';
 import { type EncoderConfig, randomWeights, type WeightSource } from '@xlt/onnx';
 import type { XltTokenizer } from '@xlt/tokenizer';
 import {
@@ -33,7 +33,8 @@ function maskedBatch(
   o: { maskId: number; padId: number; vocabSize: number; p: number; special: ReadonlySet<number> },
 ): TokenBatch {
   const S = Math.max(...rows.map((r) => r.length));
-  const batch: TokenBatch = { inputIds: [], attentionMask: [], labels: [] };
+  const masked: number[][] = [];
+  const labels: number[][] = [];
   for (const r of rows) {
     const ids: number[] = [];
     const lab: number[] = [];
@@ -52,12 +53,10 @@ function maskedBatch(
       lab[k] = r[k] as number;
       ids[k] = o.maskId;
     }
-    const pad = S - r.length;
-    batch.inputIds.push([...ids, ...new Array<number>(pad).fill(o.padId)]);
-    (batch.labels as number[][]).push([...lab, ...new Array<number>(pad).fill(-100)]);
-    batch.attentionMask.push([...new Array<number>(r.length).fill(1), ...new Array<number>(pad).fill(0)]);
+    masked.push(ids);
+    labels.push([...lab, ...new Array<number>(S - r.length).fill(-100)]);
   }
-  return batch;
+  return { ...padTokenRows(masked, o.padId), labels };
 }
 
 /**

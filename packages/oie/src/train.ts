@@ -14,7 +14,6 @@ import {
   preset,
   runStages,
   summaryLine,
-  type TokenBatch,
   type TrainableSpec,
   WORD_EMBEDDINGS,
 } from '@xlt/trainer';
@@ -249,7 +248,7 @@ export async function trainOie(options: TrainOieOptions): Promise<TrainOieResult
       const total = Math.ceil(
         stage.steps ?? options.steps ?? batches.batchesPerEpoch * (stage.epochs ?? options.epochs ?? 10),
       );
-      const [summary] = await runStages<TokenBatch>(
+      const [summary] = await runStages<OieBatch>(
         model,
         [{ name: stage.name, trainable: trainableSpec(stage.trainable), steps: total }],
         {

@@ -5,6 +5,7 @@ import {
   readXmodConfig,
   SafetensorsReader,
   type TensorReader,
+  type TokenBatch,
   toFloat32,
   XltConfigError,
   XltFormatError,
@@ -61,15 +62,15 @@ export function sessionOptions(options: OnnxModelOptions): ort.InferenceSession.
   return so;
 }
 
-/** Inputs of {@link OnnxModel.run}: nested arrays or flat typed arrays with the batch shape. */
-export interface OnnxInputs {
+/**
+ * Inputs of {@link OnnxModel.run}: `@xlt/core`'s `TokenBatch` fields for inference, where token ids
+ * and mask may also be flat typed arrays with the batch shape and languages may be codes.
+ */
+export interface OnnxInputs extends Pick<TokenBatch, 'predMask' | 'predPosition'> {
   inputIds: number[][] | { data: BigInt64Array | Int32Array | number[]; dims: [number, number] };
   attentionMask?: number[][] | { data: BigInt64Array | Int32Array | number[]; dims: [number, number] };
   /** Language per example: an index into the model's languages, or a code. Default: the default language. */
   langIds?: Array<number | string>;
-  /** Open IE head: the predicate to extract arguments for, per row [B, S] (see the `open-ie` head). */
-  predMask?: number[][];
-  predPosition?: number[][];
 }
 
 /** One output array with its dimensions. */

@@ -20,7 +20,11 @@ const config = normalizeConfig({
 });
 const head = 'token-classification';
 const trainable = [...weightShapes(config, head).keys()].filter((n) => !n.includes('embeddings'));
-const batch = { inputIds: [[0, 5, 6, 7, 2]], labels: [[-100, 1, 2, 0, -100]] };
+const batch = {
+  inputIds: [[0, 5, 6, 7, 2]],
+  attentionMask: [[1, 1, 1, 1, 1]],
+  labels: [[-100, 1, 2, 0, -100]],
+};
 const dir = mkdtempSync(path.join(tmpdir(), 'xlt-session-cache-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

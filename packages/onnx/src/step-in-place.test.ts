@@ -204,7 +204,10 @@ describe('compiled step updates parameters and moments in place', () => {
       const ids = batch.inputIds.map((row) => row.map((v) => v + 10));
       const labels = ids.map((row) => row.map((v, j) => (j % 3 === 1 ? v : -100)));
       const losses: number[] = [];
-      for (let i = 0; i < 10; i++) losses.push((await step.run({ inputIds: ids, labels }, 1e-2)).loss);
+      for (let i = 0; i < 10; i++)
+        losses.push(
+          (await step.run({ inputIds: ids, attentionMask: batch.attentionMask, labels }, 1e-2)).loss,
+        );
       await step.release();
       return losses;
     };

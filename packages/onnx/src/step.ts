@@ -1,4 +1,4 @@
-import { XltConfigError, XltError } from '@xlt/core';
+import { type TokenBatch, XltConfigError, XltError } from '@xlt/core';
 import * as ort from 'onnxruntime-node';
 import {
   buildApplyGraph,
@@ -12,25 +12,11 @@ import { sessionOptions } from './runner.js';
 import { cachedSession } from './session-cache.js';
 import { type AdamWSettings, defaultNoDecay, type TrainGraphSignature } from './train-types.js';
 
-/** A training batch: token ids, mask, languages and the head's labels, as nested arrays. */
-export interface TrainBatch {
-  inputIds: number[][];
-  attentionMask?: number[][];
-  langIds?: number[];
-  /** MLM / token labels [B, S] (-100 ignored) or sequence labels [B]. */
-  labels?: number[][] | number[];
-  startPositions?: number[];
-  endPositions?: number[];
-  /** Embedding mixup inputs (see `TrainGraphOptions.embeddingMixup`): candidates [B][S][K], weights [B][S][K], lambda [B][S]. */
-  mixIds?: number[][][];
-  mixProbs?: number[][][];
-  mixLambda?: number[][];
-  /** Open IE head (`open-ie`): the predicate of each row [B, S] (1 on its tokens), positions (0 pad, 1 in the predicate, 2 elsewhere), and the two tag layers. */
-  predMask?: number[][];
-  predPosition?: number[][];
-  predLabels?: number[][];
-  argLabels?: number[][];
-}
+/**
+ * A training batch of the compiled step: `@xlt/core`'s one batch type.
+ * @deprecated use `TokenBatch` from `@xlt/core`.
+ */
+export type TrainBatch = TokenBatch;
 
 export interface CompiledTrainStepOptions {
   config: XmodConfig;
@@ -317,7 +303,7 @@ export class CompiledTrainStep {
    * micro-batches (their mean gradient); returns the loss (the mean over the micro-batches) and the
    * norm of the (mean) gradient before clipping. Nothing is updated when a loss or the norm is not finite.
    */
-  async run(batches: TrainBatch | TrainBatch[], lr: number): Promise<{ loss: number; gradNorm: number }> {
+  async run(batches: TokenBatch | TokenBatch[], lr: number): Promise<{ loss: number; gradNorm: number }> {
     const list = Array.isArray(batches) ? batches : [batches];
     const acc = this.accumulator;
     if (list.length < 1 || list.length > (acc?.count ?? 1))
@@ -328,7 +314,7 @@ export class CompiledTrainStep {
     const t = this.stepCount + 1;
     const out =
       acc === undefined
-        ? await this.runSliced(list[0] as TrainBatch, lr, t, this.sliced as SlicedUpdate)
+        ? await this.runSliced(list[0] as TokenBatch, lr, t, this.sliced as SlicedUpdate)
         : await this.runAccumulated(list, lr, t, acc);
     this.stepCount = t;
     return out;
@@ -339,7 +325,7 @@ export class CompiledTrainStep {
    * AdamW slice by slice, each slice's parameter and moments written back into the buffers it reads.
    */
   private async runSliced(
-    batch: TrainBatch,
+    batch: TokenBatch,
     lr: number,
     t: number,
     u: SlicedUpdate,
@@ -387,7 +373,7 @@ export class CompiledTrainStep {
    * same as the tfjs trainer's accumulation (mean gradient, clipping on it, AdamW's t counts steps).
    */
   private async runAccumulated(
-    list: TrainBatch[],
+    list: TokenBatch[],
     lr: number,
     t: number,
     acc: Accumulator,
@@ -396,7 +382,7 @@ export class CompiledTrainStep {
     let lossSum = 0;
     for (let micro = 0; micro < list.length; micro++) {
       // micro-batch u = (t - 1) K + micro + 1 of the run: its dropout masks depend on (seed, t, micro) only
-      const feeds = this.batchFeeds(list[micro] as TrainBatch, (t - 1) * acc.count + micro + 1);
+      const feeds = this.batchFeeds(list[micro] as TokenBatch, (t - 1) * acc.count + micro + 1);
       const target = micro === 0 ? acc.sum : acc.scratch;
       const fetches: Record<string, ort.Tensor | null> = { loss: null };
       this.signature.params.forEach((p, i) => {
@@ -439,7 +425,7 @@ export class CompiledTrainStep {
   }
 
   /** The batch's graph inputs (and the dropout seed of micro-batch `u`, 1-based over the run). */
-  private batchFeeds(batch: TrainBatch, u: number): Record<string, ort.Tensor> {
+  private batchFeeds(batch: TokenBatch, u: number): Record<string, ort.Tensor> {
     const B = batch.inputIds.length;
     const S = batch.inputIds[0]?.length ?? 0;
     const feeds: Record<string, ort.Tensor> = {

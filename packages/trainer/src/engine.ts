@@ -1,16 +1,15 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, XltConfigError, type XmodConfig } from '@xlt/core';
+import { Rng, type TokenBatch, XltConfigError, type XmodConfig } from '@xlt/core';
 import {
   CompiledTrainStep,
   type HeadKind,
   headFromArchitectures,
   type LoraMixtureSpec,
   moduleWeights,
-  type TrainBatch,
   type TrainMemoryEstimate,
   weightShapes,
 } from '@xlt/onnx';
-import { HEAD_LOSS, OPEN_IE_FIELDS, type TokenBatch } from './objectives.js';
+import { HEAD_LOSS } from './objectives.js';
 import type { AdamWParamState } from './optim.js';
 import { defaultNoDecay, type ParameterSource, trainableParameters } from './params.js';
 import { LrScheduler } from './schedule.js';
@@ -350,28 +349,14 @@ export class OnnxTrainer<B extends TokenBatch = TokenBatch> implements TrainEngi
     return { step: this.steps, loss, gradNorm, lr };
   }
 
-  /** The compiled step's view of a batch (languages filled in from `default_language`). */
-  private trainBatch(b: B): TrainBatch {
-    const batch: TrainBatch = { inputIds: b.inputIds, attentionMask: b.attentionMask };
-    if (b.langIds !== undefined) batch.langIds = b.langIds;
-    else if (this.langCount > 0) {
-      if (this.defaultLang !== undefined) batch.langIds = b.inputIds.map(() => this.defaultLang as number);
-      else
-        throw new XltConfigError('batch has no langIds and config.default_language is not set', {
-          field: 'langIds',
-        });
-    }
-    if (b.labels !== undefined) batch.labels = b.labels;
-    if (b.startPositions !== undefined) batch.startPositions = b.startPositions;
-    if (b.endPositions !== undefined) batch.endPositions = b.endPositions;
-    for (const k of OPEN_IE_FIELDS) {
-      const v = b[k];
-      if (v !== undefined) batch[k] = v;
-    }
-    if (b.mixIds !== undefined) batch.mixIds = b.mixIds;
-    if (b.mixProbs !== undefined) batch.mixProbs = b.mixProbs;
-    if (b.mixLambda !== undefined) batch.mixLambda = b.mixLambda;
-    return batch;
+  /** The batch the compiled step runs: languages filled in from `default_language` where missing. */
+  private trainBatch(b: B): TokenBatch {
+    if (b.langIds !== undefined || this.langCount === 0) return b;
+    if (this.defaultLang === undefined)
+      throw new XltConfigError('batch has no langIds and config.default_language is not set', {
+        field: 'langIds',
+      });
+    return { ...b, langIds: b.inputIds.map(() => this.defaultLang as number) };
   }
 
   syncModel(): void {

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { type Rng, XltConfigError, XltShapeError } from '@xlt/core';
+import { padTokenRows, type Rng, type TokenBatch, XltConfigError, XltShapeError } from '@xlt/core';
 import type { LossFn } from './trainer.js';
 
 /** Marks a loss function that is exactly the model's own head loss (lets `fit` pick the compiled engine). */
@@ -28,36 +28,8 @@ export interface ForwardModel {
   forward(inputs: ForwardInputs): { loss?: tf.Tensor | null };
 }
 
-/** A padded batch of token ids with the targets of one objective, as plain arrays. */
-export interface TokenBatch {
-  /** [batch][time] token ids. */
-  inputIds: number[][];
-  /** [batch][time] 1 for tokens, 0 for padding. */
-  attentionMask: number[][];
-  /** X-Mod language index per example. */
-  langIds?: number[];
-  /** [batch] (sequence classification) or [batch][time] (MLM, token classification); -100 is ignored. */
-  labels?: number[] | number[][];
-  /** [batch] answer start / end token positions (span QA). */
-  startPositions?: number[];
-  endPositions?: number[];
-  /**
-   * Open IE (Multi2OIE head, `@xlt/oie`): [batch][time] the row's predicate (1 on its tokens), its
-   * position ids (1 inside, 2 elsewhere, 0 padding), and the predicate and argument tags (-100 ignored).
-   */
-  predMask?: number[][];
-  predPosition?: number[][];
-  predLabels?: number[][];
-  argLabels?: number[][];
-  /**
-   * Embedding mixup (onnxruntime engine with `onnx.embeddingMixup`): per position K candidate token
-   * ids [batch][time][K], their weights [batch][time][K] and the mixing weight [batch][time] (0: the
-   * token's own embedding; l: (1 - l) E[token] + l sum_k p_k E[candidate k]).
-   */
-  mixIds?: number[][][];
-  mixProbs?: number[][][];
-  mixLambda?: number[][];
-}
+/** The one batch type (defined in `@xlt/core`), re-exported for the trainer's users. */
+export type { TokenBatch };
 
 function int2d(rows: number[][], field: string): tf.Tensor2D {
   const b = rows.length;
@@ -169,7 +141,8 @@ export function collateMlm(examples: readonly MlmExample[], options: MlmOptions,
   const special = new Set(options.specialIds);
   special.add(options.padTokenId);
   const maxLen = Math.max(0, ...examples.map((e) => e.inputIds.length));
-  const batch: TokenBatch = { inputIds: [], attentionMask: [], labels: [] };
+  const masked: number[][] = [];
+  const labelRows: number[][] = [];
   const langIds: number[] = [];
   examples.forEach((ex, ei) => {
     const n = ex.inputIds.length;
@@ -203,13 +176,11 @@ export function collateMlm(examples: readonly MlmExample[], options: MlmOptions,
       if (u < pMask) ids[i] = options.maskTokenId;
       else if (u < pMask + pRandom) ids[i] = rng.int(options.vocabSize);
     }
-    const mask = new Array<number>(maxLen).fill(0).map((_, i) => (i < n ? 1 : 0));
-    while (ids.length < maxLen) ids.push(options.padTokenId);
-    batch.inputIds.push(ids);
-    batch.attentionMask.push(mask);
-    (batch.labels as number[][]).push(labels);
+    masked.push(ids);
+    labelRows.push(labels);
     if (ex.langId !== undefined) langIds.push(ex.langId);
   });
+  const batch: TokenBatch = { ...padTokenRows(masked, options.padTokenId), labels: labelRows };
   if (langIds.length === examples.length && langIds.length > 0) batch.langIds = langIds;
   return batch;
 }
@@ -227,15 +198,10 @@ export function collateLabelled(
   padTokenId: number,
 ): TokenBatch {
   const maxLen = Math.max(0, ...examples.map((e) => e.inputIds.length));
-  const batch: TokenBatch = {
-    inputIds: examples.map((e) => [
-      ...e.inputIds,
-      ...new Array<number>(maxLen - e.inputIds.length).fill(padTokenId),
-    ]),
-    attentionMask: examples.map((e) =>
-      new Array<number>(maxLen).fill(0).map((_, i) => (i < e.inputIds.length ? 1 : 0)),
-    ),
-  };
+  const batch: TokenBatch = padTokenRows(
+    examples.map((e) => e.inputIds),
+    padTokenId,
+  );
   if (examples.every((e) => e.langId !== undefined)) batch.langIds = examples.map((e) => e.langId as number);
   if (examples.every((e) => e.label !== undefined)) batch.labels = examples.map((e) => e.label as number);
   else if (examples.every((e) => e.tokenLabels !== undefined))

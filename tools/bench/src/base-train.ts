@@ -91,7 +91,7 @@ async function measureStep(
   const step = await CompiledTrainStep.create(options);
   const setupSeconds = (performance.now() - t0) / 1000;
   const ids = syntheticIds(config, batch, seq);
-  const b = { inputIds: ids, labels: labels(ids) };
+  const b = { inputIds: ids, attentionMask: ids.map((row) => row.map(() => 1)), labels: labels(ids) };
   const losses: number[] = [];
   const times = await timeRuns(async () => {
     losses.push((await step.run(b, 1e-5)).loss);

@@ -139,7 +139,13 @@ export async function onnxTrainTokensPerSecond(
   });
   const { ids, langs } = syntheticBatch(config, batch, seq);
   const labels = ids.map((row) => row.map((v, j) => (j % 7 === 3 ? v : -100)));
-  const b = { inputIds: ids, labels, ...(config.languages.length > 0 ? { langIds: langs } : {}) };
+  const attentionMask = ids.map((row) => row.map(() => 1));
+  const b = {
+    inputIds: ids,
+    attentionMask,
+    labels,
+    ...(config.languages.length > 0 ? { langIds: langs } : {}),
+  };
   const micro = Array.from({ length: gradAccumulation }, () => b);
   const times = await timeRuns(async () => {
     await step.run(micro, 1e-4);
