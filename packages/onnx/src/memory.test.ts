@@ -50,6 +50,8 @@ describe('training memory estimate', () => {
       trainable,
       adamw,
       threads: 1,
+      // sliced: the gradients are the step's own buffers (fused, they are onnxruntime's, as many bytes)
+      update: 'sliced',
       batchShape: { batchSize: 2, sequenceLength: 8 },
       onMemoryEstimate: (e) => {
         seen = e;

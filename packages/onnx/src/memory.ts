@@ -60,21 +60,32 @@ export function formatGiB(bytes: number): string {
 }
 
 /**
- * Estimates the memory of a compiled training step (see {@link TrainMemoryEstimate}) from the
- * config, the head, the trainable set and the batch shape, before anything is allocated.
+ * Elements of every parameter of the model (`all`, LoRA modules included) and of the trainable ones
+ * (`trained`): the config's shapes, and the weight source's for parameters the config does not list.
  */
-export function estimateTrainMemory(o: TrainMemoryOptions): TrainMemoryEstimate {
+export function parameterCounts(o: Pick<TrainMemoryOptions, 'config' | 'head' | 'trainable' | 'weights'>): {
+  all: number;
+  trained: number;
+} {
   const shapes = weightShapes(o.config, o.head);
-  const trainable = new Set(o.trainable);
   let all = 0;
   for (const s of shapes.values()) all += numel(s);
   let trained = 0;
-  for (const n of trainable) {
+  for (const n of new Set(o.trainable)) {
     const s = shapes.get(n) ?? (o.weights?.has(n) === true ? o.weights.get(n).shape : undefined);
     if (s === undefined) continue;
     trained += numel(s);
     if (!shapes.has(n)) all += numel(s);
   }
+  return { all, trained };
+}
+
+/**
+ * Estimates the memory of a compiled training step (see {@link TrainMemoryEstimate}) from the
+ * config, the head, the trainable set and the batch shape, before anything is allocated.
+ */
+export function estimateTrainMemory(o: TrainMemoryOptions): TrainMemoryEstimate {
+  const { all, trained } = parameterCounts(o);
   const c = o.config;
   const H = c.hidden_size;
   const I = c.intermediate_size;

@@ -39,14 +39,15 @@ describe('compiled step updates parameters and moments in place', () => {
   // no clipping: nothing but the finiteness gate orders the updates after the backward pass
   const adamw = { beta1: 0.9, beta2: 0.999, eps: 1e-6, weightDecay: 0.01 };
 
-  // the default slice holds every parameter of this model whole; 97 elements cut each into many
-  // slices, written back through views at odd offsets
+  // fused: one graph written in place; sliced: this model's parameters packed whole into a few
+  // runs, or cut by 97 elements into many slices written back through views at odd offsets
   it.each([
-    ['whole parameters', undefined],
-    ['97-element slices', 97],
+    ['fused', { update: 'fused' as const }],
+    ['sliced, whole parameters', { update: 'sliced' as const }],
+    ['sliced, 97-element slices', { update: 'sliced' as const, updateChunk: 97 }],
   ])(
     'gives the same parameters as the fused graph run with separate output buffers, over 3 steps (%s)',
-    async (_, updateChunk) => {
+    async (_, updateOptions) => {
       const trainable = [...weightShapes(config, head).keys()];
       const step = await CompiledTrainStep.create({
         config,
@@ -56,7 +57,7 @@ describe('compiled step updates parameters and moments in place', () => {
         adamw,
         threads: 1,
         dropoutSeed: 5,
-        ...(updateChunk !== undefined ? { updateChunk } : {}),
+        ...updateOptions,
       });
       // the reference: the same traced graph, fed and fetched through fresh arrays every step
       const weights = randomWeights(config, head, 3);
@@ -122,39 +123,43 @@ describe('compiled step updates parameters and moments in place', () => {
     },
   );
 
-  it('leaves parameters and moments unchanged after a non-finite loss, and updates the source with updateWeightsInPlace', async () => {
-    const weights = randomWeights(config, head, 4);
-    const trainable = [...weightShapes(config, head).keys()];
-    const step = await CompiledTrainStep.create({
-      config,
-      weights,
-      head,
-      trainable,
-      adamw,
-      threads: 1,
-      updateWeightsInPlace: true,
-    });
-    await step.run(batch, 1e-2);
-    // the step's parameters are the source's arrays
-    expect(step.parameter('classifier.weight')).toBe(weights.get('classifier.weight').data);
-    expect(step.heldBytes.parameters).toBe(0);
-    const before = step.getState();
-    step.parameter('classifier.bias')[1] = Number.NaN;
-    const bias = Float32Array.from(step.parameter('classifier.bias'));
-    await expect(step.run(batch, 1e-2)).rejects.toThrow(
-      /non-finite loss at step 2; parameters were not updated/,
-    );
-    const after = step.getState();
-    for (const name of trainable) {
-      const want = name === 'classifier.bias' ? bias : before.params.get(name);
-      expect(Array.from(after.params.get(name) as Float32Array), name).toEqual(
-        Array.from(want as Float32Array),
+  it.each(['fused', 'sliced'] as const)(
+    'leaves parameters and moments unchanged after a non-finite loss, and updates the source with updateWeightsInPlace (%s)',
+    async (update) => {
+      const weights = randomWeights(config, head, 4);
+      const trainable = [...weightShapes(config, head).keys()];
+      const step = await CompiledTrainStep.create({
+        config,
+        weights,
+        head,
+        trainable,
+        adamw,
+        threads: 1,
+        updateWeightsInPlace: true,
+        update,
+      });
+      await step.run(batch, 1e-2);
+      // the step's parameters are the source's arrays
+      expect(step.parameter('classifier.weight')).toBe(weights.get('classifier.weight').data);
+      expect(step.heldBytes.parameters).toBe(0);
+      const before = step.getState();
+      step.parameter('classifier.bias')[1] = Number.NaN;
+      const bias = Float32Array.from(step.parameter('classifier.bias'));
+      await expect(step.run(batch, 1e-2)).rejects.toThrow(
+        /non-finite loss at step 2; parameters were not updated/,
       );
-      expect(after.m.get(name), name).toEqual(before.m.get(name));
-      expect(after.v.get(name), name).toEqual(before.v.get(name));
-    }
-    await step.release();
-  });
+      const after = step.getState();
+      for (const name of trainable) {
+        const want = name === 'classifier.bias' ? bias : before.params.get(name);
+        expect(Array.from(after.params.get(name) as Float32Array), name).toEqual(
+          Array.from(want as Float32Array),
+        );
+        expect(after.m.get(name), name).toEqual(before.m.get(name));
+        expect(after.v.get(name), name).toEqual(before.v.get(name));
+      }
+      await step.release();
+    },
+  );
 
   it('frozen parameters fed as graph inputs (frozenAsInputs) train as when baked in', async () => {
     const trainable = [...weightShapes(config, head).keys()].filter((n) => !n.includes('embeddings'));

@@ -1,16 +1,17 @@
 import { type TokenBatch, XltConfigError, XltError } from '@xlt/core';
 import * as ort from 'onnxruntime-node';
+import { buildApplyGraph, buildTracedTrainGraph } from './autodiff/train-graph.js';
 import {
-  buildApplyGraph,
-  buildChunkUpdateGraph,
-  buildTracedTrainGraph,
-  CHUNK_UPDATE,
-} from './autodiff/train-graph.js';
-import { checkTrainMemory, estimateTrainMemory, type TrainMemoryEstimate } from './memory.js';
+  checkTrainMemory,
+  estimateTrainMemory,
+  parameterCounts,
+  type TrainMemoryEstimate,
+} from './memory.js';
 import type { HeadKind, LoraMixtureSpec, WeightSource, XmodConfig } from './model-types.js';
 import { sessionOptions } from './runner.js';
 import { cachedSession } from './session-cache.js';
-import { type AdamWSettings, defaultNoDecay, type TrainGraphSignature } from './train-types.js';
+import { SlicedUpdate, UPDATE_CHUNK } from './sliced-update.js';
+import type { AdamWSettings, TrainGraphSignature } from './train-types.js';
 
 /**
  * A training batch of the compiled step: `@xlt/core`'s one batch type.
@@ -75,12 +76,21 @@ export interface CompiledTrainStepOptions {
    */
   sessionCacheDir?: string;
   /**
-   * Elements per slice of the update (default {@link UPDATE_CHUNK}, 4M: 16 MiB): without gradient
-   * accumulation the step runs a gradients graph, then clipping and AdamW slice by slice, each slice
-   * written back in place, so the update's temporaries are a few slices, not a few copies of the
-   * largest parameter (the 250,002 x 768 word embeddings at XLM-R-base size).
+   * Elements per update run (default {@link UPDATE_CHUNK}, 4M: 16 MiB): without gradient
+   * accumulation the step runs a gradients graph, then clipping and AdamW in runs of at most this
+   * many elements (large parameters cut into slices, small ones packed together), each written back
+   * in place, so the update's temporaries are a few slices, not a few copies of the largest parameter
+   * (the 250,002 x 768 word embeddings at XLM-R-base size). See {@link SlicedUpdate}.
    */
   updateChunk?: number;
+  /**
+   * How a step without accumulation updates: `fused` (gradients, clipping and AdamW in one graph
+   * with onnxruntime's memory pattern: fastest, but its temporaries grow with the parameters),
+   * `sliced` (a gradients graph, then {@link SlicedUpdate}; no memory pattern: the bounded-memory
+   * path for large models) or `auto` (default: fused while the trainable parameters hold at most
+   * {@link FUSED_UPDATE_LIMIT} elements, sliced above).
+   */
+  update?: 'auto' | 'fused' | 'sliced';
   /** The memory limit for `batchShape`'s check (default: the machine's memory, `os.totalmem()`). */
   maxMemoryBytes?: number;
   /** Receives the estimate (e.g. to print {@link describeTrainMemory}'s line before a run). */
@@ -115,18 +125,13 @@ interface Accumulator {
   scratch: Float32Array[];
 }
 
-/** Default elements per slice of the sliced update (see `CompiledTrainStepOptions.updateChunk`). */
-export const UPDATE_CHUNK = 1 << 22;
+export { UPDATE_CHUNK };
 
-/** The update of a step without accumulation: clipping and AdamW slice by slice ({@link buildChunkUpdateGraph}). */
-interface SlicedUpdate {
-  /** Per parameter: the session for it (with or without weight decay). */
-  sessions: ort.InferenceSession[];
-  /** Per parameter: its gradient, written by the gradients graph (allocated once). */
-  grads: Float32Array[];
-  /** Elements per slice. */
-  chunk: number;
-}
+/**
+ * Trainable elements up to which `update: 'auto'` fuses the update into the training graph (16M,
+ * 64 MiB: a small model's fused temporaries are a few times that; XLM-R-base has 278M).
+ */
+export const FUSED_UPDATE_LIMIT = 1 << 24;
 
 const i64 = (rows: number[][] | number[], dims: number[]) =>
   new ort.Tensor(
@@ -220,16 +225,26 @@ export class CompiledTrainStep {
       sessionCacheDir,
       ...rest
     } = options;
+    const update = options.update ?? 'auto';
+    if (!['auto', 'fused', 'sliced'].includes(update))
+      throw new XltConfigError(`update must be auto, fused or sliced, got ${String(update)}`, {
+        field: 'update',
+      });
+    const fused =
+      count === 1 &&
+      (update === 'fused' || (update === 'auto' && parameterCounts(options).trained <= FUSED_UPDATE_LIMIT));
+    const { update: _update, ...graphOptions } = rest;
     const { model, signature } = buildTracedTrainGraph({
-      ...rest,
+      ...graphOptions,
       ...(embeddingMixup === true ? { embeddingMixup: {} } : {}),
-      mode: 'grads',
+      mode: fused ? 'adamw' : 'grads',
     });
     const so = {
       ...sessionOptions(options),
-      // no memory pattern: with symbolic shapes onnxruntime plans one block per batch shape on the
-      // second run, on top of the arena the first run grew (measured: +1.3 GiB at h768 l12 b8 s128)
-      enableMemPattern: false,
+      // the memory pattern only for the fused (small) step: with symbolic shapes onnxruntime plans
+      // one block per batch shape on the second run, on top of the arena the first run grew
+      // (measured: +1.3 GiB at h768 l12 b8 s128), but without it a small model's step is slower
+      enableMemPattern: fused,
     };
     const build = async (bytes: Uint8Array) =>
       sessionCacheDir !== undefined
@@ -245,14 +260,16 @@ export class CompiledTrainStep {
       new ort.Tensor('float32', options.weights.get(f.name).data, f.shape),
     ]);
     if (signature.batch.includes('dropout_seed')) step.dropoutSeed = options.dropoutSeed ?? 0;
-    if (count === 1) {
+    if (count === 1 && !fused) {
       // the slice update graph is small and the same for every model: built here, never cached
       const plain = async (bytes: Uint8Array) => ({ session: await ort.InferenceSession.create(bytes, so) });
-      step.sliced = await slicedUpdate(signature, options, plain).catch(async (e: unknown) => {
-        await session.release();
-        throw e;
-      });
-    } else {
+      step.sliced = await SlicedUpdate.create(signature, options.adamw, plain, options.updateChunk).catch(
+        async (e: unknown) => {
+          await session.release();
+          throw e;
+        },
+      );
+    } else if (count > 1) {
       const applyGraph = buildApplyGraph(signature.params, options.adamw);
       const { session: apply } = await build(applyGraph.model).catch(async (e: unknown) => {
         await session.release();
@@ -314,10 +331,32 @@ export class CompiledTrainStep {
     const t = this.stepCount + 1;
     const out =
       acc === undefined
-        ? await this.runSliced(list[0] as TokenBatch, lr, t, this.sliced as SlicedUpdate)
+        ? this.sliced === undefined
+          ? await this.runFused(list[0] as TokenBatch, lr, t)
+          : await this.runSliced(list[0] as TokenBatch, lr, t, this.sliced)
         : await this.runAccumulated(list, lr, t, acc);
     this.stepCount = t;
     return out;
+  }
+
+  /** The whole step in one graph (its updates wait for a finite loss and norm), in place. */
+  private async runFused(
+    batch: TokenBatch,
+    lr: number,
+    t: number,
+  ): Promise<{ loss: number; gradNorm: number }> {
+    const feeds = this.batchFeeds(batch, t);
+    feeds.lr = new ort.Tensor('float32', Float32Array.of(lr), []);
+    feeds.step = new ort.Tensor('float32', Float32Array.of(t), []);
+    const fetches: Record<string, ort.Tensor | null> = { loss: null, grad_norm: null };
+    this.signature.params.forEach((p, i) => {
+      feedInPlace(feeds, fetches, p, this.bufs[i] as Buf);
+    });
+    const out = await this.session.run(feeds, fetches as ort.InferenceSession.FetchesType);
+    const loss = (out.loss as ort.Tensor).data[0] as number;
+    const gradNorm = (out.grad_norm as ort.Tensor).data[0] as number;
+    finiteOrThrow(loss, gradNorm, t);
+    return { loss, gradNorm };
   }
 
   /**
@@ -340,31 +379,7 @@ export class CompiledTrainStep {
     const loss = (out.loss as ort.Tensor).data[0] as number;
     const gradNorm = (out.grad_norm as ort.Tensor).data[0] as number;
     finiteOrThrow(loss, gradNorm, t);
-    const scalars = {
-      lr: new ort.Tensor('float32', Float32Array.of(lr), []),
-      step: new ort.Tensor('float32', Float32Array.of(t), []),
-      [CHUNK_UPDATE.norm]: new ort.Tensor('float32', Float32Array.of(gradNorm), []),
-    };
-    for (let i = 0; i < this.bufs.length; i++) {
-      const b = this.bufs[i] as Buf;
-      const g = u.grads[i] as Float32Array;
-      const session = u.sessions[i] as ort.InferenceSession;
-      for (let from = 0; from < g.length; from += u.chunk) {
-        const to = Math.min(g.length, from + u.chunk);
-        const slice = (a: Float32Array) => new ort.Tensor('float32', a.subarray(from, to), [to - from]);
-        const [p, m, v] = [slice(b.p), slice(b.m), slice(b.v)];
-        await session.run(
-          {
-            ...scalars,
-            [CHUNK_UPDATE.param]: p,
-            [CHUNK_UPDATE.grad]: slice(g),
-            [CHUNK_UPDATE.m]: m,
-            [CHUNK_UPDATE.v]: v,
-          },
-          { [CHUNK_UPDATE.newParam]: p, [CHUNK_UPDATE.newM]: m, [CHUNK_UPDATE.newV]: v },
-        );
-      }
-    }
+    await u.apply(this.bufs, lr, t, gradNorm);
     return { loss, gradNorm };
   }
 
@@ -513,39 +528,8 @@ export class CompiledTrainStep {
   async release(): Promise<void> {
     await this.session.release();
     await this.accumulator?.apply.release();
-    for (const session of new Set(this.sliced?.sessions ?? [])) await session.release();
+    await this.sliced?.release();
   }
-}
-
-/**
- * The sliced update of a step without accumulation: one {@link buildChunkUpdateGraph} session per
- * weight-decay setting the parameters need, and a gradient buffer per parameter.
- */
-async function slicedUpdate(
-  signature: TrainGraphSignature,
-  options: CompiledTrainStepOptions,
-  build: (bytes: Uint8Array) => Promise<{ session: ort.InferenceSession }>,
-): Promise<SlicedUpdate> {
-  const chunk = options.updateChunk ?? UPDATE_CHUNK;
-  if (!Number.isInteger(chunk) || chunk < 1)
-    throw new XltConfigError(`updateChunk must be a positive integer, got ${chunk}`, {
-      field: 'updateChunk',
-    });
-  const noDecay = options.adamw.noDecay ?? defaultNoDecay;
-  const decays = signature.params.map((p) => options.adamw.weightDecay > 0 && !noDecay(p.name));
-  const byDecay = new Map<boolean, ort.InferenceSession>();
-  try {
-    for (const d of new Set(decays))
-      byDecay.set(d, (await build(buildChunkUpdateGraph(options.adamw, d).model)).session);
-  } catch (e) {
-    for (const session of byDecay.values()) await session.release();
-    throw e;
-  }
-  return {
-    sessions: decays.map((d) => byDecay.get(d) as ort.InferenceSession),
-    grads: signature.params.map((p) => new Float32Array(p.shape.reduce((a, d) => a * d, 1))),
-    chunk,
-  };
 }
 
 /**

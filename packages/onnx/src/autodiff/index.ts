@@ -70,7 +70,7 @@ export {
   buildChunkUpdateGraph,
   buildTracedTrainGraph,
   buildTrainGraph,
-  CHUNK_UPDATE,
+  CHUNK_UPDATE_NORM,
   encoderInputs,
   type TracedTrainGraphOptions,
 } from './train-graph.js';

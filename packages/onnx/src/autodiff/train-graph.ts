@@ -296,56 +296,59 @@ export function buildApplyGraph(
   return { model: t.toBytes(), signature };
 }
 
-/** Inputs and outputs of {@link buildChunkUpdateGraph}. */
-export const CHUNK_UPDATE = {
-  param: 'param',
-  grad: 'grad',
-  m: 'm:chunk',
-  v: 'v:chunk',
-  norm: 'grad_norm',
-  newParam: 'new:chunk',
-  newM: 'new_m:chunk',
-  newV: 'new_v:chunk',
-} as const;
+/** The scalar input of {@link buildChunkUpdateGraph} that carries the global gradient norm. */
+export const CHUNK_UPDATE_NORM = 'grad_norm';
 
 /**
- * Clipping (when set) and AdamW on a slice of one parameter, for an update run slice by slice: the
- * same operations as {@link buildTracedTrainGraph}'s `adamw` mode (so the same float32 results),
- * on flat inputs `param`, `grad`, `m:chunk`, `v:chunk` of any length `n`, the scalars `grad_norm`
- * (the global norm of the unclipped gradient), `lr` and `step`; outputs `new:chunk`,
- * `new_m:chunk`, `new_v:chunk`. `decay`: whether the slice's parameter takes weight decay. Without
- * the finite guard: the caller runs it only after a finite loss and norm. Its temporaries are a few
- * slices, whatever the parameter's size.
+ * Clipping (when set) and AdamW on `count` slices (of one or several parameters), for an update run
+ * slice by slice: the same operations as {@link buildTracedTrainGraph}'s `adamw` mode (so the same
+ * float32 results), on flat inputs of any lengths; the scalars `grad_norm` (the global norm of the
+ * unclipped gradient), `lr` and `step`. The signature's `params` (`slot0`, `slot1`, ...) name each
+ * slice's inputs (parameter, gradient, moments) and outputs. `decay`: whether the slices' parameters
+ * take weight decay. Without the finite guard: the caller runs it only after a finite loss and norm.
+ * Its temporaries are a few slices, whatever the parameters' sizes.
  */
-export function buildChunkUpdateGraph(adamw: TracedAdamWSettings, decay: boolean): TrainGraph {
+export function buildChunkUpdateGraph(adamw: TracedAdamWSettings, decay: boolean, count = 1): TrainGraph {
+  if (!Number.isInteger(count) || count < 1)
+    throw new XltConfigError(`an update graph needs a positive whole number of slices, got ${count}`, {
+      field: 'count',
+    });
   const t = new Tracer({ name: 'update_chunk', floatType: 'float32' });
   t.noGrad = true;
-  const n = symbol('n');
-  const value = t.input(CHUNK_UPDATE.param, [n]);
-  const grad = t.input(CHUNK_UPDATE.grad, [n]);
-  const norm = t.input(CHUNK_UPDATE.norm, []);
-  const clipped =
-    adamw.maxGradNorm !== undefined ? (clipByGlobalNorm([grad], norm, adamw.maxGradNorm)[0] as Value) : grad;
-  const { lr, step, updates } = appendAdamW(t, [{ name: 'chunk', value, grad: clipped }], {
-    ...adamw,
-    noDecay: () => !decay,
+  const slots = Array.from({ length: count }, (_, k) => {
+    const n = symbol(`n${k}`);
+    return { name: `slot${k}`, value: t.input(`param:${k}`, [n]), grad: t.input(`grad:${k}`, [n]) };
   });
-  const u = updates[0] as AdamWUpdate;
+  const norm = t.input(CHUNK_UPDATE_NORM, []);
+  const clipped =
+    adamw.maxGradNorm !== undefined
+      ? clipByGlobalNorm(
+          slots.map((x) => x.grad),
+          norm,
+          adamw.maxGradNorm,
+        )
+      : slots.map((x) => x.grad);
+  const { lr, step, updates } = appendAdamW(
+    t,
+    slots.map((x, k) => ({ name: x.name, value: x.value, grad: clipped[k] as Value })),
+    { ...adamw, noDecay: () => !decay },
+  );
   const signature: TrainGraphSignature = {
     batch: [lr.name, step.name],
-    params: [
-      {
-        name: 'chunk',
+    params: slots.map((x, k) => {
+      const u = updates[k] as AdamWUpdate;
+      return {
+        name: x.name,
         shape: [],
-        input: value.name,
-        grad: grad.name,
+        input: x.value.name,
+        grad: x.grad.name,
         m: u.m.name,
         v: u.v.name,
-        newParam: t.output(u.newParam, CHUNK_UPDATE.newParam),
-        newM: t.output(u.newM, CHUNK_UPDATE.newM),
-        newV: t.output(u.newV, CHUNK_UPDATE.newV),
-      },
-    ],
+        newParam: t.output(u.newParam, `new:${x.name}`),
+        newM: t.output(u.newM, `new_m:${x.name}`),
+        newV: t.output(u.newV, `new_v:${x.name}`),
+      };
+    }),
   };
   return { model: t.toBytes(), signature };
 }
