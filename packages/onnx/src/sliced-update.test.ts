@@ -70,7 +70,7 @@ describe('SlicedUpdate', () => {
       referenceAdamW(
         b,
         update.grads[i] as Float32Array,
-        !(shapes[i] as [string])[0].endsWith('.bias'),
+        !(shapes[i] as [string, number[]])[0].endsWith('.bias'),
         1e-2,
         3,
         norm,
