@@ -86,7 +86,7 @@ describe('training memory estimate', () => {
     );
   });
 
-  it('estimates XLM-R-base full fine-tuning at b8 s128 at 4-8 GiB, weights to moments 4x the model with in-place updates', () => {
+  it('estimates XLM-R-base full fine-tuning at b8 s128 within 20% of its measured peak RSS, weights to moments 4x the model with in-place updates', () => {
     const trainable = [...weightShapes(XLMR_BASE, head).keys()];
     const e = estimateTrainMemory({
       config: XLMR_BASE,
@@ -101,8 +101,12 @@ describe('training memory estimate', () => {
     expect(
       (part(e, 'weights') as number) + (part(e, 'gradients') as number) + (part(e, 'moments') as number),
     ).toBe(4 * model);
-    expect(e.totalBytes / 1024 ** 3).toBeGreaterThan(4);
-    expect(e.totalBytes / 1024 ** 3).toBeLessThan(8);
+    // tools/bench/scripts/step-memory.mjs (sliced update, dropout 0.1), 2026-12-04: 5,139 MiB after 3 steps
+    const measured = 5139 * 1024 ** 2;
+    expect(e.totalBytes).toBeGreaterThan(measured / 1.2);
+    expect(e.totalBytes).toBeLessThan(measured * 1.2);
+    // and under issue #22's bound: 5x the fp32 model
+    expect(e.totalBytes).toBeLessThan(5 * model);
     expect(describeTrainMemory(e)).toMatch(
       /^needs ~\d+\.\d GiB \(weights 1\.0 GiB, gradients 1\.0 GiB, moments 2\.1 GiB, activations /,
     );

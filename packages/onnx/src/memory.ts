@@ -5,7 +5,7 @@ import { weightShapes } from './random.js';
 
 /** One part of a {@link TrainMemoryEstimate}, in bytes. */
 export interface MemoryPart {
-  /** `weights`, `gradients`, `moments`, `activations` or `head logits`. */
+  /** `weights`, `gradients`, `moments`, `activations`, `head logits` or `runtime`. */
   name: string;
   bytes: number;
   /** What the bytes are, in words (e.g. `278.0M parameters, 86.1M trainable`). */
@@ -16,7 +16,8 @@ export interface MemoryPart {
  * What a compiled training step needs in memory, by part: the weights (the source's, onnxruntime's
  * copy of the frozen ones, the step's copy of the trainable ones), one gradient and two AdamW moments
  * per trainable parameter (frozen parameters have none), and the forward values kept for the
- * backward pass at the batch shape. An estimate: onnxruntime's arena and temporaries come on top.
+ * backward pass at the batch shape, and onnxruntime's own share (`runtime`). An estimate, fitted to
+ * measured peak RSS.
  */
 export interface TrainMemoryEstimate {
   parts: MemoryPart[];
@@ -49,6 +50,11 @@ export interface TrainMemoryOptions {
 }
 
 const F32 = 4;
+/**
+ * What onnxruntime adds whatever the model (its arenas' slack, the sliced update's temporaries):
+ * 200 MiB, measured as a step's peak RSS less everything else at 1 to 12 layers.
+ */
+const RUNTIME_BYTES = 200 * 1024 ** 2;
 const GiB = 1024 ** 3;
 
 const numel = (shape: readonly number[]) => shape.reduce((a, d) => a * d, 1);
@@ -93,11 +99,12 @@ export function estimateTrainMemory(o: TrainMemoryOptions): TrainMemoryEstimate 
   const S = o.sequenceLength;
   const tokens = o.batchSize * S;
   // per token and layer, the values the backward pass reads and onnxruntime's buffers for them: the
-  // linear layers' inputs and outputs, Q/K/V and their per-head copies, LayerNorm inputs, dropout
-  // masks (~24 H), the FFN's pre- and post-GELU values, GELU's intermediates and gradients (~8 I),
-  // attention scores, probabilities, their dropout mask and gradient (~6 A S); fitted to the peak
-  // RSS growth of a h256 l4 step at b2-b16 s128 (~1.65x the bare saved values)
-  const perTokenLayer = 24 * H + 8 * I + 6 * A * S;
+  // linear layers' inputs, LayerNorm inputs, Q/K/V per head, bool dropout masks (~8 H), the FFN's
+  // pre- and post-GELU values (GELU's intermediates are recomputed in the backward pass: ~2 I),
+  // attention probabilities before and after dropout (~2 A S); with RUNTIME_BYTES, fitted to the
+  // peak RSS of XLM-R-base full fine-tuning at b8 s128 (5,139 MiB measured, 5,153 MiB estimated;
+  // tools/bench/scripts/step-memory.mjs, 2026-12-04)
+  const perTokenLayer = 8 * H + 2 * I + 2 * A * S;
   const activations = tokens * c.num_hidden_layers * perTokenLayer * F32;
   const classes =
     o.head === 'masked-lm'
@@ -142,6 +149,11 @@ export function estimateTrainMemory(o: TrainMemoryOptions): TrainMemoryEstimate 
       bytes: logits,
       detail: `${headRows} rows x ${classes} classes`,
     },
+    {
+      name: 'runtime',
+      bytes: RUNTIME_BYTES,
+      detail: "onnxruntime's arenas and the update's temporaries (measured, about the same at every size)",
+    },
   ];
   return {
     parts,
@@ -151,7 +163,7 @@ export function estimateTrainMemory(o: TrainMemoryOptions): TrainMemoryEstimate 
   };
 }
 
-/** One line: `needs ~N GiB (weights A, gradients B, moments C, activations D, head logits E)`. */
+/** One line: `needs ~N GiB (weights A, gradients B, moments C, activations D, head logits E, runtime F)`. */
 export function describeTrainMemory(e: TrainMemoryEstimate): string {
   return `needs ~${formatGiB(e.totalBytes)} (${e.parts.map((p) => `${p.name} ${formatGiB(p.bytes)}`).join(', ')})`;
 }

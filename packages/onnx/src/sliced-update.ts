@@ -3,8 +3,12 @@ import * as ort from 'onnxruntime-node';
 import { buildChunkUpdateGraph, CHUNK_UPDATE_NORM } from './autodiff/train-graph.js';
 import { type AdamWSettings, defaultNoDecay, type TrainGraphSignature } from './train-types.js';
 
-/** Default elements per update run (4M: 16 MiB a buffer); see `CompiledTrainStepOptions.updateChunk`. */
-export const UPDATE_CHUNK = 1 << 22;
+/**
+ * Default elements per update run (256K: 1 MiB a buffer); see `CompiledTrainStepOptions.updateChunk`.
+ * Measured at XLM-R-base, b8 s128: peak RSS 5,121 MiB against 5,287 MiB with 4M, the step no
+ * slower (about 1,060 runs a step).
+ */
+export const UPDATE_CHUNK = 1 << 18;
 
 /** Most slices one update run takes (small parameters are packed together up to this many). */
 const MAX_SLOTS = 32;

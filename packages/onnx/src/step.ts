@@ -8,6 +8,7 @@ import {
   type TrainMemoryEstimate,
 } from './memory.js';
 import type { HeadKind, LoraMixtureSpec, WeightSource, XmodConfig } from './model-types.js';
+import { ROW_GRADIENTS, type RowScatter, rowScatter, scatterRows } from './row-gradients.js';
 import { sessionOptions } from './runner.js';
 import { cachedSession } from './session-cache.js';
 import { SlicedUpdate, UPDATE_CHUNK } from './sliced-update.js';
@@ -76,7 +77,7 @@ export interface CompiledTrainStepOptions {
    */
   sessionCacheDir?: string;
   /**
-   * Elements per update run (default {@link UPDATE_CHUNK}, 4M: 16 MiB): without gradient
+   * Elements per update run (default {@link UPDATE_CHUNK}, 256K: 1 MiB): without gradient
    * accumulation the step runs a gradients graph, then clipping and AdamW in runs of at most this
    * many elements (large parameters cut into slices, small ones packed together), each written back
    * in place, so the update's temporaries are a few slices, not a few copies of the largest parameter
@@ -166,6 +167,8 @@ export class CompiledTrainStep {
   private stepCount = 0;
   private accumulator: Accumulator | undefined;
   private sliced: SlicedUpdate | undefined;
+  /** Per trainable parameter of the sliced step: its row scatter when its gradient comes as rows. */
+  private scatters: Array<RowScatter | undefined> = [];
 
   private constructor(
     session: ort.InferenceSession,
@@ -238,6 +241,10 @@ export class CompiledTrainStep {
       ...graphOptions,
       ...(embeddingMixup === true ? { embeddingMixup: {} } : {}),
       mode: fused ? 'adamw' : 'grads',
+      // the sliced step takes the word embeddings' gradient as rows and scatters it itself
+      ...(count === 1 && !fused
+        ? { rowGradients: options.trainable.filter((n) => ROW_GRADIENTS.test(n)) }
+        : {}),
     });
     const so = {
       ...sessionOptions(options),
@@ -373,11 +380,23 @@ export class CompiledTrainStep {
     const fetches: Record<string, ort.Tensor | null> = { loss: null, grad_norm: null };
     this.signature.params.forEach((p, i) => {
       feeds[p.input] = new ort.Tensor('float32', (this.bufs[i] as Buf).p, p.shape);
-      fetches[p.grad as string] = new ort.Tensor('float32', u.grads[i] as Float32Array, p.shape);
+      if (p.gradRows !== undefined) {
+        fetches[p.gradRows] = null;
+        fetches[p.gradIds as string] = null;
+      } else fetches[p.grad as string] = new ort.Tensor('float32', u.grads[i] as Float32Array, p.shape);
     });
     const out = await this.session.run(feeds, fetches as ort.InferenceSession.FetchesType);
     const loss = (out.loss as ort.Tensor).data[0] as number;
-    const gradNorm = (out.grad_norm as ort.Tensor).data[0] as number;
+    // the graph's norm covers the dense gradients; the row gradients' squares join it here
+    let sq = ((out.grad_norm as ort.Tensor).data[0] as number) ** 2;
+    this.signature.params.forEach((p, i) => {
+      if (p.gradRows === undefined) return;
+      this.scatters[i] ??= rowScatter(p.shape);
+      const ids = (out[p.gradIds as string] as ort.Tensor).data as BigInt64Array;
+      const rows = (out[p.gradRows] as ort.Tensor).data as Float32Array;
+      sq += scatterRows(u.grads[i] as Float32Array, this.scatters[i] as RowScatter, ids, rows);
+    });
+    const gradNorm = Math.fround(Math.sqrt(sq));
     finiteOrThrow(loss, gradNorm, t);
     await u.apply(this.bufs, lr, t, gradNorm);
     return { loss, gradNorm };

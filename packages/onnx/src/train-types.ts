@@ -67,6 +67,9 @@ export interface TrainGraphSignature {
     shape: number[];
     input: string;
     grad?: string;
+    /** `rowGradients`: the gradient as rows (`grad_rows:<name>`) of the table rows `grad_ids:<name>`. */
+    gradRows?: string;
+    gradIds?: string;
     m?: string;
     v?: string;
     newParam?: string;

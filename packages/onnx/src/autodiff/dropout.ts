@@ -1,7 +1,7 @@
 import { XltConfigError } from '@xlt/core';
 import type { XmodConfig } from '../model-types.js';
 import { type Dim, dimProduct } from './dims.js';
-import { mul, raw, reshape } from './ops.js';
+import { mul, raw, reshape, where } from './ops.js';
 import type { Tracer, Value } from './tracer.js';
 
 /** Dropout probabilities of the encoder's sites, from the config (as transformers reads them). */
@@ -42,14 +42,25 @@ export class DropoutSites {
     return this.seed;
   }
 
-  /** x times a fresh mask (identity at rate 0, where no site is used). */
+  /**
+   * x times a fresh mask (identity at rate 0, where no site is used), as x / (1 - rate) where kept
+   * and 0 where dropped: the backward pass keeps the bool mask (one byte an element), not a float one.
+   */
   apply(x: Value, rate: number): Value {
     if (!(rate > 0)) return x;
-    return mul(x, this.mask(x.shape, rate));
+    return where(this.keep(x.shape, rate), mul(x, 1 / (1 - rate)), 0);
   }
 
   /** A mask of 1/(1-rate) where kept and 0 where dropped. */
   mask(shape: readonly Dim[], rate: number): Value {
+    const t = this.t;
+    const f = t.floatType;
+    const keep = raw(t, 'Cast', [this.keep(shape, rate)], shape, f, { to: f === 'float32' ? 1 : 11 });
+    return raw(t, 'Mul', [keep, t.scalar(1 / (1 - rate))], shape, f);
+  }
+
+  /** A fresh bool mask, true where kept (with probability 1 - rate). */
+  keep(shape: readonly Dim[], rate: number): Value {
     const t = this.t;
     if (this.seed === undefined) this.seed = t.input('dropout_seed', [], 'int64');
     const site = this.site++;
@@ -91,9 +102,6 @@ export class DropoutSites {
       [n],
       f,
     );
-    const keep = raw(t, 'Cast', [raw(t, 'Less', [u, t.scalar(1 - rate)], [n], 'bool')], [n], f, {
-      to: f === 'float32' ? 1 : 11,
-    });
-    return reshape(raw(t, 'Mul', [keep, t.scalar(1 / (1 - rate))], [n], f), shape);
+    return reshape(raw(t, 'Less', [u, t.scalar(1 - rate)], [n], 'bool'), shape);
   }
 }

@@ -5,7 +5,7 @@
 
 /** Number of labels of a classification head (from `@xlt/core`, where the config lives). */
 export { labelCount } from '@xlt/core';
-export { backward } from './backward.js';
+export { backward, backwardWithRows, type RowGradient } from './backward.js';
 export { allStatic, type Dim, dimDiv, dimMul, dimProduct, isStatic, SymDim, symbol } from './dims.js';
 export { type EncoderInputs, type EncoderOptions, XmodEncoder } from './encoder.js';
 export { DIFFERENTIABLE_OPS, GRADIENT_RULES, type GradientRule } from './gradients.js';
@@ -64,7 +64,7 @@ export {
   type TracedAdamWSettings,
 } from './optimizer.js';
 export { Parameters } from './parameters.js';
-export { type DType, type Emit, type TracedNode, Tracer, Value } from './tracer.js';
+export { type DType, type Emit, RECOMPUTE, type TracedNode, Tracer, Value } from './tracer.js';
 export {
   buildApplyGraph,
   buildChunkUpdateGraph,

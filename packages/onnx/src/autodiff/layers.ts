@@ -32,7 +32,8 @@ export function linear(x: Value, weight: Value, bias?: Value): Value {
 
 /** Exact GELU: x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)). */
 export function gelu(x: Value): Value {
-  return mul(mul(x, 0.5), add(erf(mul(x, Math.SQRT1_2)), 1));
+  // the backward pass recomputes x/sqrt(2), erf and the halves from x: one [.., I] tensor kept, not three
+  return x.tracer.recompute(x, (v) => mul(mul(v, 0.5), add(erf(mul(v, Math.SQRT1_2)), 1)));
 }
 
 /**

@@ -19,6 +19,12 @@ export interface TracedNode {
   params: Record<string, unknown>;
 }
 
+/**
+ * The op of the record {@link Tracer.recompute} adds after a recomputed group's nodes (no ONNX
+ * node): params `fn` and `group` (the group's recorded nodes).
+ */
+export const RECOMPUTE = 'Recompute';
+
 /** A tensor in a traced graph: its ONNX value name, static shape and element type. */
 export class Value {
   constructor(
@@ -253,6 +259,25 @@ export class Tracer {
     );
     if (requiresGrad) this.nodes.push(node);
     return node.outputs;
+  }
+
+  /**
+   * `fn(x)`, whose intermediate values the backward pass recomputes from `x` instead of keeping
+   * them from the forward pass (see `backward`): the same ops on the same values, so the same
+   * gradients, with one tensor kept instead of several. `fn` must read nothing traced but `x`
+   * (constants aside), and nothing outside it may read its intermediate values.
+   */
+  recompute(x: Value, fn: (x: Value) => Value): Value {
+    const start = this.nodes.length;
+    const y = fn(x);
+    if (!y.requiresGrad) return y;
+    this.nodes.push({
+      op: RECOMPUTE,
+      inputs: [x],
+      outputs: [y],
+      params: { fn, group: new Set(this.nodes.slice(start)) },
+    });
+    return y;
   }
 
   /** Marks `value` as the graph output `name`. */

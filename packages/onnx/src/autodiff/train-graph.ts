@@ -1,7 +1,7 @@
 import { XltConfigError } from '@xlt/core';
 import type { HeadKind, LoraMixtureSpec, WeightSource, XmodConfig } from '../model-types.js';
 import type { TrainGraph, TrainGraphOptions, TrainGraphSignature } from '../train-types.js';
-import { backward } from './backward.js';
+import { backwardWithRows } from './backward.js';
 import { type Dim, symbol } from './dims.js';
 import { dropoutRates } from './dropout.js';
 import { type EncoderInputs, type EncoderOptions, XmodEncoder } from './encoder.js';
@@ -74,6 +74,15 @@ export interface TracedTrainGraphOptions {
    * the head and the trainable set only, and onnxruntime keeps no copy of them.
    */
   frozenAsInputs?: boolean;
+  /**
+   * `grads` mode: trainable parameters (embedding tables) whose gradient the graph outputs as the
+   * gathered rows' gradients, `grad_rows:<name>` [N, ...row shape] for the table rows
+   * `grad_ids:<name>` [N] (repeats allowed; the dense gradient is their scatter-add), instead of a
+   * dense `grad:<name>`: no zeros of the table's size, scatter or square in the graph. `grad_norm`
+   * then covers the dense gradients only. A listed parameter with a use other than an axis-0 Gather
+   * (a tied decoder) keeps its dense gradient.
+   */
+  rowGradients?: readonly string[];
 }
 
 /** Declares the batch inputs of an encoder graph (`input_ids`, `attention_mask`, `lang_ids`?). */
@@ -192,21 +201,38 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
       });
     return { name, value };
   });
-  const grads = backward(
+  const asRows = new Set(
+    o.mode === 'grads' ? params.filter((q) => o.rowGradients?.includes(q.name)).map((q) => q.value) : [],
+  );
+  const { grads: maybeDense, rows } = backwardWithRows(
     loss,
     params.map((q) => q.value),
+    asRows,
   );
   t.noGrad = true;
-  const norm = globalNorm(grads);
+  const dense = maybeDense.filter((g): g is Value => g !== undefined);
+  const norm = dense.length > 0 ? globalNorm(dense) : t.scalar(0);
   t.output(norm, 'grad_norm');
   const signature: TrainGraphSignature = { batch, params: [], ...fedFrozen(p) };
   if (o.mode === 'grads') {
     params.forEach(({ name, value }, i) => {
-      const grad = t.output(grads[i] as Value, `grad:${name}`);
-      signature.params.push({ name, shape: [...value.shape] as number[], input: value.name, grad });
+      const shape = [...value.shape] as number[];
+      const row = rows.get(value);
+      if (row !== undefined) {
+        const gradRows = t.output(row.rows, `grad_rows:${name}`);
+        const gradIds = t.output(row.ids, `grad_ids:${name}`);
+        signature.params.push({ name, shape, input: value.name, gradRows, gradIds });
+      } else
+        signature.params.push({
+          name,
+          shape,
+          input: value.name,
+          grad: t.output(maybeDense[i] as Value, `grad:${name}`),
+        });
     });
     return { model: t.toBytes(), signature };
   }
+  const grads = maybeDense as Value[];
   if (o.adamw === undefined)
     throw new XltConfigError("mode 'adamw' needs adamw settings", { field: 'adamw' });
   appendUpdate(t, params, grads, norm, o.adamw, signature, loss);
