@@ -31,10 +31,12 @@ export {
   checkTrainMemory,
   describeTrainMemory,
   estimateTrainMemory,
+  FUSED_UPDATE_LIMIT,
   formatGiB,
   type MemoryPart,
   type TrainMemoryEstimate,
   type TrainMemoryOptions,
+  usesFusedUpdate,
   XltMemoryError,
 } from './memory.js';
 export type { LoraMixtureSpec, OieHeadConfig } from './model-types.js';

@@ -5,6 +5,7 @@ import {
   describeTrainMemory,
   estimateTrainMemory,
   type TrainMemoryEstimate,
+  usesFusedUpdate,
   XltMemoryError,
 } from './memory.js';
 import { randomWeights, weightShapes } from './random.js';
@@ -84,6 +85,17 @@ describe('training memory estimate', () => {
     expect(part(estimateTrainMemory({ ...mlm, maskedLmShare: 1 }), 'head logits')).toBeGreaterThan(
       5 * (part(estimateTrainMemory(mlm), 'head logits') as number),
     );
+  });
+
+  it('counts the GELU values the fused step keeps and the sliced step recomputes', () => {
+    const o = { config, head, trainable: names, batchSize: 8, sequenceLength: 16 } as const;
+    expect(usesFusedUpdate(o)).toBe(true);
+    expect(usesFusedUpdate({ ...o, update: 'sliced' })).toBe(false);
+    expect(usesFusedUpdate({ ...o, gradAccumulation: 2 })).toBe(false);
+    const fused = part(estimateTrainMemory(o), 'activations') as number;
+    const sliced = part(estimateTrainMemory({ ...o, update: 'sliced' }), 'activations') as number;
+    // three [tokens, intermediate] float32 values per layer
+    expect(fused - sliced).toBe(8 * 16 * 2 * 3 * 32 * 4);
   });
 
   it('estimates XLM-R-base full fine-tuning at b8 s128 within 20% of its measured peak RSS, weights to moments 4x the model with in-place updates', () => {

@@ -47,6 +47,29 @@ export interface TrainMemoryOptions {
   updateWeightsInPlace?: boolean;
   /** Frozen parameters are fed to the graph (no copy of them in onnxruntime). */
   frozenAsInputs?: boolean;
+  /** The step's update path (default `auto`): the fused step keeps GELU's intermediates. */
+  update?: 'auto' | 'fused' | 'sliced';
+}
+
+/**
+ * Trainable elements up to which `update: 'auto'` fuses the update into the training graph (16M,
+ * 64 MiB: a small model's fused temporaries are a few times that; XLM-R-base has 278M).
+ */
+export const FUSED_UPDATE_LIMIT = 1 << 24;
+
+/**
+ * Whether a step runs the fused graph (gradients, clipping and AdamW in one run): without
+ * accumulation, for `update: 'fused'`, or for `auto` up to {@link FUSED_UPDATE_LIMIT} trainable
+ * elements.
+ */
+export function usesFusedUpdate(
+  o: Pick<TrainMemoryOptions, 'config' | 'head' | 'trainable' | 'weights' | 'gradAccumulation' | 'update'>,
+): boolean {
+  const update = o.update ?? 'auto';
+  return (
+    (o.gradAccumulation ?? 1) === 1 &&
+    (update === 'fused' || (update === 'auto' && parameterCounts(o).trained <= FUSED_UPDATE_LIMIT))
+  );
 }
 
 const F32 = 4;
@@ -100,11 +123,11 @@ export function estimateTrainMemory(o: TrainMemoryOptions): TrainMemoryEstimate 
   const tokens = o.batchSize * S;
   // per token and layer, the values the backward pass reads and onnxruntime's buffers for them: the
   // linear layers' inputs, LayerNorm inputs, Q/K/V per head, bool dropout masks (~8 H), the FFN's
-  // pre- and post-GELU values (GELU's intermediates are recomputed in the backward pass: ~2 I),
-  // attention probabilities before and after dropout (~2 A S); with RUNTIME_BYTES, fitted to the
-  // peak RSS of XLM-R-base full fine-tuning at b8 s128 (5,139 MiB measured, 5,153 MiB estimated;
-  // tools/bench/scripts/step-memory.mjs, 2026-12-04)
-  const perTokenLayer = 8 * H + 2 * I + 2 * A * S;
+  // pre- and post-GELU values (GELU's intermediates are recomputed in the backward pass of the
+  // sliced step: ~2 I; the fused step keeps three more), attention probabilities before and after
+  // dropout (~2 A S); with RUNTIME_BYTES, fitted to the peak RSS of XLM-R-base full fine-tuning at
+  // b8 s128 (5,139 MiB measured, 5,153 MiB estimated; tools/bench/scripts/step-memory.mjs, 2026-12-04)
+  const perTokenLayer = 8 * H + (usesFusedUpdate(o) ? 5 : 2) * I + 2 * A * S;
   const activations = tokens * c.num_hidden_layers * perTokenLayer * F32;
   const classes =
     o.head === 'masked-lm'

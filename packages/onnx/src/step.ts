@@ -4,8 +4,9 @@ import { buildApplyGraph, buildTracedTrainGraph } from './autodiff/train-graph.j
 import {
   checkTrainMemory,
   estimateTrainMemory,
-  parameterCounts,
+  FUSED_UPDATE_LIMIT,
   type TrainMemoryEstimate,
+  usesFusedUpdate,
 } from './memory.js';
 import type { HeadKind, LoraMixtureSpec, WeightSource, XmodConfig } from './model-types.js';
 import { ROW_GRADIENTS, type RowScatter, rowScatter, scatterRows } from './row-gradients.js';
@@ -126,13 +127,7 @@ interface Accumulator {
   scratch: Float32Array[];
 }
 
-export { UPDATE_CHUNK };
-
-/**
- * Trainable elements up to which `update: 'auto'` fuses the update into the training graph (16M,
- * 64 MiB: a small model's fused temporaries are a few times that; XLM-R-base has 278M).
- */
-export const FUSED_UPDATE_LIMIT = 1 << 24;
+export { FUSED_UPDATE_LIMIT, UPDATE_CHUNK };
 
 const i64 = (rows: number[][] | number[], dims: number[]) =>
   new ort.Tensor(
@@ -213,6 +208,7 @@ export class CompiledTrainStep {
         ...(options.maskedLmHead === 'dense' ? { maskedLmShare: 1 } : {}),
         ...(options.updateWeightsInPlace === true ? { updateWeightsInPlace: true } : {}),
         ...(options.frozenAsInputs === true ? { frozenAsInputs: true } : {}),
+        ...(options.update !== undefined ? { update: options.update } : {}),
       });
       options.onMemoryEstimate?.(estimate);
       checkTrainMemory(estimate, options.maxMemoryBytes);
@@ -233,14 +229,14 @@ export class CompiledTrainStep {
       throw new XltConfigError(`update must be auto, fused or sliced, got ${String(update)}`, {
         field: 'update',
       });
-    const fused =
-      count === 1 &&
-      (update === 'fused' || (update === 'auto' && parameterCounts(options).trained <= FUSED_UPDATE_LIMIT));
+    const fused = usesFusedUpdate({ ...options, gradAccumulation: count, update });
     const { update: _update, ...graphOptions } = rest;
     const { model, signature } = buildTracedTrainGraph({
       ...graphOptions,
       ...(embeddingMixup === true ? { embeddingMixup: {} } : {}),
       mode: fused ? 'adamw' : 'grads',
+      // GELU recomputed only where memory is the limit (the sliced, large-model step)
+      recompute: !fused,
       // the sliced step takes the word embeddings' gradient as rows and scatters it itself
       ...(count === 1 && !fused
         ? { rowGradients: options.trainable.filter((n) => ROW_GRADIENTS.test(n)) }

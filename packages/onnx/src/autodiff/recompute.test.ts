@@ -14,8 +14,8 @@ const xs = Float32Array.from({ length: n }, (_, i) => ((i * 37) % 29) / 5 - 3);
 const weights = Float32Array.from({ length: n }, (_, i) => ((i * 11) % 7) - 3);
 
 /** sum(gelu(x * 1.5) * w) and its gradient by x, with GELU as given. */
-function graph(g: (v: Value) => Value): Uint8Array {
-  const t = new Tracer({ floatType: 'float32' });
+function graph(g: (v: Value) => Value, recompute = true): Uint8Array {
+  const t = new Tracer({ floatType: 'float32', recompute });
   const x = t.input('x', [4, n / 4], 'float32', true);
   const y = g(op.mul(x, 1.5));
   const loss = op.reduceSum(op.mul(y, t.constant(weights, [4, n / 4])));
@@ -50,6 +50,21 @@ describe('recomputed values in the backward pass', () => {
       // the forward Erf and the backward's own: not merged into one by common-subexpression elimination
       const model = onnxProto.onnx.ModelProto.decode(readFileSync(file));
       expect((model.graph?.node ?? []).filter((node) => node.opType === 'Erf')).toHaveLength(2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('keep the forward values when the tracer is told not to recompute: the same gradient, one Erf', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'xlt-recompute-'));
+    try {
+      const file = path.join(dir, 'optimized.onnx');
+      const kept = await run(graph(plain));
+      const noRecompute = await run(graph(gelu, false), file);
+      expect(noRecompute.loss).toBe(kept.loss);
+      expect(noRecompute.grad).toEqual(kept.grad);
+      const model = onnxProto.onnx.ModelProto.decode(readFileSync(file));
+      expect((model.graph?.node ?? []).filter((node) => node.opType === 'Erf')).toHaveLength(1);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

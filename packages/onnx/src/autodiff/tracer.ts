@@ -81,15 +81,22 @@ export class Tracer {
   readonly nodes: TracedNode[] = [];
   /** While true (inside backward and optimizer code), new values never require gradients. */
   noGrad = false;
+  /**
+   * Whether {@link Tracer.recompute} groups are recomputed in the backward pass (less memory, a
+   * little more compute) or kept from the forward pass like any other value (faster when memory
+   * is not short).
+   */
+  readonly recomputes: boolean;
   private readonly consts = new Map<string, Value>();
   /** Where each symbol's size is read at run time: a value and its axis. */
   private readonly dimSources = new Map<string, { value: string; axis: number }>();
   /** Graph values (int64 [1]) of symbolic dimensions and shapes, by key. */
   private readonly dimValues = new Map<string, string>();
 
-  constructor(options: { name?: string; floatType?: 'float32' | 'float64' } = {}) {
+  constructor(options: { name?: string; floatType?: 'float32' | 'float64'; recompute?: boolean } = {}) {
     this.graph = new GraphBuilder(options.name ?? 'traced');
     this.floatType = options.floatType ?? 'float32';
+    this.recomputes = options.recompute ?? true;
   }
 
   /** Declares a graph input; `requiresGrad` marks a trainable parameter. */
@@ -265,12 +272,13 @@ export class Tracer {
    * `fn(x)`, whose intermediate values the backward pass recomputes from `x` instead of keeping
    * them from the forward pass (see `backward`): the same ops on the same values, so the same
    * gradients, with one tensor kept instead of several. `fn` must read nothing traced but `x`
-   * (constants aside), and nothing outside it may read its intermediate values.
+   * (constants aside), and nothing outside it may read its intermediate values. With
+   * `recompute: false` (constructor) it is just `fn(x)`.
    */
   recompute(x: Value, fn: (x: Value) => Value): Value {
     const start = this.nodes.length;
     const y = fn(x);
-    if (!y.requiresGrad) return y;
+    if (!y.requiresGrad || !this.recomputes) return y;
     this.nodes.push({
       op: RECOMPUTE,
       inputs: [x],

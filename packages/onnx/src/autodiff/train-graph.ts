@@ -83,6 +83,12 @@ export interface TracedTrainGraphOptions {
    * (a tied decoder) keeps its dense gradient.
    */
   rowGradients?: readonly string[];
+  /**
+   * Recompute GELU's intermediates in the backward pass instead of keeping them (default true:
+   * less activation memory; false is faster where memory is not short, as in the fused step of a
+   * small model).
+   */
+  recompute?: boolean;
 }
 
 /** Declares the batch inputs of an encoder graph (`input_ids`, `attention_mask`, `lang_ids`?). */
@@ -120,7 +126,11 @@ export function encoderInputs(
  * `new_v:<name>`). Inputs and outputs are named as {@link buildTrainGraph}'s.
  */
 export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
-  const t = new Tracer({ name: 'train_step', floatType: o.floatType ?? 'float32' });
+  const t = new Tracer({
+    name: 'train_step',
+    floatType: o.floatType ?? 'float32',
+    ...(o.recompute !== undefined ? { recompute: o.recompute } : {}),
+  });
   const p = new Parameters(t, o.weights, o.trainable, o.frozenAsInputs === true);
   const training = o.mode !== 'logits' && o.dropout !== false;
   const enc = new XmodEncoder(p, o.config, {
