@@ -43,8 +43,15 @@ describe('compiled step updates parameters and moments in place', () => {
   // runs, or cut by 97 elements into many slices written back through views at odd offsets
   it.each([
     ['fused', { update: 'fused' as const }],
-    ['sliced, whole parameters', { update: 'sliced' as const }],
-    ['sliced, 97-element slices', { update: 'sliced' as const, updateChunk: 97 }],
+    ['sliced, wasm kernel', { update: 'sliced' as const, updateKernel: 'wasm' as const }],
+    [
+      'sliced, onnxruntime kernel, whole parameters',
+      { update: 'sliced' as const, updateKernel: 'onnxruntime' as const },
+    ],
+    [
+      'sliced, onnxruntime kernel, 97-element slices',
+      { update: 'sliced' as const, updateKernel: 'onnxruntime' as const, updateChunk: 97 },
+    ],
   ])(
     'gives the same parameters as the fused graph run with separate output buffers, over 3 steps (%s)',
     async (_, updateOptions) => {

@@ -1,5 +1,6 @@
 import { type TokenBatch, XltConfigError, XltError } from '@xlt/core';
 import * as ort from 'onnxruntime-node';
+import { WASM_UPDATE_CHUNK, WasmSlicedUpdate, wasmSimdAvailable } from './adamw-wasm.js';
 import { buildApplyGraph, buildTracedTrainGraph } from './autodiff/train-graph.js';
 import {
   checkTrainMemory,
@@ -82,7 +83,8 @@ export interface CompiledTrainStepOptions {
    * accumulation the step runs a gradients graph, then clipping and AdamW in runs of at most this
    * many elements (large parameters cut into slices, small ones packed together), each written back
    * in place, so the update's temporaries are a few slices, not a few copies of the largest parameter
-   * (the 250,002 x 768 word embeddings at XLM-R-base size). See {@link SlicedUpdate}.
+   * (the 250,002 x 768 word embeddings at XLM-R-base size). See {@link SlicedUpdate}. For
+   * `updateKernel: 'onnxruntime'`; the wasm kernel works in windows of {@link WASM_UPDATE_CHUNK}.
    */
   updateChunk?: number;
   /**
@@ -93,6 +95,12 @@ export interface CompiledTrainStepOptions {
    * {@link FUSED_UPDATE_LIMIT} elements, sliced above).
    */
   update?: 'auto' | 'fused' | 'sliced';
+  /**
+   * What runs the sliced step's clipping and AdamW: `wasm` (default where WebAssembly SIMD runs:
+   * {@link WasmSlicedUpdate}, one pass over each parameter) or `onnxruntime` ({@link SlicedUpdate}'s
+   * graphs in runs of `updateChunk` elements). The same values up to float32 rounding.
+   */
+  updateKernel?: 'wasm' | 'onnxruntime';
   /** The memory limit for `batchShape`'s check (default: the machine's memory, `os.totalmem()`). */
   maxMemoryBytes?: number;
   /** Receives the estimate (e.g. to print {@link describeTrainMemory}'s line before a run). */
@@ -127,7 +135,7 @@ interface Accumulator {
   scratch: Float32Array[];
 }
 
-export { FUSED_UPDATE_LIMIT, UPDATE_CHUNK };
+export { FUSED_UPDATE_LIMIT, UPDATE_CHUNK, WASM_UPDATE_CHUNK };
 
 const i64 = (rows: number[][] | number[], dims: number[]) =>
   new ort.Tensor(
@@ -161,7 +169,7 @@ export class CompiledTrainStep {
   private readonly bufs: Buf[];
   private stepCount = 0;
   private accumulator: Accumulator | undefined;
-  private sliced: SlicedUpdate | undefined;
+  private sliced: SlicedUpdate | WasmSlicedUpdate | undefined;
   /** Per trainable parameter of the sliced step: its row scatter when its gradient comes as rows. */
   private scatters: Array<RowScatter | undefined> = [];
 
@@ -230,7 +238,7 @@ export class CompiledTrainStep {
         field: 'update',
       });
     const fused = usesFusedUpdate({ ...options, gradAccumulation: count, update });
-    const { update: _update, ...graphOptions } = rest;
+    const { update: _update, updateKernel: _kernel, ...graphOptions } = rest;
     const { model, signature } = buildTracedTrainGraph({
       ...graphOptions,
       ...(embeddingMixup === true ? { embeddingMixup: {} } : {}),
@@ -266,12 +274,20 @@ export class CompiledTrainStep {
     if (count === 1 && !fused) {
       // the slice update graph is small and the same for every model: built here, never cached
       const plain = async (bytes: Uint8Array) => ({ session: await ort.InferenceSession.create(bytes, so) });
-      step.sliced = await SlicedUpdate.create(signature, options.adamw, plain, options.updateChunk).catch(
-        async (e: unknown) => {
-          await session.release();
-          throw e;
-        },
-      );
+      const kernel = options.updateKernel ?? (wasmSimdAvailable() ? 'wasm' : 'onnxruntime');
+      if (kernel !== 'wasm' && kernel !== 'onnxruntime') {
+        await session.release();
+        throw new XltConfigError(`updateKernel must be wasm or onnxruntime, got ${String(kernel)}`, {
+          field: 'updateKernel',
+        });
+      }
+      step.sliced = await (kernel === 'wasm'
+        ? Promise.resolve().then(() => WasmSlicedUpdate.create(signature, options.adamw))
+        : SlicedUpdate.create(signature, options.adamw, plain, options.updateChunk)
+      ).catch(async (e: unknown) => {
+        await session.release();
+        throw e;
+      });
     } else if (count > 1) {
       const applyGraph = buildApplyGraph(signature.params, options.adamw);
       const { session: apply } = await build(applyGraph.model).catch(async (e: unknown) => {
@@ -370,7 +386,7 @@ export class CompiledTrainStep {
     batch: TokenBatch,
     lr: number,
     t: number,
-    u: SlicedUpdate,
+    u: SlicedUpdate | WasmSlicedUpdate,
   ): Promise<{ loss: number; gradNorm: number }> {
     const feeds = this.batchFeeds(batch, t);
     const fetches: Record<string, ort.Tensor | null> = { loss: null, grad_norm: null };

@@ -2,7 +2,8 @@
 // XLM-R-base config: `nice -n 10 node tools/bench/scripts/step-memory.mjs` with
 //   V (vocabulary, default 250002), H (768), L (layers, 12), B (8), S (128), STEPS (2),
 //   TRAIN=full|frozen-embeddings (default full), THREADS (2),
-//   ACC=K (gradient accumulation, K micro-batches of the same batch).
+//   ACC=K (gradient accumulation, K micro-batches of the same batch),
+//   KERNEL=wasm|onnxruntime (the sliced update's kernel; default: the step's).
 // Prints one JSON line: the estimate and the peak RSS (MiB) after the weights, the session and each step.
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -50,6 +51,7 @@ const step = await onnx.CompiledTrainStep.create({
   updateWeightsInPlace: true,
   frozenAsInputs: true,
   gradAccumulation: env('ACC', 1),
+  ...(process.env.KERNEL ? { updateKernel: process.env.KERNEL } : {}),
   batchShape: { batchSize: B, sequenceLength: S },
   onMemoryEstimate: (e) => {
     estimate = e;
