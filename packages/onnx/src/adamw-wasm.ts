@@ -49,8 +49,12 @@ const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
 const name = (s: string) => [...uleb(s.length), ...Array.from(s, (c) => c.charCodeAt(0))];
 
 // instructions
+const [BLOCK, LOOP, END, BR, BR_IF, VOID] = [0x02, 0x03, 0x0b, 0x0c, 0x0d, 0x40];
+const [I32_CONST, I32_GE_U, I32_ADD, I32_MUL] = [0x41, 0x4f, 0x6a, 0x6c];
 const get = (i: number) => [0x20, ...uleb(i)];
 const set = (i: number) => [0x21, ...uleb(i)];
+const tee = (i: number) => [0x22, ...uleb(i)];
+const i32 = (n: number) => [I32_CONST, ...sleb(n)];
 const simd = (op: number) => [0xfd, ...uleb(op)];
 const load = [...simd(0x00), 4, 0];
 const store = [...simd(0x0b), 4, 0];
@@ -91,37 +95,27 @@ function kernelBytes(pages: number): Uint8Array {
   const splat = (k: number) => i + 3 + k;
   const [g, m, v] = [i + 3 + nScalars, i + 4 + nScalars, i + 5 + nScalars];
   const S = (s: (typeof SCALARS)[number]) => get(splat(SCALARS.indexOf(s)));
+  // byte address of element i in window k: i + k stride
+  const at = (k: number) => [...get(i), ...get(1), ...(k > 1 ? [...i32(k), I32_MUL] : []), I32_ADD];
   const body = [
     ...SCALARS.flatMap((_, k) => [...get(2 + k), ...SPLAT, ...set(splat(k))]),
-    ...[...get(0), 0x41, ...sleb(16), 0x6c, ...set(end)],
-    ...[0x02, 0x40, 0x03, 0x40],
-    ...[...get(i), ...get(end), 0x4f, 0x0d, ...uleb(1)],
+    ...[...get(0), ...i32(16), I32_MUL, ...set(end)],
+    ...[BLOCK, VOID, LOOP, VOID],
+    ...[...get(i), ...get(end), I32_GE_U, BR_IF, ...uleb(1)],
     // g = grad coef
-    ...[...get(i), ...get(1), 0x6a, ...load, ...S('coef'), ...MUL, ...set(g)],
+    ...[...at(1), ...load, ...S('coef'), ...MUL, ...set(g)],
     // m = m beta1 + g mFactor, stored
-    ...[...get(i), ...get(1), 0x41, ...sleb(2), 0x6c, 0x6a, ...set(addr)],
-    ...[
-      ...get(addr),
-      ...get(addr),
-      ...load,
-      ...S('beta1'),
-      ...MUL,
-      ...get(g),
-      ...S('mFactor'),
-      ...MUL,
-      ...ADD,
-    ],
-    ...[0x22, ...uleb(m), ...store],
+    ...[...at(2), ...set(addr), ...get(addr), ...get(addr), ...load, ...S('beta1'), ...MUL],
+    ...[...get(g), ...S('mFactor'), ...MUL, ...ADD, ...tee(m), ...store],
     // v = v beta2 + g g vFactor, stored
-    ...[...get(i), ...get(1), 0x41, ...sleb(3), 0x6c, 0x6a, ...set(addr)],
-    ...[...get(addr), ...get(addr), ...load, ...S('beta2'), ...MUL, ...get(g), ...get(g), ...MUL],
-    ...[...S('vFactor'), ...MUL, ...ADD, 0x22, ...uleb(v), ...store],
+    ...[...at(3), ...set(addr), ...get(addr), ...get(addr), ...load, ...S('beta2'), ...MUL],
+    ...[...get(g), ...get(g), ...MUL, ...S('vFactor'), ...MUL, ...ADD, ...tee(v), ...store],
     // p = p decay - stepSize (m / (sqrt(v) / sqrtBc2 + eps)), stored
     ...[...get(i), ...get(i), ...load, ...S('decay'), ...MUL, ...S('stepSize')],
     ...[...get(m), ...get(v), ...SQRT, ...S('sqrtBc2'), ...DIV, ...S('eps'), ...ADD, ...DIV, ...MUL, ...SUB],
     ...store,
-    ...[...get(i), 0x41, ...sleb(16), 0x6a, ...set(i), 0x0c, ...uleb(0)],
-    ...[0x0b, 0x0b, 0x0b],
+    ...[...get(i), ...i32(16), I32_ADD, ...set(i), BR, ...uleb(0)],
+    ...[END, END, END],
   ];
   const locals = [
     [...uleb(3), I32],
@@ -219,6 +213,7 @@ export class WasmSlicedUpdate {
     const c = this.chunk;
     const w = this.window;
     const [P, G, M, V] = [0, c, 2 * c, 3 * c];
+    const [mFactor, vFactor] = [f(1 - s.beta1), f(1 - s.beta2)];
     bufs.forEach((b, param) => {
       const grad = this.grads[param] as Float32Array;
       const decay = this.decays[param] === true ? decayed : 1;
@@ -235,9 +230,9 @@ export class WasmSlicedUpdate {
           coef,
           decay,
           s.beta1,
-          f(1 - s.beta1),
+          mFactor,
           s.beta2,
-          f(1 - s.beta2),
+          vFactor,
           sqrtBc2,
           s.eps,
           stepSize,

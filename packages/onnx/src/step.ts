@@ -275,19 +275,18 @@ export class CompiledTrainStep {
       // the slice update graph is small and the same for every model: built here, never cached
       const plain = async (bytes: Uint8Array) => ({ session: await ort.InferenceSession.create(bytes, so) });
       const kernel = options.updateKernel ?? (wasmSimdAvailable() ? 'wasm' : 'onnxruntime');
-      if (kernel !== 'wasm' && kernel !== 'onnxruntime') {
-        await session.release();
-        throw new XltConfigError(`updateKernel must be wasm or onnxruntime, got ${String(kernel)}`, {
-          field: 'updateKernel',
-        });
-      }
-      step.sliced = await (kernel === 'wasm'
-        ? Promise.resolve().then(() => WasmSlicedUpdate.create(signature, options.adamw))
-        : SlicedUpdate.create(signature, options.adamw, plain, options.updateChunk)
-      ).catch(async (e: unknown) => {
+      try {
+        if (kernel === 'wasm') step.sliced = WasmSlicedUpdate.create(signature, options.adamw);
+        else if (kernel === 'onnxruntime')
+          step.sliced = await SlicedUpdate.create(signature, options.adamw, plain, options.updateChunk);
+        else
+          throw new XltConfigError(`updateKernel must be wasm or onnxruntime, got ${String(kernel)}`, {
+            field: 'updateKernel',
+          });
+      } catch (e) {
         await session.release();
         throw e;
-      });
+      }
     } else if (count > 1) {
       const applyGraph = buildApplyGraph(signature.params, options.adamw);
       const { session: apply } = await build(applyGraph.model).catch(async (e: unknown) => {
