@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { Command } from '../cli/main.js';
 import { defaultDataRoot } from '../tasks/common.js';
 import { buildCorpus, EVALUATED_FILES } from '../tasks/corpus.js';
+import { museDictionaries } from '../tasks/corpus-switch.js';
 
 const corpusSchema = z.strictObject({
   languages: z.array(z.string().regex(/^[a-z]{2,3}$/, 'a language code such as en')).min(1),
@@ -12,6 +13,9 @@ const corpusSchema = z.strictObject({
   seed: z.number().int().nonnegative().default(0),
   /** Extra files to leave out (regular expressions on paths relative to the data root). */
   exclude: z.array(z.string()).default([]),
+  /** Mix dictionary code-switched copies into the training text at this ratio (MUSE dictionaries of the data root). */
+  codeSwitchRatio: z.number().gt(0).max(1).optional(),
+  codeSwitchSource: z.string().default('en'),
   out: z.string().optional(),
 });
 
@@ -25,23 +29,40 @@ Files that xlt's reports evaluate on are never included: ${EVALUATED_FILES.map((
 (plus --exclude patterns). Writes <out>/<lang>.txt, <out>/<lang>.heldout.txt (one unit a line) and
 <out>/manifest.json (every source file and its count, every excluded file).
 
+With --code-switch-ratio R, every training unit also gets a dictionary code-switched copy (CoSDA-ML
+style, MUSE dictionaries dict/muse-<source>-<l>.tsv): the source language's units with a share R of
+their translatable words switched into the other languages, the other languages' units switched into
+the source language by the reversed dictionary; the copies are mixed into the training text (never
+into the held-out text) and counted in the manifest. Cross-lingual anchors for pre-training.
+
 Options (or config keys):
   --languages '["en","de"]'  --data-root DIR  --held-out-fraction 0.02 --max-held-out 1000
   --seed 0  --exclude '["^qa/"]'  --out DIR (default <run dir>)
+  --code-switch-ratio 0.3  --code-switch-source en
 
 Example:
   xlt corpus build --languages '["en","de","fr"]' --run-dir runs/corpus`,
   schema: corpusSchema,
   async run(cfg, ctx) {
     const out = path.resolve(cfg.out ?? ctx.runDir);
+    const dataRoot = cfg.dataRoot ?? defaultDataRoot();
     const m = await buildCorpus({
-      dataRoot: cfg.dataRoot ?? defaultDataRoot(),
+      dataRoot,
       languages: cfg.languages,
       out,
       heldOutFraction: cfg.heldOutFraction,
       maxHeldOut: cfg.maxHeldOut,
       seed: cfg.seed,
       exclude: [...EVALUATED_FILES, ...cfg.exclude.map((p) => new RegExp(p))],
+      ...(cfg.codeSwitchRatio !== undefined
+        ? {
+            codeSwitch: {
+              source: cfg.codeSwitchSource,
+              ratio: cfg.codeSwitchRatio,
+              dictionaries: museDictionaries(dataRoot, cfg.codeSwitchSource, cfg.languages),
+            },
+          }
+        : {}),
       log: ctx.log,
     });
     const units = Object.values(m.languages).reduce((a, l) => a + l.trainUnits, 0);

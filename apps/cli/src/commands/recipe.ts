@@ -42,6 +42,8 @@ const recipeSchema = z.strictObject({
   maxEvalExamples: z.number().int().positive().optional(),
   maxDevExamples: z.number().int().positive().optional(),
   baseline: z.boolean().optional(),
+  /** Mix dictionary code-switched copies into the pre-training corpus at this ratio (off by default). */
+  codeSwitchRatio: z.number().gt(0).max(1).optional(),
   resamples: z.number().int().min(10).default(1000),
 });
 
@@ -93,6 +95,9 @@ async function runRecipe(all: Recipe, cfg: RecipeConfig, ctx: CommandContext): P
     languages: recipe.languages,
     seed: cfg.seed,
     vocabSize: s.vocabSize,
+    ...(cfg.codeSwitchRatio !== undefined
+      ? { codeSwitch: { source: recipe.source, ratio: cfg.codeSwitchRatio } }
+      : {}),
     ...(cfg.maxSentencesPerLanguage !== undefined
       ? { maxSentencesPerLanguage: cfg.maxSentencesPerLanguage }
       : {}),
@@ -357,6 +362,8 @@ ${queueHelp('each pre-training, fine-tuning and evaluation')}
   --pretrain-lr --pretrain-dropout --mask-probability
   --finetune-epochs --finetune-lr --finetune-batch-size --xmod-preset full|xmod-finetune --max-train-examples --max-sentences-per-language --max-eval-examples
   --max-dev-examples --baseline true|false
+  --code-switch-ratio R  mix dictionary code-switched copies into the pre-training corpus (see
+                       xlt corpus build; MUSE dictionaries of the data root; off by default)
 
 Examples:
   xlt recipe ${task} --quick --run-dir runs/${task}-quick

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { iso3Of, Rng, writeFileAtomic, XltConfigError } from '@xlt/core';
 import { readConllu, readLines, readSquad } from '@xlt/data';
 import { NO_SPACE_LANGUAGES, readTaggedSentences } from '@xlt/tokenizer';
+import { type CodeSwitchRecord, type CorpusCodeSwitch, codeSwitchedCopies } from './corpus-switch.js';
 
 /** How a source file holds its text. */
 export type CorpusSourceKind = 'tagged' | 'lines' | 'conllu' | 'squad';
@@ -111,8 +112,12 @@ export interface CorpusManifest {
       duplicates: number;
       sources: Array<{ file: string; units: number }>;
       excluded: string[];
+      /** Dictionary code-switched copies mixed into the training text (see `codeSwitch`). */
+      switchedCopies?: number;
     }
   >;
+  /** Present when the training text holds dictionary code-switched copies (held-out text never does). */
+  codeSwitch?: CodeSwitchRecord;
 }
 
 /** Options of {@link buildCorpus}. */
@@ -126,6 +131,8 @@ export interface BuildCorpusOptions {
   maxHeldOut?: number;
   seed?: number;
   exclude?: readonly RegExp[];
+  /** Mix dictionary code-switched copies of the training units into the training text. */
+  codeSwitch?: CorpusCodeSwitch;
   log?: (line: string) => void;
 }
 
@@ -148,6 +155,7 @@ export async function buildCorpus(o: BuildCorpusOptions): Promise<CorpusManifest
     excludedPatterns: exclude.map((r) => r.source),
     languages: {},
   };
+  const trains = new Map<string, string[]>();
   for (const lang of o.languages) {
     const { sources, excluded } = discoverSources(o.dataRoot, lang, exclude);
     if (sources.length === 0)
@@ -184,7 +192,7 @@ export async function buildCorpus(o: BuildCorpusOptions): Promise<CorpusManifest
     const train = units.slice(held);
     const trainFile = `${lang}.txt`;
     const heldFile = `${lang}.heldout.txt`;
-    writeFileAtomic(path.join(o.out, trainFile), `${train.join('\n')}\n`);
+    trains.set(lang, train);
     writeFileAtomic(path.join(o.out, heldFile), `${heldOut.join('\n')}\n`);
     manifest.languages[lang] = {
       train: trainFile,
@@ -200,6 +208,23 @@ export async function buildCorpus(o: BuildCorpusOptions): Promise<CorpusManifest
       `${lang}: ${train.length} units for training, ${heldOut.length} held out, ${duplicates} duplicates dropped, from ${used.map((u) => `${u.file} (${u.units})`).join(', ')}`,
     );
   }
+  if (o.codeSwitch !== undefined) {
+    const { copies, record } = await codeSwitchedCopies(o.dataRoot, trains, o.codeSwitch, (l) =>
+      new Rng(seed).fork(`code-switch-${l}`),
+    );
+    manifest.codeSwitch = record;
+    for (const [lang, extra] of copies) {
+      const train = trains.get(lang) as string[];
+      const entry = manifest.languages[lang];
+      if (entry !== undefined) entry.switchedCopies = extra.length;
+      trains.set(lang, new Rng(seed).fork(`code-switch-mix-${lang}`).shuffle([...train, ...extra]));
+      o.log?.(
+        `${lang}: ${extra.length} dictionary code-switched copies (${record.added[lang]?.switchedWords ?? 0} words switched, ratio ${o.codeSwitch.ratio})`,
+      );
+    }
+  }
+  for (const [lang, train] of trains)
+    writeFileAtomic(path.join(o.out, `${lang}.txt`), `${train.join('\n')}\n`);
   writeFileAtomic(path.join(o.out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   return manifest;
 }

@@ -13,6 +13,7 @@ import { z } from 'zod';
 import { validateConfig } from '../cli/config.js';
 import type { Command, CommandContext } from '../cli/main.js';
 import { buildCorpus, type CorpusManifest } from './corpus.js';
+import { museDictionaries } from './corpus-switch.js';
 import type { RecipeSettings } from './recipes.js';
 
 /** Position of a step among a command's steps (for the `== i/n name` log lines). */
@@ -170,15 +171,27 @@ export async function corpusAndTokenizerSteps(
     seed: number;
     vocabSize: number;
     maxSentencesPerLanguage?: number;
+    /** Mix dictionary code-switched copies (MUSE `dict/muse-<source>-<l>.tsv`) into the text at this ratio. */
+    codeSwitch?: { source: string; ratio: number };
   },
 ): Promise<CorpusFiles> {
   const corpusDir = path.join(ctx.runDir, 'corpus');
   await step(ctx, 'corpus', index, async (dir, log) => {
+    const cs = o.codeSwitch;
     const m = await buildCorpus({
       dataRoot: o.dataRoot,
       languages: o.languages,
       out: dir,
       seed: o.seed,
+      ...(cs !== undefined
+        ? {
+            codeSwitch: {
+              source: cs.source,
+              ratio: cs.ratio,
+              dictionaries: museDictionaries(o.dataRoot, cs.source, o.languages),
+            },
+          }
+        : {}),
       log,
     });
     return { units: Object.fromEntries(Object.entries(m.languages).map(([l, x]) => [l, x.trainUnits])) };

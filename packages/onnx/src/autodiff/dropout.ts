@@ -44,10 +44,12 @@ export class DropoutSites {
 
   /**
    * x times a fresh mask (identity at rate 0, where no site is used), as x / (1 - rate) where kept
-   * and 0 where dropped: the backward pass keeps the bool mask (one byte an element), not a float one.
+   * and 0 where dropped. Where the tracer saves memory (`recompute`, the large-model step) the
+   * backward pass keeps the bool mask (one byte an element); otherwise x times a float mask.
    */
   apply(x: Value, rate: number): Value {
     if (!(rate > 0)) return x;
+    if (!this.t.recomputes) return mul(x, this.mask(x.shape, rate));
     return where(this.keep(x.shape, rate), mul(x, 1 / (1 - rate)), 0);
   }
 

@@ -9,7 +9,12 @@ import { linearWarmupDecay } from '../step.js';
 import type { TrainGraph } from '../train-types.js';
 import { peftAdapterWeights } from '../weights.js';
 import type { TracedAdamWSettings } from './optimizer.js';
-import { buildApplyGraph, buildTracedTrainGraph } from './train-graph.js';
+import {
+  buildApplyGraph,
+  buildChunkUpdateGraph,
+  buildTracedTrainGraph,
+  CHUNK_UPDATE_NORM,
+} from './train-graph.js';
 
 type Nested = number | Nested[];
 const flat = (x: Nested): number[] => (Array.isArray(x) ? x.flatMap(flat) : [x]);
@@ -143,6 +148,63 @@ describe('traced clipping and AdamW', () => {
     for (const [i, x] of got.entries())
       expect(Math.abs(x - (want[i] as number)), `entry ${i}`).toBeLessThan(1e-6);
     await session.release();
+  });
+
+  it('the finite guard: bit for bit the unguarded update on a finite step, the inputs unchanged on a NaN or infinite gradient', async () => {
+    const settings: TracedAdamWSettings = {
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay: 0.01,
+      maxGradNorm: 1,
+    };
+    const n = 37;
+    const guarded = buildApplyGraph([{ name: 'w', shape: [n] }], settings);
+    const plain = buildChunkUpdateGraph(settings, true, 1);
+    const [gs, ps] = await Promise.all(
+      [guarded, plain].map((g) => ort.InferenceSession.create(g.model, { intraOpNumThreads: 1 })),
+    );
+    const val = (k: number, scale: number) =>
+      Float32Array.from({ length: n }, (_, i) => scale * Math.sin(i * 1.7 + k));
+    const [p, m] = [val(1, 1), val(2, 0.01)];
+    const v = val(3, 1e-4).map(Math.abs);
+    const run = async (grad: Float32Array) => {
+      const sig = guarded.signature.params[0] as (typeof guarded.signature.params)[number];
+      const common = { lr: f32([3e-3], []), step: f32([4], []) };
+      const a = await (gs as ort.InferenceSession).run({
+        [sig.input]: f32(p, [n]),
+        [sig.grad ?? 'grad:w']: f32(grad, [n]),
+        [sig.m as string]: f32(m, [n]),
+        [sig.v as string]: f32(v, [n]),
+        ...common,
+      });
+      const q = plain.signature.params[0] as (typeof plain.signature.params)[number];
+      const norm = Math.sqrt(grad.reduce((x, g) => x + g * g, 0));
+      const b = await (ps as ort.InferenceSession).run({
+        [q.input]: f32(p, [n]),
+        [q.grad as string]: f32(grad, [n]),
+        [q.m as string]: f32(m, [n]),
+        [q.v as string]: f32(v, [n]),
+        [CHUNK_UPDATE_NORM]: f32([norm], []),
+        ...common,
+      });
+      const pick = (o: ort.InferenceSession.OnnxValueMapType, s: typeof sig) =>
+        [s.newParam, s.newM, s.newV].map((k) => Array.from(o[k as string]?.data as Float32Array));
+      return { guarded: pick(a, sig), plain: pick(b, q) };
+    };
+    // clipped (norm above 1) and not
+    for (const scale of [5, 0.01]) {
+      const r = await run(val(4, scale));
+      expect(r.guarded).toEqual(r.plain);
+      expect(r.guarded[0]).not.toEqual(Array.from(p));
+    }
+    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY]) {
+      const g = val(4, 0.01);
+      g[5] = bad;
+      const r = await run(g);
+      expect(r.guarded).toEqual([Array.from(p), Array.from(m), Array.from(v)]);
+    }
+    await Promise.all([gs, ps].map((x) => (x as ort.InferenceSession).release()));
   });
 });
 

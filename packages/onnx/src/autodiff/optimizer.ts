@@ -42,11 +42,18 @@ export function clipByGlobalNorm(grads: readonly Value[], norm: Value, maxNorm: 
  * Appends decoupled-weight-decay Adam for `params` (their gradients already clipped or accumulated
  * as wanted): graph inputs `lr` and `step` (float scalars, step counted from 1) and `m:<name>`,
  * `v:<name>` per parameter. Runs in no-grad mode.
+ *
+ * With `finite` (a bool scalar), a step where it is false leaves parameters and moments exactly as
+ * they were: the gradients pass through one `Where(finite, grad, 0)` and the scalars become
+ * beta = 1, 1 - beta = 0, lr = 0 (one pass over the gradients instead of one over each output;
+ * where `finite` is true the float results are the unguarded ones, bit for bit). Every output
+ * depends on `finite`.
  */
 export function appendAdamW(
   t: Tracer,
   params: readonly ParamGrad[],
   s: TracedAdamWSettings,
+  finite?: Value,
 ): {
   lr: Value;
   step: Value;
@@ -56,26 +63,38 @@ export function appendAdamW(
   const wasNoGrad = t.noGrad;
   t.noGrad = true;
   try {
-    const lr = t.input('lr', [], t.floatType);
+    const lrInput = t.input('lr', [], t.floatType);
     const step = t.input('step', [], t.floatType);
+    // the guard's scalars: their values where finite, the identity of the update where not
+    const guarded = (a: number, b: number): Value | number =>
+      finite === undefined ? a : raw(t, 'Where', [finite, t.scalar(a), t.scalar(b)], [], t.floatType);
+    const lr =
+      finite === undefined ? lrInput : raw(t, 'Where', [finite, lrInput, t.scalar(0)], [], t.floatType);
+    const [beta1, keep1, beta2, keep2] = [
+      guarded(s.beta1, 1),
+      guarded(1 - s.beta1, 0),
+      guarded(s.beta2, 1),
+      guarded(1 - s.beta2, 0),
+    ];
     const correct = s.biasCorrection !== false;
     // bias corrections 1 - beta^step, as tensors of the step input
     const powStep = (beta: number) => raw(t, 'Pow', [t.scalar(beta), step], [], t.floatType);
     const stepSize = correct ? div(lr, sub(1, powStep(s.beta1))) : lr;
     const sqrtBc2 = correct ? sqrt(sub(1, powStep(s.beta2))) : undefined;
     const noDecay = s.noDecay ?? defaultNoDecay;
-    const updates = params.map(({ name, value, grad }) => {
+    const updates = params.map(({ name, value, grad: g }) => {
       const m = t.input(`m:${name}`, value.shape, t.floatType);
       const v = t.input(`v:${name}`, value.shape, t.floatType);
+      const grad = finite === undefined ? g : raw(t, 'Where', [finite, g, t.scalar(0)], g.shape, t.floatType);
       const decayed =
         s.weightDecay > 0 && !noDecay(name) ? mul(value, sub(1, mul(lr, s.weightDecay))) : value;
-      const newM = add(mul(m, s.beta1), mul(grad, 1 - s.beta1));
-      const newV = add(mul(v, s.beta2), mul(mul(grad, grad), 1 - s.beta2));
+      const newM = add(mul(m, beta1), mul(grad, keep1));
+      const newV = add(mul(v, beta2), mul(mul(grad, grad), keep2));
       const root = sqrtBc2 === undefined ? sqrt(newV) : div(sqrt(newV), sqrtBc2);
       const newParam = sub(decayed, mul(stepSize, div(newM, add(root, s.eps))));
       return { name, m, v, newParam, newM, newV };
     });
-    return { lr, step, updates };
+    return { lr: lrInput, step, updates };
   } finally {
     t.noGrad = wasNoGrad;
   }

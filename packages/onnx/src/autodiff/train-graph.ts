@@ -269,8 +269,8 @@ function allFinite(values: readonly Value[]): Value {
 
 /**
  * Clipping (when set) and AdamW for `params` with gradients `grads`; fills the signature's params.
- * Every output is `Where(finite, updated, input)` with `finite` computed from the gradient norm (and
- * `loss`): a non-finite step outputs its inputs unchanged, and every output depends on the whole
+ * The update is guarded by `finite`, computed from the gradient norm (and `loss`): a non-finite step
+ * outputs its inputs unchanged (see {@link appendAdamW}), and every output depends on the whole
  * backward pass, so the caller may fetch the outputs into the very buffers it feeds (an update in
  * place: no reader of a parameter runs after its new value is written).
  */
@@ -284,14 +284,13 @@ function appendUpdate(
   loss?: Value,
 ): void {
   const clipped = s.maxGradNorm !== undefined ? clipByGlobalNorm(grads, norm, s.maxGradNorm) : grads;
+  const finite = allFinite(loss !== undefined ? [loss, norm] : [norm]);
   const { lr, step, updates } = appendAdamW(
     t,
     params.map((q, i) => ({ ...q, grad: clipped[i] as Value })),
     s,
+    finite,
   );
-  const finite = allFinite(loss !== undefined ? [loss, norm] : [norm]);
-  const keep = (updated: Value, old: Value) =>
-    raw(t, 'Where', [finite, updated, old], old.shape, t.floatType);
   updates.forEach((u, i) => {
     const value = (params[i] as { value: Value }).value;
     const grad = grads[i] as Value;
@@ -302,9 +301,9 @@ function appendUpdate(
       ...(grad.producer === undefined ? { grad: grad.name } : {}),
       m: u.m.name,
       v: u.v.name,
-      newParam: t.output(keep(u.newParam, value), `new:${u.name}`),
-      newM: t.output(keep(u.newM, u.m), `new_m:${u.name}`),
-      newV: t.output(keep(u.newV, u.v), `new_v:${u.name}`),
+      newParam: t.output(u.newParam, `new:${u.name}`),
+      newM: t.output(u.newM, `new_m:${u.name}`),
+      newV: t.output(u.newV, `new_v:${u.name}`),
     });
   });
   signature.batch.push(lr.name, step.name);
