@@ -58,8 +58,8 @@ export interface ExportResult {
 }
 
 /**
- * Exports an X-Mod / XLM-R encoder with a head to ONNX (opset 18: LayerNormalization, exact GELU
- * via Erf), with dynamic batch and sequence length and, for X-Mod, `lang_ids` as an input so one file
+ * Exports an X-Mod / XLM-R encoder with a head to ONNX (opset 20: LayerNormalization, exact GELU
+ * as one `Gelu` node), with dynamic batch and sequence length and, for X-Mod, `lang_ids` as an input so one file
  * serves every language. Inputs: `input_ids`, `attention_mask` (int64 [batch, sequence]), `lang_ids`
  * (int64 [batch], X-Mod only). Outputs: `last_hidden_state` and the head's `logits` (QA:
  * `start_logits`, `end_logits`). LoRA is merged into the weights, or kept live with `lora` /

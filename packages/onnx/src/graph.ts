@@ -59,7 +59,7 @@ function attribute(name: string, v: AttrValue) {
 
 /** Options for {@link GraphBuilder.toBytes}. */
 export interface ModelOptions {
-  /** Default opset version (17 or later: LayerNormalization). */
+  /** Default opset version (17 or later: LayerNormalization; raised to 20 where the graph has a `Gelu`). */
   opset?: number;
   producer?: string;
   /**
@@ -235,11 +235,15 @@ export class GraphBuilder {
 
   /** Serialises the model (IR version 8). */
   toBytes(options: ModelOptions = {}): Uint8Array {
-    const opset = options.opset ?? 17;
-    if (opset < 17)
-      throw new XltConfigError(`opset must be 17 or later (LayerNormalization), got ${opset}`, {
+    const asked = options.opset ?? 17;
+    if (asked < 17)
+      throw new XltConfigError(`opset must be 17 or later (LayerNormalization), got ${asked}`, {
         field: 'opset',
       });
+    // ONNX's Gelu exists from opset 20 on: a graph that uses it is written at 20 or later
+    const opset = this.nodes.some((n) => n.opType === 'Gelu' && (n.domain ?? '') === '')
+      ? Math.max(asked, 20)
+      : asked;
     const model = onnx.ModelProto.create({
       irVersion: 8,
       producerName: options.producer ?? 'xlt',

@@ -87,15 +87,19 @@ describe('training memory estimate', () => {
     );
   });
 
-  it('counts the GELU values the fused step keeps and the sliced step recomputes', () => {
+  it('counts two [tokens, intermediate] values per layer for GELU, the same in the fused and the sliced step', () => {
     const o = { config, head, trainable: names, batchSize: 8, sequenceLength: 16 } as const;
     expect(usesFusedUpdate(o)).toBe(true);
     expect(usesFusedUpdate({ ...o, update: 'sliced' })).toBe(false);
     expect(usesFusedUpdate({ ...o, gradAccumulation: 2 })).toBe(false);
     const fused = part(estimateTrainMemory(o), 'activations') as number;
     const sliced = part(estimateTrainMemory({ ...o, update: 'sliced' }), 'activations') as number;
-    // three [tokens, intermediate] float32 values per layer
-    expect(fused - sliced).toBe(8 * 16 * 2 * 3 * 32 * 4);
+    // GELU is one op whose gradient reads only its input: no intermediates kept by either step
+    expect(fused).toBe(sliced);
+    const wider = { ...config, intermediate_size: config.intermediate_size + 10 };
+    const widerFused = part(estimateTrainMemory({ ...o, config: wider }), 'activations') as number;
+    // the GELU's input and output, float32, per token and layer
+    expect(widerFused - fused).toBe(8 * 16 * config.num_hidden_layers * 2 * 10 * 4);
   });
 
   it('estimates XLM-R-base full fine-tuning at b8 s128 within 20% of its measured peak RSS, weights to moments 4x the model with in-place updates', () => {

@@ -47,7 +47,7 @@ export interface TrainMemoryOptions {
   updateWeightsInPlace?: boolean;
   /** Frozen parameters are fed to the graph (no copy of them in onnxruntime). */
   frozenAsInputs?: boolean;
-  /** The step's update path (default `auto`): the fused step keeps GELU's intermediates. */
+  /** The step's update path (default `auto`): fused into the training graph or sliced. */
   update?: 'auto' | 'fused' | 'sliced';
 }
 
@@ -123,11 +123,11 @@ export function estimateTrainMemory(o: TrainMemoryOptions): TrainMemoryEstimate 
   const tokens = o.batchSize * S;
   // per token and layer, the values the backward pass reads and onnxruntime's buffers for them: the
   // linear layers' inputs, LayerNorm inputs, Q/K/V per head, bool dropout masks (~8 H), the FFN's
-  // pre- and post-GELU values (GELU's intermediates are recomputed in the backward pass of the
-  // sliced step: ~2 I; the fused step keeps three more), attention probabilities before and after
+  // pre- and post-GELU values (~2 I: GELU is one op whose gradient needs only its input), attention
+  // probabilities before and after
   // dropout (~2 A S); with RUNTIME_BYTES, fitted to the peak RSS of XLM-R-base full fine-tuning at
   // b8 s128 (5,139 MiB measured, 5,153 MiB estimated; tools/bench/scripts/step-memory.mjs, 2026-12-04)
-  const perTokenLayer = 8 * H + (usesFusedUpdate(o) ? 5 : 2) * I + 2 * A * S;
+  const perTokenLayer = 8 * H + 2 * I + 2 * A * S;
   const activations = tokens * c.num_hidden_layers * perTokenLayer * F32;
   const classes =
     o.head === 'masked-lm'

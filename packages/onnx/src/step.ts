@@ -243,7 +243,8 @@ export class CompiledTrainStep {
       ...graphOptions,
       ...(embeddingMixup === true ? { embeddingMixup: {} } : {}),
       mode: fused ? 'adamw' : 'grads',
-      // GELU recomputed only where memory is the limit (the sliced, large-model step)
+      // `Tracer.recompute` groups recomputed only where memory is the limit (the sliced, large-model
+      // step); the encoder has none of its own (GELU is one op whose gradient needs only its input)
       recompute: !fused,
       // the sliced step takes the word embeddings' gradient as rows and scatters it itself
       ...(count === 1 && !fused

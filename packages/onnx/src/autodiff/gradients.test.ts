@@ -75,6 +75,7 @@ const CASES: Case[] = [
   { name: 'Log', shapes: [[4]], f: ([x]) => op.log(x!), init: positive, covers: ['Log'] },
   { name: 'Sqrt', shapes: [[4]], f: ([x]) => op.sqrt(x!), init: positive, covers: ['Sqrt'] },
   { name: 'Erf', shapes: [[2, 3]], f: ([x]) => op.erf(x!), float: 'float32', covers: ['Erf'] },
+  { name: 'Gelu', shapes: [[2, 3]], f: ([x]) => op.gelu(op.mul(x!, 2)), float: 'float32', covers: ['Gelu'] },
   { name: 'Tanh', shapes: [[2, 3]], f: ([x]) => op.tanh(x!), covers: ['Tanh'] },
   { name: 'Sigmoid', shapes: [[2, 3]], f: ([x]) => op.sigmoid(x!), covers: ['Sigmoid'] },
   { name: 'Relu', shapes: [[2, 3]], f: ([x]) => op.relu(x!), init: awayFromZero, covers: ['Relu'] },

@@ -5,6 +5,7 @@ import {
   cast,
   dimAsFloat,
   div,
+  erf,
   exp,
   expand,
   matmul,
@@ -34,6 +35,8 @@ import type { TracedNode, Value } from './tracer.js';
  */
 export type GradientRule = (node: TracedNode, dy: Value) => Array<Value | undefined>;
 
+/** log(1 / sqrt(2 pi)): phi(x) = exp(LOG_INV_SQRT_2PI - x^2 / 2) in one Exp. */
+const LOG_INV_SQRT_2PI = -0.5 * Math.log(2 * Math.PI);
 const inp = (n: TracedNode, i: number): Value => n.inputs[i] as Value;
 const out = (n: TracedNode, i = 0): Value => n.outputs[i] as Value;
 /** Swaps the last two axes. */
@@ -49,8 +52,14 @@ const unreduce = (dy: Value, n: TracedNode): Value =>
 
 /** One rule per differentiable op of the vocabulary (keys: the ONNX op types). */
 export const GRADIENT_RULES: Record<string, GradientRule> = {
-  Add: (n, dy) => [sumTo(dy, inp(n, 0).shape), sumTo(dy, inp(n, 1).shape)],
-  Sub: (n, dy) => [sumTo(dy, inp(n, 0).shape), sumTo(neg(dy), inp(n, 1).shape)],
+  Add: (n, dy) => [
+    inp(n, 0).requiresGrad ? sumTo(dy, inp(n, 0).shape) : undefined,
+    inp(n, 1).requiresGrad ? sumTo(dy, inp(n, 1).shape) : undefined,
+  ],
+  Sub: (n, dy) => [
+    inp(n, 0).requiresGrad ? sumTo(dy, inp(n, 0).shape) : undefined,
+    inp(n, 1).requiresGrad ? sumTo(neg(dy), inp(n, 1).shape) : undefined,
+  ],
   Mul: (n, dy) => [
     inp(n, 0).requiresGrad ? sumTo(mul(dy, inp(n, 1)), inp(n, 0).shape) : undefined,
     inp(n, 1).requiresGrad ? sumTo(mul(dy, inp(n, 0)), inp(n, 1).shape) : undefined,
@@ -70,6 +79,14 @@ export const GRADIENT_RULES: Record<string, GradientRule> = {
   Sqrt: (n, dy) => [div(mul(dy, 0.5), out(n))],
   // d erf(x)/dx = 2/sqrt(pi) exp(-x^2)
   Erf: (n, dy) => [mul(dy, mul(exp(neg(mul(inp(n, 0), inp(n, 0)))), 2 / Math.sqrt(Math.PI)))],
+  // d gelu(x)/dx = Phi(x) + x phi(x), Phi = (1 + erf(x / sqrt 2)) / 2, phi = exp(-x^2 / 2) / sqrt(2 pi)
+  Gelu: (n, dy) => {
+    const x = inp(n, 0);
+    const u = mul(x, Math.SQRT1_2);
+    const cdf = mul(add(erf(u), 1), 0.5);
+    const xPdf = mul(x, exp(sub(LOG_INV_SQRT_2PI, mul(u, u))));
+    return [mul(dy, add(cdf, xPdf))];
+  },
   Tanh: (n, dy) => [mul(dy, sub(1, mul(out(n), out(n))))],
   // d sigmoid(x)/dx = y (1 - y)
   Sigmoid: (n, dy) => [mul(dy, mul(out(n), sub(1, out(n))))],

@@ -3,7 +3,6 @@ import {
   add,
   cast,
   div,
-  erf,
   gather,
   gemmT,
   logSoftmax,
@@ -30,11 +29,8 @@ export function linear(x: Value, weight: Value, bias?: Value): Value {
   return x.rank === 2 ? y : reshape(y, [...x.shape.slice(0, -1), weight.shape[0] as Dim]);
 }
 
-/** Exact GELU: x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)). */
-export function gelu(x: Value): Value {
-  // the backward pass recomputes x/sqrt(2), erf and the halves from x: one [.., I] tensor kept, not three
-  return x.tracer.recompute(x, (v) => mul(mul(v, 0.5), add(erf(mul(v, Math.SQRT1_2)), 1)));
-}
+/** Exact GELU: an op of the vocabulary (see `ops.gelu`), re-exported beside the other layers. */
+export { gelu } from './ops.js';
 
 /**
  * Multi-head scaled dot-product attention. q, k, v: [B, S, D]; `maskAdd` broadcasts to the scores

@@ -98,6 +98,12 @@ export const log = (x: Value): Value => unary('Log', x);
 export const sqrt = (x: Value): Value => unary('Sqrt', x);
 /** The error function (onnxruntime's CPU kernel: float32 only). */
 export const erf = (x: Value): Value => unary('Erf', x);
+/**
+ * Exact GELU, x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), as one ONNX `Gelu` node (opset 20,
+ * `approximate` none; float32 in onnxruntime's CPU kernel): one pass forward, and its gradient rule
+ * needs only x, so nothing but the input is kept for the backward pass.
+ */
+export const gelu = (x: Value): Value => unary('Gelu', x);
 /** Hyperbolic tangent. */
 export const tanh = (x: Value): Value => unary('Tanh', x);
 /** max(x, 0). */

@@ -5,7 +5,6 @@ import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { backward } from './backward.js';
-import { gelu } from './layers.js';
 import * as op from './ops.js';
 import { Tracer, type Value } from './tracer.js';
 
@@ -24,7 +23,10 @@ function graph(g: (v: Value) => Value, recompute = true): Uint8Array {
   return t.toBytes();
 }
 
+/** GELU written out in elementwise ops, its intermediates kept for the backward pass. */
 const plain = (v: Value) => op.mul(op.mul(v, 0.5), op.add(op.erf(op.mul(v, Math.SQRT1_2)), 1));
+/** The same, marked for recomputation: the backward pass recomputes the intermediates from v. */
+const gelu = (v: Value) => v.tracer.recompute(v, plain);
 
 async function run(model: Uint8Array, optimizedModelFilePath?: string) {
   const session = await ort.InferenceSession.create(model, {
@@ -37,7 +39,7 @@ async function run(model: Uint8Array, optimizedModelFilePath?: string) {
   return { loss: out.loss?.data[0] as number, grad: Array.from(out.grad?.data as Float32Array) };
 }
 
-describe('recomputed values in the backward pass', () => {
+describe('recomputed values in the backward pass (GELU written out)', () => {
   it('give GELU exactly the gradient of the kept ones, and onnxruntime keeps the recomputation apart', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'xlt-recompute-'));
     try {
@@ -65,6 +67,26 @@ describe('recomputed values in the backward pass', () => {
       expect(noRecompute.grad).toEqual(kept.grad);
       const model = onnxProto.onnx.ModelProto.decode(readFileSync(file));
       expect((model.graph?.node ?? []).filter((node) => node.opType === 'Erf')).toHaveLength(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('match the Gelu op: one node forward, the same loss and gradient to float32 rounding', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'xlt-recompute-'));
+    try {
+      const file = path.join(dir, 'optimized.onnx');
+      const kept = await run(graph(plain));
+      const fused = await run(graph(op.gelu), file);
+      expect(Math.abs(fused.loss - kept.loss)).toBeLessThan(1e-4 * Math.abs(kept.loss));
+      const worst = Math.max(...fused.grad.map((g, i) => Math.abs(g - (kept.grad[i] as number))));
+      expect(worst).toBeLessThan(1e-5);
+      const model = onnxProto.onnx.ModelProto.decode(readFileSync(file));
+      expect(Number(model.opsetImport?.find((o) => (o.domain ?? '') === '')?.version)).toBe(20);
+      const ops = (model.graph?.node ?? []).map((node) => node.opType);
+      expect(ops.filter((o) => o === 'Gelu')).toHaveLength(1);
+      // the backward's Erf only: the forward is the one Gelu node
+      expect(ops.filter((o) => o === 'Erf')).toHaveLength(1);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -293,7 +293,7 @@ export class Tracer {
     return this.graph.output(value.name, name, value.dtype, declared(value.shape));
   }
 
-  /** Serialises the graph (opset 18: ReduceMean with axes as an input). */
+  /** Serialises the graph (opset 18: ReduceMean with axes as an input; 20 where it has a `Gelu`). */
   toBytes(options: import('../graph.js').ModelOptions = {}): Uint8Array {
     return this.graph.toBytes({ ...options, opset: Math.max(18, options.opset ?? 18) });
   }

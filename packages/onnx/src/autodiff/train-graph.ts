@@ -84,9 +84,10 @@ export interface TracedTrainGraphOptions {
    */
   rowGradients?: readonly string[];
   /**
-   * Recompute GELU's intermediates in the backward pass instead of keeping them (default true:
-   * less activation memory; false is faster where memory is not short, as in the fused step of a
-   * small model).
+   * Recompute the intermediates of `Tracer.recompute` groups in the backward pass instead of
+   * keeping them (default true: less activation memory; false is faster where memory is not short,
+   * as in the fused step of a small model). The encoder has no such group of its own: GELU is one
+   * op whose gradient rule needs only its input.
    */
   recompute?: boolean;
 }
