@@ -46,6 +46,20 @@ const tiny = [
   '1',
 ];
 
+/** `xlt recipe ner` on en, de, fr with the baseline, the tiny budget, `extra` options, into `runDir` */
+const nerArgs = (runDir: string, ...extra: string[]) => [
+  'recipe',
+  'ner',
+  '--languages',
+  '["en","de","fr"]',
+  '--baseline',
+  'true',
+  ...tiny,
+  ...extra,
+  '--run-dir',
+  runDir,
+];
+
 const readJson = (f: string) => JSON.parse(readFileSync(f, 'utf8'));
 
 describe('recipe settings', () => {
@@ -65,17 +79,7 @@ describe('recipe settings', () => {
 describe.skipIf(skipNer !== undefined)('xlt recipe ner', () => {
   const run = path.join(dir, 'ner');
   it('runs corpus, tokenizer, shared + X-Mod pre-training, fine-tuning with dev selection and evaluation into one run directory', async () => {
-    const r = await cli(
-      'recipe',
-      'ner',
-      '--languages',
-      '["en","de","fr"]',
-      '--baseline',
-      'true',
-      ...tiny,
-      '--run-dir',
-      run,
-    );
+    const r = await cli(...nerArgs(run));
     if (r.code !== EXIT.ok) console.error(r.out, r.err);
     expect(r.code).toBe(EXIT.ok);
     // the corpus never holds the files reports evaluate on
@@ -131,20 +135,33 @@ describe.skipIf(skipNer !== undefined)('xlt recipe ner', () => {
 
   it('resumes: a second run skips every finished step and writes the same results', async () => {
     const before = readFileSync(path.join(run, 'results.md'), 'utf8').split('Wall time')[0];
-    const r = await cli(
-      'recipe',
-      'ner',
-      '--languages',
-      '["en","de","fr"]',
-      '--baseline',
-      'true',
-      ...tiny,
-      '--run-dir',
-      run,
-    );
+    const r = await cli(...nerArgs(run));
     expect(r.code).toBe(EXIT.ok);
     expect(r.out.match(/done before, skipped/g)?.length).toBe(11);
     expect(readFileSync(path.join(run, 'results.md'), 'utf8').split('Wall time')[0]).toBe(before);
+  }, 120_000);
+
+  it('builds only the shared model with --architectures ["shared"], compared with the baseline alone', async () => {
+    const only = path.join(dir, 'ner-shared');
+    // every step of the shared chain and the baseline finished before: copied, so only the summary runs
+    for (const d of ['corpus', 'tokenizer', 'pretrain-shared', 'init-random'])
+      cpSync(path.join(run, d), path.join(only, d), { recursive: true });
+    for (const m of ['shared', 'random'])
+      for (const d of [`finetune-${m}`, `eval-dev-${m}`])
+        cpSync(path.join(run, d), path.join(only, d), { recursive: true });
+    const r = await cli(...nerArgs(only, '--architectures', '["shared"]'));
+    if (r.code !== EXIT.ok) console.error(r.out, r.err);
+    expect(r.code).toBe(EXIT.ok);
+    expect(r.out.match(/done before, skipped/g)?.length).toBe(8);
+    expect(r.out).toMatch(/== 9\/9 results/);
+    expect(existsSync(path.join(only, 'pretrain-xmod'))).toBe(false);
+    expect(readdirSync(path.join(only, 'model')).filter((f) => !f.includes('.'))).toEqual(['shared']);
+    const results = readJson(path.join(only, 'results.json')).results;
+    expect(Object.keys(results).sort()).toEqual(['dev:random', 'dev:shared', 'dev:shared-minus-random']);
+    // the same comparison as in the run with both architectures
+    expect(results['dev:shared-minus-random']).toEqual(
+      readJson(path.join(run, 'results.json')).results['dev:shared-minus-random'],
+    );
   }, 120_000);
 
   // the built CLI (pnpm build runs before the tests): lanes are child processes of it
@@ -157,23 +174,11 @@ describe.skipIf(skipNer !== undefined)('xlt recipe ner', () => {
       for (const d of ['corpus', 'tokenizer'])
         cpSync(path.join(run, d), path.join(laned, d), { recursive: true });
       let out = '';
-      const code = await runCli(
-        [
-          'recipe',
-          'ner',
-          '--languages',
-          '["en","de","fr"]',
-          '--baseline',
-          'true',
-          ...tiny,
-          '--lanes',
-          '2',
-          '--run-dir',
-          laned,
-        ],
-        COMMANDS,
-        { out: (t) => (out += t), err: (t) => (out += t), self: bin },
-      );
+      const code = await runCli(nerArgs(laned, '--lanes', '2'), COMMANDS, {
+        out: (t) => (out += t),
+        err: (t) => (out += t),
+        self: bin,
+      });
       if (code !== EXIT.ok) console.error(out);
       expect(code).toBe(EXIT.ok);
       expect(out).toMatch(/2 lanes \(one xlt process per model\), 1 thread\(s\) each/);

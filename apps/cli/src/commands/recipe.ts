@@ -42,6 +42,12 @@ const recipeSchema = z.strictObject({
   maxEvalExamples: z.number().int().positive().optional(),
   maxDevExamples: z.number().int().positive().optional(),
   baseline: z.boolean().optional(),
+  /** Which pre-trained models to build (default both): `["shared"]` halves the run. */
+  architectures: z
+    .array(z.enum(['shared', 'xmod']))
+    .min(1)
+    .default(['shared', 'xmod'])
+    .transform((a) => [...new Set(a)]),
   /** Mix dictionary code-switched copies into the pre-training corpus at this ratio (off by default). */
   codeSwitchRatio: z.number().gt(0).max(1).optional(),
   resamples: z.number().int().min(10).default(1000),
@@ -80,8 +86,12 @@ async function runRecipe(all: Recipe, cfg: RecipeConfig, ctx: CommandContext): P
     dataRoot,
     ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
   };
-  const models = ['shared', 'xmod', ...(s.baseline ? ['random'] : [])];
-  const index = { i: 0, n: 2 + 2 + (s.baseline ? 1 : 0) + models.length * (1 + recipe.evals.length) + 1 };
+  const archs = cfg.architectures;
+  const models: string[] = [...archs, ...(s.baseline ? ['random'] : [])];
+  const index = {
+    i: 0,
+    n: 2 + archs.length + (s.baseline ? 1 : 0) + models.length * (1 + recipe.evals.length) + 1,
+  };
   const t0 = performance.now();
   ctx.log(
     `recipe ${recipe.task}${cfg.quick ? ' (quick)' : ''}: ${recipe.languages.join(' ')}; source ${recipe.source}; model h${s.hiddenSize} L${s.layers}, vocabulary ${s.vocabSize}; pre-training ${s.pretrain.steps} steps of ${s.pretrain.batchSize} x ${s.pretrain.maxLength} tokens; fine-tuning ${s.finetune.epochs} epochs of batch ${s.finetune.batchSize} (X-Mod: ${s.finetune.xmodPreset}); seed ${cfg.seed}`,
@@ -253,7 +263,7 @@ function summarise(
   const lines: string[] = [];
   const results: Record<string, unknown> = {};
   const minutes = (name: string) => stepSeconds(runDir, name) / 60;
-  for (const m of ['shared', 'xmod']) {
+  for (const m of models.filter((x) => x !== 'random')) {
     const dst = path.join(outDir, m);
     rmSync(dst, { recursive: true, force: true });
     cpSync(path.join(runDir, `finetune-${m}`, 'model'), dst, { recursive: true });
@@ -291,8 +301,10 @@ function summarise(
         }
       }
     }
-    const pairs: Array<[string, string]> = [['shared', 'xmod']];
-    if (models.includes('random')) pairs.push(['random', 'shared'], ['random', 'xmod']);
+    const pairs: Array<[string, string]> =
+      models.includes('xmod') && models.includes('shared') ? [['shared', 'xmod']] : [];
+    if (models.includes('random'))
+      for (const m of models.filter((x) => x !== 'random')) pairs.push(['random', m]);
     lines.push('', `Paired bootstrap (${cfg.resamples} resamples) of the target average, B − A:`, '');
     for (const [a, b] of pairs) {
       const p = pairedBootstrap(stats[a] as Stats, stats[b] as Stats, {
@@ -311,8 +323,7 @@ function summarise(
   const wall = [
     'corpus',
     'tokenizer',
-    'pretrain-shared',
-    'pretrain-xmod',
+    ...models.filter((m) => m !== 'random').map((m) => `pretrain-${m}`),
     ...(models.includes('random') ? ['init-random'] : []),
   ]
     .concat(models.flatMap((m) => [`finetune-${m}`, ...recipe.evals.map((e) => `eval-${e.name}-${m}`)]))
@@ -348,12 +359,13 @@ when the command runs again (pre-training resumes from its newest checkpoint):
                      model trains with its ${r.source} module, every parameter (--xmod-preset full, default)
                      or X-Mod's way with embeddings and modules frozen (--xmod-preset xmod-finetune)
   eval-*/            per-language reports: ${r.evals.map((e) => `${e.name} (${e.split})`).join(', ')}
-  model/shared, model/xmod   the selected models (Hugging Face folders with tokenizer.json), reports beside them
+  model/shared, model/xmod   the selected models (of the --architectures built) (Hugging Face folders with tokenizer.json), reports beside them
   results.md, results.json   the table with 95% bootstrap CIs and paired-bootstrap differences
 
 Options:
   --languages '["en","de"]'  a subset of the recipe's languages (the source always stays)
   --quick              the quick variant (smaller budget; at most 45 minutes on 2 cores)
+  --architectures '["shared"]'  only these pre-trained models (shared, xmod; default both)
   --seed 0 --data-root DIR --threads N --engine auto|tfjs|onnxruntime --resamples 1000
   --lanes N            models trained at once, each chain (pre-training, fine-tuning, evaluation) in its
                        own xlt process with cores/N threads (default: the cores, here ${availableParallelism()})
