@@ -263,7 +263,8 @@ function summarise(
   const lines: string[] = [];
   const results: Record<string, unknown> = {};
   const minutes = (name: string) => stepSeconds(runDir, name) / 60;
-  for (const m of models.filter((x) => x !== 'random')) {
+  const archs = cfg.architectures;
+  for (const m of archs) {
     const dst = path.join(outDir, m);
     rmSync(dst, { recursive: true, force: true });
     cpSync(path.join(runDir, `finetune-${m}`, 'model'), dst, { recursive: true });
@@ -301,10 +302,8 @@ function summarise(
         }
       }
     }
-    const pairs: Array<[string, string]> =
-      models.includes('xmod') && models.includes('shared') ? [['shared', 'xmod']] : [];
-    if (models.includes('random'))
-      for (const m of models.filter((x) => x !== 'random')) pairs.push(['random', m]);
+    const pairs: Array<[string, string]> = archs.length === 2 ? [['shared', 'xmod']] : [];
+    if (models.includes('random')) for (const m of archs) pairs.push(['random', m]);
     lines.push('', `Paired bootstrap (${cfg.resamples} resamples) of the target average, B − A:`, '');
     for (const [a, b] of pairs) {
       const p = pairedBootstrap(stats[a] as Stats, stats[b] as Stats, {
@@ -323,7 +322,7 @@ function summarise(
   const wall = [
     'corpus',
     'tokenizer',
-    ...models.filter((m) => m !== 'random').map((m) => `pretrain-${m}`),
+    ...archs.map((m) => `pretrain-${m}`),
     ...(models.includes('random') ? ['init-random'] : []),
   ]
     .concat(models.flatMap((m) => [`finetune-${m}`, ...recipe.evals.map((e) => `eval-${e.name}-${m}`)]))
@@ -359,7 +358,7 @@ when the command runs again (pre-training resumes from its newest checkpoint):
                      model trains with its ${r.source} module, every parameter (--xmod-preset full, default)
                      or X-Mod's way with embeddings and modules frozen (--xmod-preset xmod-finetune)
   eval-*/            per-language reports: ${r.evals.map((e) => `${e.name} (${e.split})`).join(', ')}
-  model/shared, model/xmod   the selected models (of the --architectures built) (Hugging Face folders with tokenizer.json), reports beside them
+  model/shared, model/xmod   the selected models of --architectures (Hugging Face folders with tokenizer.json), reports beside them
   results.md, results.json   the table with 95% bootstrap CIs and paired-bootstrap differences
 
 Options:
