@@ -47,6 +47,18 @@ const tiny = [
   '50',
 ];
 
+// the fine-tuning part of the tiny grid (its pre-training overrides are refused beside --pretrained)
+const PRETRAIN_FLAGS = new Set([
+  '--vocab-size',
+  '--hidden-size',
+  '--layers',
+  '--pretrain-steps',
+  '--pretrain-batch-size',
+  '--block-size',
+  '--max-sentences-per-language',
+]);
+const tinyFinetune = tiny.filter((_, i) => !PRETRAIN_FLAGS.has(tiny[i - (i % 2)] as string));
+
 const readJson = (f: string) => JSON.parse(readFileSync(f, 'utf8'));
 
 interface Cell {
@@ -232,6 +244,56 @@ describe.skipIf(skip !== undefined)('xlt experiment salt and mt4crossie', () => 
     const svg = readFileSync(path.join(mt, 'chart.svg'), 'utf8');
     expect(svg).toContain('<g data-setting="language">');
     expect(svg).toContain('<g data-setting="single-lora">');
+  }, 900_000);
+
+  it('salt --pretrained: fine-tunes a given model folder with no corpus, tokenizer or pre-training step', async () => {
+    const given = path.join(run, 'pretrain-shared', 'model');
+    const out = path.join(dir, 'given');
+    const r = await cli(
+      'experiment',
+      'salt',
+      ...tinyFinetune,
+      '--seeds',
+      '1',
+      '--settings',
+      '["salt-switch"]',
+      '--pretrained',
+      given,
+      '--run-dir',
+      out,
+    );
+    if (r.code !== EXIT.ok) console.error(r.out, r.err);
+    expect(r.code).toBe(EXIT.ok);
+    expect(r.out).toMatch(/== 1\/3 ner-plain-seed0\n/);
+    for (const s of ['corpus', 'tokenizer', 'pretrain-shared'])
+      expect(existsSync(path.join(out, s))).toBe(false);
+    const res = readJson(path.join(out, 'results.json'));
+    expect(res.pretrained).toBe(given);
+    expect((res.cells as Cell[]).map((c) => c.setting)).toEqual(['plain', 'salt-switch']);
+    for (const s of ['plain', 'salt-switch'])
+      expect(readJson(path.join(out, `ner-${s}-seed0`, 'finetune', 'config.json')).model).toBe(given);
+    const md = readFileSync(path.join(out, 'report.md'), 'utf8');
+    expect(md).toContain(`pre-trained model ${given} (xlm-roberta, h32 L1, vocabulary `);
+    expect(md).toContain('not pre-trained by this grid');
+    expect(md).toContain('Wall time: no pre-training in this grid;');
+    // a pre-training override would have no effect: refused, naming it; a folder without a model too
+    const bad = await cli(
+      'experiment',
+      'salt',
+      '--pretrained',
+      given,
+      '--pretrain-steps',
+      '9',
+      '--run-dir',
+      path.join(dir, 'bad3'),
+    );
+    expect(bad.code).not.toBe(EXIT.ok);
+    expect(bad.err).toMatch(
+      /pretrainSteps: shape the grid's own pre-training, which does not run with pretrained/,
+    );
+    const none = await cli('experiment', 'salt', '--pretrained', dir, '--run-dir', path.join(dir, 'bad4'));
+    expect(none.code).not.toBe(EXIT.ok);
+    expect(none.err).toContain(`pretrained: ${path.join(dir, 'config.json')} not found`);
   }, 900_000);
 
   it('refuses an unknown setting or language, naming the field', async () => {

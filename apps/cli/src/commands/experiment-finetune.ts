@@ -39,6 +39,9 @@ Options:
   --tasks '["ner"]'      ner, pos (default: the variant's)
   --languages '["en","de"]'  a subset of the tasks' languages (the source always stays)
   --seeds N --seed 0     N fine-tuning seeds per cell: seed, seed + 1, ...
+  --pretrained DIR       fine-tune this model folder (config.json, weights, tokenizer.json; e.g. a
+                         recipe's pretrain-shared/model) instead of building a corpus, a tokenizer
+                         and a model: no pre-training steps, and the report names the folder
   --lanes N              cells run at once, each in its own xlt process (default: the cores)
 ${queueHelp('each pre-training, fine-tuning and evaluation')}
   --data-root DIR --threads N --engine auto|tfjs|onnxruntime --resamples 1000
@@ -50,6 +53,7 @@ Examples:
   xlt experiment ${e.name} --quick --run-dir runs/${e.name}-quick
   xlt experiment ${e.name} --seeds 3 --run-dir runs/${e.name}
   xlt experiment ${e.name} --quick --queue redis://10.0.0.2:6379 --run-dir /shared/runs/${e.name}-quick
+  xlt experiment ${e.name} --pretrained runs/ner/pretrain-shared/model --tasks '["ner"]' --seeds 3 --run-dir runs/${e.name}-ner
   ${example}`;
 }
 

@@ -169,7 +169,8 @@ export function gridMarkdown(
     resamples: number;
     settings: string;
     seconds: number;
-    pretrainSeconds: number;
+    /** The grid's own pre-training (undefined: the model was given, not pre-trained by the grid). */
+    pretrainSeconds?: number;
   },
 ): string {
   const name = (s: string) => o.labels[s] ?? s;
@@ -215,7 +216,7 @@ export function gridMarkdown(
     ...Object.entries(o.labels).map(([k, v]) => `- \`${k}\`: ${v}`),
     '',
     `Settings: ${o.settings}.`,
-    `Wall time: pre-training ${(o.pretrainSeconds / 60).toFixed(1)} min; ${(wall / 60).toFixed(1)} min of fine-tuning and evaluation summed over the ${cells.length} cells (each cell's first run; lanes run several at once); this invocation ${(o.seconds / 60).toFixed(1)} min.`,
+    `Wall time: ${o.pretrainSeconds !== undefined ? `pre-training ${(o.pretrainSeconds / 60).toFixed(1)} min` : 'no pre-training in this grid'}; ${(wall / 60).toFixed(1)} min of fine-tuning and evaluation summed over the ${cells.length} cells (each cell's first run; lanes run several at once); this invocation ${(o.seconds / 60).toFixed(1)} min.`,
   );
   return `${lines.join('\n')}\n`;
 }

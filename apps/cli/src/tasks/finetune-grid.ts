@@ -4,6 +4,7 @@
  * (task x setting x seed), each fine-tuned on the source language and scored zero-shot on every
  * language's dev set, each a resumable step. The report is in finetune-grid-report.ts.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic, XltConfigError } from '@xlt/core';
 import { z } from 'zod';
@@ -89,6 +90,11 @@ export const gridFields = {
   maxEvalExamples: z.number().int().positive().optional(),
   maxDevExamples: z.number().int().positive().optional(),
   resamples: z.number().int().min(10).default(1000),
+  /**
+   * A pre-trained model folder (config.json, weights, tokenizer.json) to fine-tune instead of
+   * building a corpus, a tokenizer and a model: the grid then has no pre-training steps.
+   */
+  pretrained: z.string().min(1).optional(),
 };
 
 const gridSchema = z.strictObject(gridFields);
@@ -148,6 +154,45 @@ export function gridVariant(e: GridExperiment, cfg: GridConfig): GridVariant {
   };
 }
 
+/** Fields that only shape the grid's own pre-training, refused beside `pretrained`. */
+const PRETRAINING_FIELDS = [
+  ...(Object.keys(pretrainOverrideFields) as (keyof typeof pretrainOverrideFields)[]),
+  'maxSentencesPerLanguage',
+] as const;
+
+/**
+ * The model folder `pretrained` names, described from its config.json (size, vocabulary, what the
+ * grid did not pre-train); refuses a folder without config.json or tokenizer.json, and pre-training
+ * overrides that would have no effect.
+ */
+export function pretrainedModel(cfg: GridConfig): { dir: string; describe: string } {
+  const dir = path.resolve(cfg.pretrained as string);
+  const given = PRETRAINING_FIELDS.filter((k) => cfg[k] !== undefined);
+  if (given.length > 0)
+    throw new XltConfigError(
+      `${given.join(', ')}: shape the grid's own pre-training, which does not run with pretrained (${dir})`,
+      { field: given[0] as string },
+    );
+  for (const f of ['config.json', 'tokenizer.json'])
+    if (!existsSync(path.join(dir, f)))
+      throw new XltConfigError(
+        `pretrained: ${path.join(dir, f)} not found (a model folder as xlt pretrain writes it)`,
+        {
+          field: 'pretrained',
+        },
+      );
+  const c = readJson<{
+    hidden_size?: number;
+    num_hidden_layers?: number;
+    vocab_size?: number;
+    model_type?: string;
+  }>(path.join(dir, 'config.json'));
+  return {
+    dir,
+    describe: `pre-trained model ${dir} (${c.model_type ?? 'unknown type'}, h${c.hidden_size ?? '?'} L${c.num_hidden_layers ?? '?'}, vocabulary ${c.vocab_size ?? '?'}; not pre-trained by this grid)`,
+  };
+}
+
 /** The settings the config selects (the baseline, the first, always kept), in the experiment's order. */
 function chosenSettings(e: GridExperiment, wanted: readonly string[] | undefined): GridSetting[] {
   if (wanted === undefined) return e.settings;
@@ -185,50 +230,21 @@ export async function runFinetuneGrid(
   const cells = v.tasks.flatMap((task) =>
     seeds.flatMap((seed) => settings.map((setting) => ({ task, seed, setting }))),
   );
-  const index = { i: 0, n: 3 + cells.length + 1 };
+  const given = cfg.pretrained !== undefined ? pretrainedModel(cfg) : undefined;
+  const index = { i: 0, n: (given !== undefined ? 0 : 3) + cells.length + 1 };
   const t0 = performance.now();
-  const describe = `model h${v.hiddenSize} L${v.layers}, vocabulary ${v.vocabSize}; pre-training ${v.pretrain.steps} steps of ${v.pretrain.batchSize} x ${v.pretrain.maxLength} tokens on ${pretrainLanguages.join(' ')}; fine-tuning ${v.finetune.epochs} epochs, batch ${v.finetune.batchSize}, lr ${v.finetune.lr}${v.maxTrainExamples !== undefined ? `, ${v.maxTrainExamples} training examples` : ''}; model selection on the source dev set (${v.finetune.maxDevExamples} examples at most)${v.maxEvalExamples !== undefined ? `; ${v.maxEvalExamples} dev examples per language scored` : ''}`;
+  const finetuning = `fine-tuning ${v.finetune.epochs} epochs, batch ${v.finetune.batchSize}, lr ${v.finetune.lr}${v.maxTrainExamples !== undefined ? `, ${v.maxTrainExamples} training examples` : ''}; model selection on the source dev set (${v.finetune.maxDevExamples} examples at most)${v.maxEvalExamples !== undefined ? `; ${v.maxEvalExamples} dev examples per language scored` : ''}`;
+  const describe = `${given?.describe ?? `model h${v.hiddenSize} L${v.layers}, vocabulary ${v.vocabSize}; pre-training ${v.pretrain.steps} steps of ${v.pretrain.batchSize} x ${v.pretrain.maxLength} tokens on ${pretrainLanguages.join(' ')}`}; ${finetuning}`;
   ctx.log(
     `experiment ${e.name}${cfg.quick ? ' (quick)' : ''}: tasks ${v.tasks.join(', ')}; settings ${settings.map((s) => s.name).join(', ')}; seeds ${seeds.join(', ')}; ${cells.length} cells; ${describe}`,
   );
-  const files = await corpusAndTokenizerSteps(ctx, index, {
-    dataRoot,
-    languages: pretrainLanguages,
-    seed: cfg.seed,
-    vocabSize: v.vocabSize,
-    ...(v.maxSentencesPerLanguage !== undefined
-      ? { maxSentencesPerLanguage: v.maxSentencesPerLanguage }
-      : {}),
-  });
-  const common = { engine: cfg.engine, dataRoot };
-  // one model, alone: in this process with every thread (or one job on the workers)
-  const pretrainPlan = stepPlan(ctx, cfg, { jobs: 1, what: 'pre-trained model' });
-  await step(ctx, 'pretrain-shared', index, (dir, log) =>
-    pretrainPlan.run(
-      pretrainCommand,
-      pretrainStepConfig(
-        v,
-        {
-          architecture: 'shared',
-          tokenizer: files.tokenizer,
-          text: files.text,
-          heldOut: files.heldOut,
-          ...(v.maxSentencesPerLanguage !== undefined
-            ? { maxSentencesPerLanguage: v.maxSentencesPerLanguage }
-            : {}),
-        },
-        { ...common, seed: cfg.seed, ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}) },
-      ),
-      dir,
-      log,
-    ),
-  );
-  const model = path.join(ctx.runDir, 'pretrain-shared', 'model');
+  const model =
+    given?.dir ?? (await pretrainStep(ctx, cfg, v, index, { languages: pretrainLanguages, dataRoot }));
   const { lanes, run, threads } = stepPlan(ctx, cfg, {
     jobs: cells.length,
     what: 'cell (fine-tuning, evaluation)',
   });
-  const laneCommon = { ...common, ...(threads !== undefined ? { threads } : {}) };
+  const laneCommon = { engine: cfg.engine, dataRoot, ...(threads !== undefined ? { threads } : {}) };
   const stepsPerEpoch: Partial<Record<GridTaskName, number>> = {};
   for (const t of v.tasks) {
     const n = (await readExamples(t, dataPath(dataRoot, RECIPES[t].train), v.maxTrainExamples)).length;
@@ -331,11 +347,11 @@ export async function runFinetuneGrid(
     resamples: cfg.resamples,
     settings: describe,
     seconds: (performance.now() - t0) / 1000,
-    pretrainSeconds: stepSeconds(ctx.runDir, 'pretrain-shared'),
+    ...(given === undefined ? { pretrainSeconds: stepSeconds(ctx.runDir, 'pretrain-shared') } : {}),
   });
   writeFileAtomic(
     path.join(ctx.runDir, 'results.json'),
-    `${JSON.stringify({ experiment: e.name, quick: cfg.quick, split: 'dev', settings: v, seeds, resamples: cfg.resamples, baseline: (settings[0] as GridSetting).name, cells: results, summary }, null, 2)}\n`,
+    `${JSON.stringify({ experiment: e.name, quick: cfg.quick, split: 'dev', ...(given !== undefined ? { pretrained: given.dir } : { settings: v }), finetune: v.finetune, seeds, resamples: cfg.resamples, baseline: (settings[0] as GridSetting).name, cells: results, summary }, null, 2)}\n`,
   );
   writeFileAtomic(path.join(ctx.runDir, 'report.md'), md);
   writeFileAtomic(path.join(ctx.runDir, 'chart.svg'), gridChart(summary, labels, e.name));
@@ -343,4 +359,51 @@ export async function runFinetuneGrid(
   ctx.log(
     `written: ${['results.json', 'report.md', 'chart.svg'].map((f) => path.join(ctx.runDir, f)).join(', ')}`,
   );
+}
+
+/** The grid's own corpus, tokenizer and shared model (resumable steps); the model folder. */
+async function pretrainStep(
+  ctx: CommandContext,
+  cfg: GridConfig,
+  v: GridVariant,
+  index: { i: number; n: number },
+  { languages, dataRoot }: { languages: string[]; dataRoot: string },
+): Promise<string> {
+  const files = await corpusAndTokenizerSteps(ctx, index, {
+    dataRoot,
+    languages,
+    seed: cfg.seed,
+    vocabSize: v.vocabSize,
+    ...(v.maxSentencesPerLanguage !== undefined
+      ? { maxSentencesPerLanguage: v.maxSentencesPerLanguage }
+      : {}),
+  });
+  // one model, alone: in this process with every thread (or one job on the workers)
+  const pretrainPlan = stepPlan(ctx, cfg, { jobs: 1, what: 'pre-trained model' });
+  await step(ctx, 'pretrain-shared', index, (dir, log) =>
+    pretrainPlan.run(
+      pretrainCommand,
+      pretrainStepConfig(
+        v,
+        {
+          architecture: 'shared',
+          tokenizer: files.tokenizer,
+          text: files.text,
+          heldOut: files.heldOut,
+          ...(v.maxSentencesPerLanguage !== undefined
+            ? { maxSentencesPerLanguage: v.maxSentencesPerLanguage }
+            : {}),
+        },
+        {
+          engine: cfg.engine,
+          dataRoot,
+          seed: cfg.seed,
+          ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
+        },
+      ),
+      dir,
+      log,
+    ),
+  );
+  return path.join(ctx.runDir, 'pretrain-shared', 'model');
 }
