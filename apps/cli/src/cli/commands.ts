@@ -19,7 +19,11 @@ import {
   experimentXmodCurseCommand,
   experimentXmodPosthocCommand,
 } from '../commands/experiment.js';
-import { experimentMt4crossieCommand, experimentSaltCommand } from '../commands/experiment-finetune.js';
+import {
+  experimentModelsCommand,
+  experimentMt4crossieCommand,
+  experimentSaltCommand,
+} from '../commands/experiment-finetune.js';
 import { finetuneCommand } from '../commands/finetune.js';
 import { oieCommand } from '../commands/oie.js';
 import { pretrainCommand } from '../commands/pretrain.js';
@@ -255,6 +259,7 @@ export const COMMANDS: Command[] = [
   experimentXmodPosthocCommand,
   experimentSaltCommand,
   experimentMt4crossieCommand,
+  experimentModelsCommand,
   experimentOieCommand,
   corpusBuildCommand,
   tokenizerTrainCommand,

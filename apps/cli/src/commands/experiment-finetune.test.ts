@@ -296,6 +296,66 @@ describe.skipIf(skip !== undefined)('xlt experiment salt and mt4crossie', () => 
     expect(none.err).toContain(`pretrained: ${path.join(dir, 'config.json')} not found`);
   }, 900_000);
 
+  it('models: fine-tunes each folder alike; a copy of the baseline scores the same, difference 0', async () => {
+    const a = path.join(run, 'pretrain-shared', 'model');
+    const b = path.join(dir, 'copy-of-a');
+    cpSync(a, b, { recursive: true });
+    const out = path.join(dir, 'models');
+    const r = await cli(
+      'experiment',
+      'models',
+      ...tinyFinetune,
+      '--models',
+      JSON.stringify({ a, b }),
+      '--seeds',
+      '1',
+      '--run-dir',
+      out,
+    );
+    if (r.code !== EXIT.ok) console.error(r.out, r.err);
+    expect(r.code).toBe(EXIT.ok);
+    for (const s of ['corpus', 'tokenizer', 'pretrain-shared'])
+      expect(existsSync(path.join(out, s))).toBe(false);
+    const res = readJson(path.join(out, 'results.json'));
+    expect(res.models).toEqual({ a, b });
+    expect(res.baseline).toBe('a');
+    const cells = res.cells as Cell[];
+    expect(cells.map((c) => c.setting)).toEqual(['a', 'b']);
+    expect(readJson(path.join(out, 'ner-a-seed0', 'finetune', 'config.json')).model).toBe(a);
+    expect(readJson(path.join(out, 'ner-b-seed0', 'finetune', 'config.json')).model).toBe(b);
+    // the same weights, seed and data: the same scores, so the paired difference is exactly 0
+    expect((cells[1] as Cell).languages).toEqual((cells[0] as Cell).languages);
+    const row = (res.summary[0].rows as Row[])[1] as Row;
+    expect(row.vsBaseline?.examples.targetAverage).toMatchObject({ diff: 0, ciLow: 0, ciHigh: 0 });
+    const md = readFileSync(path.join(out, 'report.md'), 'utf8');
+    expect(md).toMatch(/^# models: /);
+    expect(md).toContain(`a = ${a} (xlm-roberta, h32 L1, vocabulary `);
+    expect(md).toContain(`plain fine-tuning (preset full) of ${b}`);
+    // refused: one model, a name that is no folder name, a folder without a model, a pre-training option
+    const refuse = async (models: Record<string, string>, extra: string[], message: RegExp | string) => {
+      const x = await cli(
+        'experiment',
+        'models',
+        '--models',
+        JSON.stringify(models),
+        ...extra,
+        '--run-dir',
+        path.join(dir, 'bad-models'),
+      );
+      expect(x.code).not.toBe(EXIT.ok);
+      if (typeof message === 'string') expect(x.err).toContain(message);
+      else expect(x.err).toMatch(message);
+    };
+    await refuse({ a }, [], /models: 2 or more model folders to compare, got 1/);
+    await refuse({ a, '../b': b }, [], /models: names \.\.\/b must be letters/);
+    await refuse({ a, c: dir }, [], `models.c: ${path.join(dir, 'config.json')} not found`);
+    await refuse(
+      { a, b },
+      ['--hidden-size', '64'],
+      /hiddenSize: shape the grid's own pre-training, which does not run in xlt experiment models/,
+    );
+  }, 900_000);
+
   it('refuses an unknown setting or language, naming the field', async () => {
     const a = await cli('experiment', 'salt', '--settings', '["nope"]', '--run-dir', path.join(dir, 'bad'));
     expect(a.code).not.toBe(EXIT.ok);

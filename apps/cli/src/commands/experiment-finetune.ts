@@ -7,6 +7,7 @@ import {
   gridFields,
   runFinetuneGrid,
 } from '../tasks/finetune-grid.js';
+import { modelsExperiment } from '../tasks/given-models.js';
 import { queueHelp } from '../tasks/queue-runner.js';
 
 const schema = z.strictObject(gridFields);
@@ -81,4 +82,39 @@ export const experimentMt4crossieCommand: Command<typeof schema> = {
   ),
   schema,
   run: (cfg, ctx) => runFinetuneGrid(MT4CROSSIE_EXPERIMENT, cfg, ctx),
+};
+
+const modelsSchema = z.strictObject({
+  ...gridFields,
+  /** Setting name → model folder (config.json, weights, tokenizer.json); the first is the baseline. */
+  models: z.record(z.string(), z.string().min(1)),
+});
+
+export const experimentModelsCommand: Command<typeof modelsSchema> = {
+  name: 'experiment models',
+  summary:
+    'fine-tune several model folders alike (e.g. pre-trained vs not, 9,000 vs 18,000 steps) and compare their zero-shot dev scores with paired CIs over examples and seeds',
+  help: `Is one model a better starting point than another? Every model folder (--models, name → folder;
+the first is the baseline) is fine-tuned alike (preset full) on English (PAN-X en for NER, UD en_ewt
+for POS; model selection on the English dev set only) with the same seeds, and scored on every
+language's dev set; the report gives each model's difference to the baseline with paired bootstrap
+95% CIs over dev examples and over seeds. Nothing is pre-trained. Each cell is a resumable step
+<run dir>/<task>-<name>-seed<s>/ (finetune/, eval/); a rerun skips finished cells.
+  results.json, report.md, chart.svg   as in xlt experiment salt; results.json records the folders
+
+Budgets as xlt experiment salt: full ${variant(SALT_EXPERIMENT.full)};
+--quick ${variant(SALT_EXPERIMENT.quick)} (the pre-training sizes do not apply).
+
+Options:
+  --models '{"none":"runs/ner/init-random/model","shared":"runs/ner/pretrain-shared/model"}'
+                         2 or more; names of letters, digits, '.', '_', '-'
+  --tasks --languages --seeds N --seed 0 --lanes N --data-root DIR --threads N --engine --resamples
+${queueHelp('each fine-tuning and evaluation')}
+  Overrides: --finetune-epochs --finetune-lr --finetune-batch-size --max-train-examples
+  --max-dev-examples --max-eval-examples
+
+Example:
+  xlt experiment models --models '{"none":"runs/ner/init-random/model","shared":"runs/ner/pretrain-shared/model"}' --tasks '["ner"]' --seeds 3 --run-dir runs/pretraining-ner`,
+  schema: modelsSchema,
+  run: ({ models, ...cfg }, ctx) => runFinetuneGrid(modelsExperiment(models, SALT_EXPERIMENT), cfg, ctx),
 };

@@ -4,7 +4,6 @@
  * (task x setting x seed), each fine-tuned on the source language and scored zero-shot on every
  * language's dev set, each a resumable step. The report is in finetune-grid-report.ts.
  */
-import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic, XltConfigError } from '@xlt/core';
 import { z } from 'zod';
@@ -20,6 +19,7 @@ import {
   gridMarkdown,
   summariseGrid,
 } from './finetune-grid-report.js';
+import { givenModels, pretrainedModel } from './given-models.js';
 import {
   corpusAndTokenizerSteps,
   inLanes,
@@ -104,6 +104,11 @@ export type GridConfig = z.infer<typeof gridSchema>;
 export interface GridExperiment {
   name: string;
   settings: GridSetting[];
+  /**
+   * Each setting's own model folder (setting name → folder; its `finetune` names it): the grid
+   * pre-trains nothing (`xlt experiment models`).
+   */
+  models?: Record<string, string>;
   quick: GridVariant;
   full: GridVariant;
 }
@@ -154,45 +159,6 @@ export function gridVariant(e: GridExperiment, cfg: GridConfig): GridVariant {
   };
 }
 
-/** Fields that only shape the grid's own pre-training, refused beside `pretrained`. */
-const PRETRAINING_FIELDS = [
-  ...(Object.keys(pretrainOverrideFields) as (keyof typeof pretrainOverrideFields)[]),
-  'maxSentencesPerLanguage',
-] as const;
-
-/**
- * The model folder `pretrained` names, described from its config.json (size, vocabulary, what the
- * grid did not pre-train); refuses a folder without config.json or tokenizer.json, and pre-training
- * overrides that would have no effect.
- */
-export function pretrainedModel(cfg: GridConfig): { dir: string; describe: string } {
-  const dir = path.resolve(cfg.pretrained as string);
-  const given = PRETRAINING_FIELDS.filter((k) => cfg[k] !== undefined);
-  if (given.length > 0)
-    throw new XltConfigError(
-      `${given.join(', ')}: shape the grid's own pre-training, which does not run with pretrained (${dir})`,
-      { field: given[0] as string },
-    );
-  for (const f of ['config.json', 'tokenizer.json'])
-    if (!existsSync(path.join(dir, f)))
-      throw new XltConfigError(
-        `pretrained: ${path.join(dir, f)} not found (a model folder as xlt pretrain writes it)`,
-        {
-          field: 'pretrained',
-        },
-      );
-  const c = readJson<{
-    hidden_size?: number;
-    num_hidden_layers?: number;
-    vocab_size?: number;
-    model_type?: string;
-  }>(path.join(dir, 'config.json'));
-  return {
-    dir,
-    describe: `pre-trained model ${dir} (${c.model_type ?? 'unknown type'}, h${c.hidden_size ?? '?'} L${c.num_hidden_layers ?? '?'}, vocabulary ${c.vocab_size ?? '?'}; not pre-trained by this grid)`,
-  };
-}
-
 /** The settings the config selects (the baseline, the first, always kept), in the experiment's order. */
 function chosenSettings(e: GridExperiment, wanted: readonly string[] | undefined): GridSetting[] {
   if (wanted === undefined) return e.settings;
@@ -230,7 +196,12 @@ export async function runFinetuneGrid(
   const cells = v.tasks.flatMap((task) =>
     seeds.flatMap((seed) => settings.map((setting) => ({ task, seed, setting }))),
   );
-  const given = cfg.pretrained !== undefined ? pretrainedModel(cfg) : undefined;
+  const given =
+    e.models !== undefined
+      ? givenModels(e.models, cfg)
+      : cfg.pretrained !== undefined
+        ? pretrainedModel(cfg)
+        : undefined;
   const index = { i: 0, n: (given !== undefined ? 0 : 3) + cells.length + 1 };
   const t0 = performance.now();
   const finetuning = `fine-tuning ${v.finetune.epochs} epochs, batch ${v.finetune.batchSize}, lr ${v.finetune.lr}${v.maxTrainExamples !== undefined ? `, ${v.maxTrainExamples} training examples` : ''}; model selection on the source dev set (${v.finetune.maxDevExamples} examples at most)${v.maxEvalExamples !== undefined ? `; ${v.maxEvalExamples} dev examples per language scored` : ''}`;
@@ -351,7 +322,7 @@ export async function runFinetuneGrid(
   });
   writeFileAtomic(
     path.join(ctx.runDir, 'results.json'),
-    `${JSON.stringify({ experiment: e.name, quick: cfg.quick, split: 'dev', ...(given !== undefined ? { pretrained: given.dir } : { settings: v }), finetune: v.finetune, seeds, resamples: cfg.resamples, baseline: (settings[0] as GridSetting).name, cells: results, summary }, null, 2)}\n`,
+    `${JSON.stringify({ experiment: e.name, quick: cfg.quick, split: 'dev', ...(e.models !== undefined ? { models: e.models } : given !== undefined ? { pretrained: given.dir } : { settings: v }), finetune: v.finetune, seeds, resamples: cfg.resamples, baseline: (settings[0] as GridSetting).name, cells: results, summary }, null, 2)}\n`,
   );
   writeFileAtomic(path.join(ctx.runDir, 'report.md'), md);
   writeFileAtomic(path.join(ctx.runDir, 'chart.svg'), gridChart(summary, labels, e.name));
