@@ -322,7 +322,7 @@ export async function runFinetuneGrid(
   });
   writeFileAtomic(
     path.join(ctx.runDir, 'results.json'),
-    `${JSON.stringify({ experiment: e.name, quick: cfg.quick, split: 'dev', ...(e.models !== undefined ? { models: e.models } : given !== undefined ? { pretrained: given.dir } : { settings: v }), finetune: v.finetune, seeds, resamples: cfg.resamples, baseline: (settings[0] as GridSetting).name, cells: results, summary }, null, 2)}\n`,
+    `${JSON.stringify({ experiment: e.name, quick: cfg.quick, split: 'dev', ...(given?.record ?? { settings: v }), finetune: v.finetune, seeds, resamples: cfg.resamples, baseline: (settings[0] as GridSetting).name, cells: results, summary }, null, 2)}\n`,
   );
   writeFileAtomic(path.join(ctx.runDir, 'report.md'), md);
   writeFileAtomic(path.join(ctx.runDir, 'chart.svg'), gridChart(summary, labels, e.name));

@@ -48,21 +48,26 @@ export function describeModelFolder(dir: string, field: string): string {
   return `${c.model_type ?? 'unknown type'}, h${c.hidden_size ?? '?'} L${c.num_hidden_layers ?? '?'}, vocabulary ${c.vocab_size ?? '?'}`;
 }
 
+/** A grid's given model folder(s): the folder fine-tuned, its description, its results.json field. */
+export interface GivenModels {
+  dir: string;
+  describe: string;
+  record: { pretrained: string } | { models: Record<string, string> };
+}
+
 /** The model folder `pretrained` names and its description; pre-training overrides refused. */
-export function pretrainedModel(cfg: GridConfig): { dir: string; describe: string } {
+export function pretrainedModel(cfg: GridConfig): GivenModels {
   const dir = path.resolve(cfg.pretrained as string);
   refusePretrainingFields(cfg, `with pretrained (${dir})`);
   return {
     dir,
     describe: `pre-trained model ${dir} (${describeModelFolder(dir, 'pretrained')}; not pre-trained by this grid)`,
+    record: { pretrained: dir },
   };
 }
 
 /** The models of `xlt experiment models`, checked and described (the first is the baseline's). */
-export function givenModels(
-  models: Record<string, string>,
-  cfg: GridConfig,
-): { dir: string; describe: string } {
+export function givenModels(models: Record<string, string>, cfg: GridConfig): GivenModels {
   refusePretrainingFields(cfg, 'in xlt experiment models');
   if (cfg.pretrained !== undefined)
     throw new XltConfigError('pretrained: xlt experiment models takes its folders from models', {
@@ -74,6 +79,7 @@ export function givenModels(
   return {
     dir: Object.values(models)[0] as string,
     describe: `models fine-tuned alike, none pre-trained by this grid: ${parts.join('; ')}`,
+    record: { models },
   };
 }
 
