@@ -56,7 +56,7 @@ describe('pretrain, add-language, finetune, evaluate: usage', () => {
     expect((await cli('finetune', '--help')).out).toMatch(/salt .*code-switched/s);
   });
 
-  it('rejects a pretrain without a model or a size, and a salt preset without dictionaries (exit 2)', async () => {
+  it('rejects a pretrain without a model or a size, a salt preset without dictionaries, adam-beta2 1 (exit 2)', async () => {
     const a = await cli('pretrain', '--text', 'en=x.txt', '--run-dir', path.join(dir, 'u1'));
     expect(a.code).toBe(EXIT.usage);
     expect(a.err).toMatch(/exactly one of model .* or init/);
@@ -75,6 +75,10 @@ describe('pretrain, add-language, finetune, evaluate: usage', () => {
     );
     expect(b.code).toBe(EXIT.usage);
     expect(b.err).toMatch(/salt: preset salt needs salt\.dictionaries/);
+    const betaOne = 'pretrain --init tiny --text en=x.txt --adam-beta2 1'.split(' ');
+    const c = await cli(...betaOne, '--run-dir', path.join(dir, 'u3'));
+    expect(c.code).toBe(EXIT.usage);
+    expect(c.err).toMatch(/adamBeta2: .*<1/);
   });
 });
 

@@ -352,7 +352,7 @@ Options (or config keys):
   --task ner --model DIR --train panx/train-en.tsv --language en (source; its X-Mod module)
   --tokenizer PATH (default: the model folder) --data-root DIR (data paths relative to it;
   default ../shared/data beside the repo) --max-train-examples N --labels '["O","B-PER",...]'
-  --steps 500 | --epochs E   --batch-size 32 --lr 5e-5 --warmup-ratio 0.06 --weight-decay 0.01
+  --steps 500 | --epochs E   --batch-size 32 --lr 5e-5 --warmup-ratio 0.06 --weight-decay 0.01 --adam-beta2 0.999
   --max-length 128 --dropout P (override the model's) --seed 0 --dev FILE (source dev set, scored after training) --out DIR
   --eval-every N (score the source dev set every N steps and keep the best weights; needs --dev)
   --early-stopping-patience K (stop after K evaluations without improvement)

@@ -119,7 +119,7 @@ Options (or config keys):
   --packing true|false     pack sentences into full blocks of --max-length tokens (default on:
                             no padding; </s> after every sentence, one language per block)
   --max-sentences-per-language 100000 --alpha 0.3 --mask-probability 0.15
-  --steps 1000 --batch-size 16 --grad-accumulation 1 --lr 5e-4 --warmup-ratio 0.06 --weight-decay 0.01
+  --steps 1000 --batch-size 16 --grad-accumulation 1 --lr 5e-4 --warmup-ratio 0.06 --weight-decay 0.01 --adam-beta2 0.999
   --max-length 128 --dropout 0.1 --seed 0 --checkpoint-every N --resume --backend auto|cpu|wasm|tensorflow
   --engine auto|tfjs|onnxruntime (auto: compiled onnxruntime step when possible) --threads N
   --max-memory-gib N        refuse an onnxruntime run whose estimate (printed first) is larger (default: RAM)

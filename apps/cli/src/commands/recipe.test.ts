@@ -8,7 +8,7 @@ import { COMMANDS } from '../cli/commands.js';
 import { EXIT, runCli } from '../cli/main.js';
 import { RECIPES } from '../tasks/recipes.js';
 import { cli } from '../test-cli.js';
-import { recipeNerCommand, recipeSettings } from './recipe.js';
+import { chainOrder, recipeNerCommand, recipeSettings } from './recipe.js';
 
 const skipNer = sharedSkipReason('data', 'panx');
 const skipPos = sharedSkipReason('data', 'ud');
@@ -73,6 +73,11 @@ describe('recipe settings', () => {
     const over = recipeSettings(RECIPES.ner, parse({ finetuneBatchSize: 16, xmodPreset: 'xmod-finetune' }));
     expect(over.finetune).toMatchObject({ batchSize: 16, xmodPreset: 'xmod-finetune' });
     expect(() => parse({ xmodPreset: 'frozen' })).toThrow();
+  });
+
+  it('start the longest model chains first, so that the baseline fills the lane that frees first', () => {
+    expect(chainOrder(['shared', 'xmod', 'random'])).toEqual(['xmod', 'shared', 'random']);
+    expect(chainOrder(['shared', 'random'])).toEqual(['shared', 'random']);
   });
 });
 

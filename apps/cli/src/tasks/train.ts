@@ -28,6 +28,8 @@ export const trainFields = {
   lr: z.number().positive(),
   warmupRatio: z.number().min(0).max(1).default(0.06),
   weightDecay: z.number().min(0).default(0.01),
+  /** AdamW's second-moment decay (RoBERTa pre-trains with 0.98; PyTorch's default 0.999). */
+  adamBeta2: z.number().min(0).lt(1).default(0.999),
   maxGradNorm: z.number().positive().default(1),
   maxLength: z.number().int().min(8).default(128),
   seed: z.number().int().nonnegative().default(0),
@@ -49,6 +51,8 @@ export interface TrainSettings {
   lr: number;
   warmupRatio: number;
   weightDecay: number;
+  /** AdamW's beta2 (default 0.999). */
+  adamBeta2?: number | undefined;
   maxGradNorm: number;
   seed: number;
   checkpointEvery?: number | undefined;
@@ -94,6 +98,7 @@ export async function trainStage<B>(
     totalSteps: steps,
     schedule: { kind: 'linear', warmupRatio: s.warmupRatio },
     weightDecay: s.weightDecay,
+    betas: [0.9, s.adamBeta2 ?? 0.999],
     maxGradNorm: s.maxGradNorm,
     seed: s.seed,
     data,
