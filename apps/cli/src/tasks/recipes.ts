@@ -72,8 +72,9 @@ const FULL: RecipeSettings = {
   // no dropout and 30% masked while pre-training: at this budget the models underfit; after 800
   // steps held-out loss (at 15% masking) is 0.12-0.20 nats lower without dropout and another
   // 0.19-0.31 lower with 30% masked, in every language (examples/ner/README.md); fine-tuning gets 0.1
-  // 12,000 steps: the most that fits 4 hours with both architectures in 2 one-thread lanes (~2,950
-  // real tokens/s each, so ~140 min of pre-training, the baseline chain and fine-tuning around it);
+  // 12,000 steps: the most that fits 4 hours with both architectures in 2 one-thread lanes (shared
+  // ~2,950, X-Mod ~2,430 real tokens/s: ~140 / ~170 min of pre-training, then fine-tuning, evaluation
+  // and the baseline chain on the lane that frees first);
   // measured: 3,000 and 9,000 steps do not beat no pre-training by much (-3.0, +0.9 target F1),
   // 18,000 do (+9.9, 3 seeds) -- examples/ner/README.md
   pretrain: {

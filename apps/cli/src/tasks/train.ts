@@ -98,7 +98,7 @@ export async function trainStage<B>(
     totalSteps: steps,
     schedule: { kind: 'linear', warmupRatio: s.warmupRatio },
     weightDecay: s.weightDecay,
-    betas: [0.9, s.adamBeta2 ?? 0.999],
+    ...(s.adamBeta2 !== undefined ? { betas: [0.9, s.adamBeta2] as [number, number] } : {}),
     maxGradNorm: s.maxGradNorm,
     seed: s.seed,
     data,
