@@ -22,7 +22,7 @@ const runBin = (args: string[]) => runBuilt(bin, args);
 describe('xlt-serve', () => {
   it('exits 2 on a usage error, as xlt does, naming what was wrong', async () => {
     // started at once: each is a Node process, slow to start on a busy machine
-    const [unknown, bad, q, sync, noModules, none] = await Promise.all(
+    const [unknown, bad, q, sync, noModules, none, entries] = await Promise.all(
       [
         ['--model', modelDir, '--bogus'],
         ['--model', modelDir, '--max-queue', 'many'],
@@ -30,6 +30,7 @@ describe('xlt-serve', () => {
         ['--model', modelDir, '--sync', 'http://x'],
         ['--model', modelDir, '--sync', 'redis://127.0.0.1:1'],
         [],
+        ['--model', modelDir, '--cache-dir', root, '--cache-entries', '0'],
       ].map((args) => runBin(args).done),
     );
     expect(unknown?.code).toBe(2);
@@ -44,6 +45,8 @@ describe('xlt-serve', () => {
     expect(noModules?.err).toMatch(/--sync needs --modules DIR/);
     expect(none?.code).toBe(2);
     expect(none?.err).toMatch(/--model DIR is required/);
+    expect(entries?.code).toBe(2);
+    expect(entries?.err).toMatch(/--cache-entries must be an integer of at least 1, got '0'/);
   });
 
   // the bin loads a real tokenizer.json: the fixture's (the model never runs here)

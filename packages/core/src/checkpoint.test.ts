@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   CHECKPOINT_FILES,
+  checkpointFiles,
   findCheckpoint,
   legacyKeyName,
   openCheckpoint,
@@ -94,6 +95,13 @@ describe('openCheckpoint', () => {
       expect(r.has('nope')).toBe(false);
       expect(() => r.get('nope')).toThrow(XltNotFoundError);
     });
+    // the files a cache key must cover: the index and each shard once, not the stray .bin
+    expect(checkpointFiles(dir).map((f) => path.basename(f))).toEqual([
+      'model.safetensors.index.json',
+      'model-00001-of-00002.safetensors',
+      'model-00002-of-00002.safetensors',
+    ]);
+    expect(checkpointFiles(folder({}))).toEqual([]);
   });
 
   it('presents sharded pytorch_model.bin files as one checkpoint, LayerNorm gamma/beta renamed', () => {

@@ -27,6 +27,17 @@ export function findCheckpoint(dir: string): string | undefined {
 }
 
 /**
+ * The files that hold a model folder's weights: the file {@link findCheckpoint} picks and, for a
+ * sharded checkpoint, the shards its index names (each once, in the index's order). Empty when the
+ * folder has no weights.
+ */
+export function checkpointFiles(dir: string): string[] {
+  const file = findCheckpoint(dir);
+  if (file === undefined) return [];
+  return file.endsWith('.index.json') ? [file, ...readShardIndex(file).shards] : [file];
+}
+
+/**
  * Opens the weights of a Hugging Face model folder: the first of `model.safetensors`,
  * `model.safetensors.index.json` (sharded), `pytorch_model.bin` (`torch.save` zip format),
  * `pytorch_model.bin.index.json` (sharded) that exists, as one {@link TensorReader} (shards are
@@ -145,39 +156,7 @@ export class ShardedCheckpointReader implements TensorReader {
 
   /** Opens an index file and every shard it names; every mapped tensor must be in its shard. */
   static open(indexFile: string): ShardedCheckpointReader {
-    let index: unknown;
-    try {
-      index = JSON.parse(readFileSync(indexFile, 'utf8'));
-    } catch (cause) {
-      const missing = (cause as NodeJS.ErrnoException).code === 'ENOENT';
-      const Err = missing ? XltNotFoundError : XltFormatError;
-      throw new Err(`cannot read checkpoint index: ${(cause as Error).message}`, { file: indexFile, cause });
-    }
-    const wm = (index as { weight_map?: unknown } | null)?.weight_map;
-    if (wm === null || typeof wm !== 'object' || Array.isArray(wm))
-      throw new XltFormatError('expected an object "weight_map" of tensor name to shard file', {
-        file: indexFile,
-        field: 'weight_map',
-      });
-    const dir = path.dirname(indexFile);
-    const weightMap = new Map<string, string>();
-    const shards: string[] = [];
-    for (const [name, shard] of Object.entries(wm as Record<string, unknown>)) {
-      if (
-        typeof shard !== 'string' ||
-        shard === '' ||
-        path.basename(shard) !== shard ||
-        shard === '.' ||
-        shard === '..'
-      )
-        throw new XltFormatError(
-          `weight_map entry must be a file name in the index's folder, got ${JSON.stringify(shard)}`,
-          { file: indexFile, field: 'weight_map', tensor: name },
-        );
-      const p = path.join(dir, shard);
-      if (!shards.includes(p)) shards.push(p);
-      weightMap.set(name, p);
-    }
+    const { weightMap, shards } = readShardIndex(indexFile);
     const readers = new Map<string, TensorReader>();
     try {
       for (const p of shards) readers.set(p, openSingle(p));
@@ -222,4 +201,45 @@ export class ShardedCheckpointReader implements TensorReader {
   close(): void {
     for (const r of this.readers.values()) r.close();
   }
+}
+
+/**
+ * A sharded checkpoint's index: tensor name -> shard path, and the shard paths (each once, in the
+ * index's order). Shards must be plain file names in the index's folder.
+ */
+function readShardIndex(indexFile: string): { weightMap: Map<string, string>; shards: string[] } {
+  let index: unknown;
+  try {
+    index = JSON.parse(readFileSync(indexFile, 'utf8'));
+  } catch (cause) {
+    const missing = (cause as NodeJS.ErrnoException).code === 'ENOENT';
+    const Err = missing ? XltNotFoundError : XltFormatError;
+    throw new Err(`cannot read checkpoint index: ${(cause as Error).message}`, { file: indexFile, cause });
+  }
+  const wm = (index as { weight_map?: unknown } | null)?.weight_map;
+  if (wm === null || typeof wm !== 'object' || Array.isArray(wm))
+    throw new XltFormatError('expected an object "weight_map" of tensor name to shard file', {
+      file: indexFile,
+      field: 'weight_map',
+    });
+  const dir = path.dirname(indexFile);
+  const weightMap = new Map<string, string>();
+  const shards: string[] = [];
+  for (const [name, shard] of Object.entries(wm as Record<string, unknown>)) {
+    if (
+      typeof shard !== 'string' ||
+      shard === '' ||
+      path.basename(shard) !== shard ||
+      shard === '.' ||
+      shard === '..'
+    )
+      throw new XltFormatError(
+        `weight_map entry must be a file name in the index's folder, got ${JSON.stringify(shard)}`,
+        { file: indexFile, field: 'weight_map', tensor: name },
+      );
+    const p = path.join(dir, shard);
+    if (!shards.includes(p)) shards.push(p);
+    weightMap.set(name, p);
+  }
+  return { weightMap, shards };
 }

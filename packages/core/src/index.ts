@@ -9,6 +9,7 @@ export {
 export { type OpenIeBatch, padTokenRows, type TokenBatch } from './batch.js';
 export {
   CHECKPOINT_FILES,
+  checkpointFiles,
   findCheckpoint,
   legacyKeyName,
   openCheckpoint,

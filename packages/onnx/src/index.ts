@@ -39,6 +39,7 @@ export {
   usesFusedUpdate,
   XltMemoryError,
 } from './memory.js';
+export { type CachedModel, loadCachedModel, ModelCacheKey, type ModelCacheOptions } from './model-cache.js';
 export type { LoraMixtureSpec, OieHeadConfig } from './model-types.js';
 export { type QuantizeOptions, type QuantizeResult, quantizeDynamicInt8 } from './quantize.js';
 export { randomWeights, weightShapes } from './random.js';

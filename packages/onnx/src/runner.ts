@@ -133,15 +133,15 @@ export class OnnxModel {
   }
 
   /** Loads a model from a file (external weights are found beside it) or from bytes. */
-  static async load(model: string | Uint8Array, options: OnnxModelOptions = {}): Promise<OnnxModel> {
-    const so: ort.InferenceSession.SessionOptions = {
-      executionProviders: (options.executionProviders ?? [
-        'cpu',
-      ]) as ort.InferenceSession.ExecutionProviderConfig[],
-      graphOptimizationLevel: 'all',
-      logSeverityLevel: 3,
-    };
-    if (options.threads !== undefined) so.intraOpNumThreads = options.threads;
+  static load(model: string | Uint8Array, options: OnnxModelOptions = {}): Promise<OnnxModel> {
+    return OnnxModel.open(model, sessionOptions(options));
+  }
+
+  /**
+   * {@link load} with onnxruntime's session options as given (e.g. to save the optimised graph).
+   * @internal
+   */
+  static async open(model: string | Uint8Array, so: ort.InferenceSession.SessionOptions): Promise<OnnxModel> {
     let session: ort.InferenceSession;
     try {
       session =

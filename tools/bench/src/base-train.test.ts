@@ -66,7 +66,15 @@ describe('XLT_BENCH=base measurements on a tiny XLM-R', () => {
       const r = await serveReadyMeasure(dir, 1);
       expect(r.status).toBe(200);
       expect(r.readySeconds).toBeGreaterThan(0);
-      expect(serveLine('tiny', r)).toMatch(/^serve tiny: ready in \d+\.\d s/);
+      expect(r.fromCache).toBeUndefined();
+      expect(serveLine('tiny', r)).toMatch(/^serve tiny without --cache-dir: ready in \d+\.\d s/);
+      const cold = await serveReadyMeasure(dir, 1, 'cold');
+      expect(cold.fromCache).toBe(false);
+      const warm = await serveReadyMeasure(dir, 1, 'warm');
+      expect(warm.fromCache).toBe(true);
+      expect(serveLine('tiny', warm, 'warm')).toMatch(
+        /^serve tiny: ready in \d+\.\d s \(--cache-dir, graph from the cache/,
+      );
     } finally {
       removeModel(dir);
     }

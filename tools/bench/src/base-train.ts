@@ -184,16 +184,28 @@ export async function writeRandomModel(config: EncoderConfig): Promise<string> {
   return dir;
 }
 
+/** How a served model starts: without a session cache, writing it (first start), or from it. */
+export type ServeStart = 'plain' | 'cold' | 'warm';
+
+/** The session cache folder the `cold` and `warm` starts of a model folder share (inside the folder). */
+export const serveCacheDir = (dir: string): string => path.join(dir, 'serve-cache');
+
 /**
  * Loads the model folder as `xlt-serve` does (`ServedModel.load`, `createServer`, listen on
  * 127.0.0.1) and answers one request; `readySeconds` is the process's uptime when it listened.
+ * `cold` and `warm` start with `--cache-dir` (see {@link serveCacheDir}): the first writes the
+ * optimised graph, the second loads it.
  */
 export async function serveReadyMeasure(
   dir: string,
   threads: number,
-): Promise<{ readySeconds: number; peakRssMiB: number; status: number }> {
+  start: ServeStart = 'plain',
+): Promise<{ readySeconds: number; peakRssMiB: number; status: number; fromCache: boolean | undefined }> {
   const { createServer, ServedModel, whitespaceTokenizer } = await import('@xlt/serve');
-  const model = await ServedModel.load(dir, { threads });
+  const model = await ServedModel.load(dir, {
+    threads,
+    ...(start === 'plain' ? {} : { cacheDir: serveCacheDir(dir) }),
+  });
   const server = await createServer({ model, tokenizer: whitespaceTokenizer() });
   const address = await server.app.listen({ port: 0, host: '127.0.0.1' });
   const readySeconds = process.uptime();
@@ -204,7 +216,7 @@ export async function serveReadyMeasure(
   });
   await res.arrayBuffer();
   await server.shutdown();
-  return { readySeconds, peakRssMiB: peakRssMiB(), status: res.status };
+  return { readySeconds, peakRssMiB: peakRssMiB(), status: res.status, fromCache: model.sessionFromCache };
 }
 
 /** Clean-up of {@link writeRandomModel}'s folder. */
@@ -233,7 +245,20 @@ export function mlmLine(
   return `mlm onnxruntime/cpu ${label} ${variant} (b${shape.batch ?? 8} s${shape.seq ?? 128}, ${shape.threads} threads): ${r.tokensPerSecond.toFixed(0)} tokens/s, peak RSS ${r.peakRssMiB.toFixed(0)} MiB, losses ${r.losses.map((l) => l.toFixed(5)).join(' ')}`;
 }
 
-/** `serve <label>: ready in S s`. */
-export function serveLine(label: string, r: { readySeconds: number; peakRssMiB: number }): string {
-  return `serve ${label}: ready in ${r.readySeconds.toFixed(1)} s (process start to listening, token classification fp32; peak RSS ${r.peakRssMiB.toFixed(0)} MiB)`;
+/**
+ * `serve <label>: ready in S s` for a start from the session cache; the starts without it and the
+ * one that writes it say so before `ready`.
+ */
+export function serveLine(
+  label: string,
+  r: { readySeconds: number; peakRssMiB: number },
+  start: ServeStart = 'plain',
+): string {
+  const how = {
+    plain: ' without --cache-dir',
+    cold: ' --cache-dir, first start (exports, optimises, writes the cache)',
+    warm: '',
+  }[start];
+  const note = start === 'warm' ? '--cache-dir, graph from the cache; ' : '';
+  return `serve ${label}${how}: ready in ${r.readySeconds.toFixed(1)} s (${note}process start to listening, token classification fp32; peak RSS ${r.peakRssMiB.toFixed(0)} MiB)`;
 }

@@ -6,6 +6,7 @@ import {
   mlmLine,
   mlmMeasure,
   removeModel,
+  type ServeStart,
   serveLine,
   serveReadyMeasure,
   type TrainMeasurement,
@@ -21,11 +22,12 @@ import { XLMR_BASE } from './xmod-load.js';
 const LABEL = 'base-xlmr';
 const TRAIN_VARIANTS: readonly TrainVariant[] = ['full', 'frozen-embeddings'];
 const MLM_VARIANTS: readonly MlmVariant[] = ['dense', 'labelled'];
+const SERVE_STARTS: readonly ServeStart[] = ['plain', 'cold', 'warm'];
 
 /**
  * Runs the measurement a bench child was started for (`XLT_BENCH_CHILD`) and prints its JSON:
  * `infer-base:<fp32|int8>:<threads>`, `train-base:<full|frozen-embeddings>:<threads>`,
- * `mlm-base:<dense|labelled>:<threads>` or `serve-base:<threads>:<model folder>`.
+ * `mlm-base:<dense|labelled>:<threads>` or `serve-base:<threads>:<plain|cold|warm>:<model folder>`.
  */
 export async function runBenchChild(spec: string): Promise<void> {
   const [kind, variant, threadsText, ...rest] = spec.split(':');
@@ -38,12 +40,12 @@ export async function runBenchChild(spec: string): Promise<void> {
     out = await trainMeasure(variant as TrainVariant, XLMR_BASE, shape);
   else if (kind === 'mlm-base' && MLM_VARIANTS.includes(variant as MlmVariant))
     out = await mlmMeasure(variant as MlmVariant, XLMR_BASE, shape);
-  else if (kind === 'serve-base' && variant !== undefined)
-    // serve-base:<threads>:<dir> (the folder may hold ':')
-    out = await serveReadyMeasure([threadsText, ...rest].join(':'), Number(variant));
+  else if (kind === 'serve-base' && variant !== undefined && SERVE_STARTS.includes(threadsText as ServeStart))
+    // serve-base:<threads>:<start>:<dir> (the folder may hold ':')
+    out = await serveReadyMeasure(rest.join(':'), Number(variant), threadsText as ServeStart);
   else
     throw new Error(
-      `${BENCH_CHILD_ENV}='${spec}': expected infer-base:fp32|int8:<threads>, train-base:full|frozen-embeddings:<threads>, mlm-base:dense|labelled:<threads> or serve-base:<threads>:<dir>`,
+      `${BENCH_CHILD_ENV}='${spec}': expected infer-base:fp32|int8:<threads>, train-base:full|frozen-embeddings:<threads>, mlm-base:dense|labelled:<threads> or serve-base:<threads>:plain|cold|warm:<dir>`,
     );
   console.log(JSON.stringify(out));
 }
@@ -92,10 +94,12 @@ export async function baseLines(
   for (const line of (await tried(`infer ${LABEL}`, () => baseInferLines(threads))) ?? []) log(line);
   const dir = await writeRandomModel(XLMR_BASE);
   try {
-    const r = await tried(`serve ${LABEL}`, () =>
-      benchChild<{ readySeconds: number; peakRssMiB: number }>(`serve-base:${threads}:${dir}`),
-    );
-    if (r !== undefined) log(serveLine(LABEL, r));
+    for (const start of SERVE_STARTS) {
+      const r = await tried(`serve ${LABEL} (${start})`, () =>
+        benchChild<{ readySeconds: number; peakRssMiB: number }>(`serve-base:${threads}:${start}:${dir}`),
+      );
+      if (r !== undefined) log(serveLine(LABEL, r, start));
+    }
   } finally {
     removeModel(dir);
   }

@@ -30,6 +30,8 @@ const serveSchema = z.strictObject({
   port: z.number().int().min(0).max(65535).default(8080),
   threads: z.number().int().positive().optional(),
   quantize: z.enum(['int8']).optional(),
+  cacheDir: z.string().optional(),
+  cacheEntries: z.number().int().positive().default(4),
   maxBatch: positive(16),
   maxWaitMs: z.number().int().nonnegative().default(5),
   maxText: positive(DEFAULT_LIMITS.textChars),
@@ -89,6 +91,9 @@ export const serveCommand: Command<typeof serveSchema> = {
                      file is there, plus the graph rebuild). Needs --modules
   --host 127.0.0.1 --port 8080 --threads N --max-batch 16 --max-wait-ms 5
   --quantize int8    run the weight MatMuls in int8 (quantized at load; default float32)
+  --cache-dir DIR    keep the optimised graph (with a copy of the weights) in DIR: a restart with the same
+                     model, modules and settings loads it without export or optimisation (base size: ~1 s
+                     instead of ~20); --cache-entries 4 graphs kept, least recently used deleted first
   Limits: --max-text ${DEFAULT_LIMITS.textChars} (characters) --max-body ${DEFAULT_LIMITS.bodyBytes} (bytes) --max-items ${DEFAULT_LIMITS.batchItems}
     --max-queue ${DEFAULT_LIMITS.queueItems} (examples admitted at once; beyond: 503 + Retry-After) --max-module-bytes ${DEFAULT_MAX_MODULE_BYTES}
   Timeouts (ms): --timeout-ms ${DEFAULT_TIMEOUTS.modelWaitMs} (waiting for the model) --headers-timeout-ms ${DEFAULT_TIMEOUTS.headersMs}
@@ -111,7 +116,10 @@ Example:
       ...(cfg.modules !== undefined ? { modulesDir: cfg.modules } : {}),
       ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
       ...(cfg.quantize !== undefined ? { quantize: cfg.quantize } : {}),
+      ...(cfg.cacheDir !== undefined ? { cacheDir: cfg.cacheDir, cacheEntries: cfg.cacheEntries } : {}),
     });
+    if (model.sessionFromCache !== undefined)
+      ctx.log(model.sessionFromCache ? 'graph loaded from the cache' : 'graph built and cached');
     let sync: ModuleSync | undefined;
     if (cfg.sync !== undefined) {
       sync = await startModuleSync({
