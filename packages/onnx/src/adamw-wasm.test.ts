@@ -75,6 +75,53 @@ describe('WasmSlicedUpdate (WebAssembly SIMD AdamW)', () => {
       }
     });
 
+  it('updates a table from its rows exactly as from the dense gradient with those rows (rows across windows)', () => {
+    const adamw = { beta1: 0.9, beta2: 0.999, eps: 1e-6, weightDecay: 0.1, maxGradNorm: 1 };
+    // a table of 30 rows of 7: a 64-element window holds 9.1 rows, so rows span two windows
+    const table = { name: 'emb.word_embeddings.weight', shape: [30, 7], input: 'w' };
+    const asRows: TrainGraphSignature = {
+      batch: [],
+      params: [{ ...table, gradRows: 'w_rows', gradIds: 'w_ids' }],
+    };
+    const dense: TrainGraphSignature = { batch: [], params: [table] };
+    let seed = 5;
+    const rand = () => {
+      seed = (seed * 16807) % 2147483647;
+      return seed / 2147483647 - 0.5;
+    };
+    const start = () => {
+      const fill = (scale: number) => Float32Array.from({ length: 210 }, () => rand() * scale);
+      return [{ p: fill(1), m: fill(0.01), v: fill(0.001).map(Math.abs) }];
+    };
+    const a = start();
+    const b = copy(a);
+    const sparse = WasmSlicedUpdate.create(asRows, adamw, 64);
+    const full = WasmSlicedUpdate.create(dense, adamw, 64);
+    expect(sparse.grads[0]).toBeUndefined();
+    for (let t = 1; t <= 3; t++) {
+      const ids = BigInt64Array.from([3, 9, 3, 29, 17, 9, 0].map((r) => BigInt((r + t) % 30)));
+      const rows = Float32Array.from({ length: ids.length * 7 }, () => rand() * 2);
+      const g = full.grads[0] as Float32Array;
+      g.fill(0);
+      ids.forEach((r, k) => {
+        for (let j = 0; j < 7; j++)
+          g[Number(r) * 7 + j] = (g[Number(r) * 7 + j] as number) + (rows[k * 7 + j] as number);
+      });
+      const sq = sparse.setRows(0, ids, rows);
+      expect(sq).toBeCloseTo(
+        g.reduce((s, x) => s + x * x, 0),
+        5,
+      );
+      sparse.apply(a, 1e-2, t, Math.sqrt(sq));
+      full.apply(b, 1e-2, t, Math.sqrt(sq));
+    }
+    expect(Array.from(a[0]?.p ?? [])).toEqual(Array.from(b[0]?.p ?? []));
+    expect(Array.from(a[0]?.m ?? [])).toEqual(Array.from(b[0]?.m ?? []));
+    expect(Array.from(a[0]?.v ?? [])).toEqual(Array.from(b[0]?.v ?? []));
+    expect(sparse.gradientBytes).toBeLessThan(full.gradientBytes);
+    expect(() => full.setRows(0, BigInt64Array.of(1n), new Float32Array(7))).toThrow(/dense gradient buffer/);
+  });
+
   it('refuses a window that is not a positive multiple of 4', () => {
     const adamw = { beta1: 0.9, beta2: 0.999, eps: 1e-6, weightDecay: 0 };
     expect(() => WasmSlicedUpdate.create(signature, adamw, 6)).toThrow(/multiple of 4/);

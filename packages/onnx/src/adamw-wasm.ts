@@ -1,4 +1,5 @@
 import { XltConfigError } from '@xlt/core';
+import { type SparseRows, sumRows } from './row-gradients.js';
 import type { ParamBuffers } from './sliced-update.js';
 import { type AdamWSettings, defaultNoDecay, type TrainGraphSignature } from './train-types.js';
 
@@ -162,17 +163,26 @@ export function wasmSimdAvailable(): boolean {
 /**
  * The sliced step's update (see {@link SlicedUpdate}) on the WebAssembly kernel: one gradient buffer
  * per parameter, written by the gradients graph; `apply` clips and updates every parameter in place.
+ * A parameter whose gradient the graph gives as rows (`gradRows`: the word embeddings) has no dense
+ * buffer: {@link setRows} keeps the rows, and `apply` reads zeros elsewhere (the same update as a
+ * dense gradient with zero rows, without a buffer of the table's size).
  */
 export class WasmSlicedUpdate {
+  /** Per parameter given as rows: the last step's rows ({@link setRows}). */
+  private readonly rows: Array<SparseRows | undefined>;
+
   private constructor(
-    /** Per parameter: its gradient, written by the gradients graph (allocated once). */
-    readonly grads: Float32Array[],
+    /** Per parameter: its gradient, written by the gradients graph (allocated once); none for a row gradient. */
+    readonly grads: Array<Float32Array | undefined>,
+    private readonly shapes: number[][],
     private readonly decays: boolean[],
     private readonly adamw: AdamWSettings,
     private readonly kernel: Kernel,
     private readonly window: Float32Array,
     private readonly chunk: number,
-  ) {}
+  ) {
+    this.rows = shapes.map(() => undefined);
+  }
 
   static create(
     signature: TrainGraphSignature,
@@ -189,13 +199,32 @@ export class WasmSlicedUpdate {
     const memory = instance.exports.memory as { buffer: SharedArrayBuffer };
     const noDecay = adamw.noDecay ?? defaultNoDecay;
     return new WasmSlicedUpdate(
-      signature.params.map((p) => new Float32Array(p.shape.reduce((a, d) => a * d, 1))),
+      signature.params.map((p) =>
+        p.gradRows !== undefined ? undefined : new Float32Array(p.shape.reduce((a, d) => a * d, 1)),
+      ),
+      signature.params.map((p) => [...p.shape]),
       signature.params.map((p) => adamw.weightDecay > 0 && !noDecay(p.name)),
       adamw,
       instance.exports.adamw as Kernel,
       new Float32Array(memory.buffer, 0, 4 * chunk),
       chunk,
     );
+  }
+
+  /**
+   * Keeps parameter `param`'s gradient as the rows `rows` [N, width] of table rows `ids` (summed per
+   * row); returns their sum of squares. Only for a parameter without a dense buffer.
+   */
+  setRows(param: number, ids: BigInt64Array, rows: Float32Array): number {
+    const shape = this.shapes[param];
+    if (shape === undefined || this.grads[param] !== undefined)
+      throw new XltConfigError(`parameter ${param} has a dense gradient buffer, not rows`, {
+        field: 'param',
+      });
+    const width = shape.slice(1).reduce((a, d) => a * d, 1);
+    const { sparse, sq } = sumRows(shape[0] ?? 0, width, ids, rows);
+    this.rows[param] = sparse;
+    return sq;
   }
 
   /** Clips (by `gradNorm`, the unclipped global norm) and applies AdamW step `step` to `bufs` in place. */
@@ -215,13 +244,20 @@ export class WasmSlicedUpdate {
     const [P, G, M, V] = [0, c, 2 * c, 3 * c];
     const [mFactor, vFactor] = [f(1 - s.beta1), f(1 - s.beta2)];
     bufs.forEach((b, param) => {
-      const grad = this.grads[param] as Float32Array;
+      const grad = this.grads[param];
+      const rows = this.rows[param];
+      let next = 0;
       const decay = this.decays[param] === true ? decayed : 1;
       const n = b.p.length;
       for (let from = 0; from < n; from += c) {
         const to = Math.min(n, from + c);
         w.set(b.p.subarray(from, to), P);
-        w.set(grad.subarray(from, to), G);
+        if (grad !== undefined) w.set(grad.subarray(from, to), G);
+        else {
+          // zeros, then the rows that overlap [from, to) (a row may span two windows)
+          w.fill(0, G, G + to - from);
+          if (rows !== undefined) next = copyRows(rows, next, from, to, w, G);
+        }
         w.set(b.m.subarray(from, to), M);
         w.set(b.v.subarray(from, to), V);
         this.kernel(
@@ -244,6 +280,40 @@ export class WasmSlicedUpdate {
     });
   }
 
+  /** Gradient bytes held: the dense buffers and the rows of the last step. */
+  get gradientBytes(): number {
+    let n = 0;
+    for (const g of this.grads) n += g?.byteLength ?? 0;
+    for (const r of this.rows) n += r?.data.byteLength ?? 0;
+    return n;
+  }
+
   /** Nothing to release (the kernel's memory is garbage-collected); for the same interface as {@link SlicedUpdate}. */
   async release(): Promise<void> {}
+}
+
+/**
+ * Copies the parts of `rows` that fall in elements [from, to) of the table into `w` at `at` (element
+ * `from` at `at`), starting at row index `next`; returns the first row index not finished.
+ */
+function copyRows(
+  rows: SparseRows,
+  next: number,
+  from: number,
+  to: number,
+  w: Float32Array,
+  at: number,
+): number {
+  const width = rows.width;
+  let i = next;
+  while (i < rows.rows.length) {
+    const start = (rows.rows[i] as number) * width;
+    if (start >= to) break;
+    const a = Math.max(start, from);
+    const b = Math.min(start + width, to);
+    if (b > a) w.set(rows.data.subarray(i * width + (a - start), i * width + (b - start)), at + (a - from));
+    if (start + width > to) break; // the rest of this row is in the next window
+    i++;
+  }
+  return i;
 }

@@ -2,6 +2,7 @@ import { totalmem } from 'node:os';
 import { XltError } from '@xlt/core';
 import type { EncoderConfig, HeadKind, WeightSource } from './model-types.js';
 import { weightShapes } from './random.js';
+import { ROW_GRADIENTS } from './row-gradients.js';
 
 /** One part of a {@link TrainMemoryEstimate}, in bytes. */
 export interface MemoryPart {
@@ -49,6 +50,12 @@ export interface TrainMemoryOptions {
   frozenAsInputs?: boolean;
   /** The step's update path (default `auto`): fused into the training graph or sliced. */
   update?: 'auto' | 'fused' | 'sliced';
+  /**
+   * The sliced step's update keeps the word embeddings' gradient as the batch's rows (the
+   * WebAssembly update), not as a dense buffer of the table: not for the masked-LM head, whose tied
+   * decoder gives the table a dense gradient.
+   */
+  rowGradients?: boolean;
 }
 
 /**
@@ -149,6 +156,13 @@ export function estimateTrainMemory(o: TrainMemoryOptions): TrainMemoryEstimate 
   // the step a copy of the trainable ones unless it trains the source's arrays in place
   const frozen = all - trained;
   const fedFrozen = o.frozenAsInputs === true;
+  // the word embeddings' gradient as rows: one row per token (and their sums) instead of the table
+  const shapes = weightShapes(o.config, o.head);
+  const asRows =
+    o.rowGradients === true && o.head !== 'masked-lm' && (o.gradAccumulation ?? 1) === 1
+      ? o.trainable.filter((n) => ROW_GRADIENTS.test(n)).reduce((a, n) => a + numel(shapes.get(n) ?? [0]), 0)
+      : 0;
+  const rowBytes = asRows > 0 ? 2 * tokens * H * F32 : 0;
   const copies = (fedFrozen ? 0 : frozen) + (o.updateWeightsInPlace === true ? 0 : trained);
   const parts: MemoryPart[] = [
     {
@@ -158,8 +172,8 @@ export function estimateTrainMemory(o: TrainMemoryOptions): TrainMemoryEstimate 
     },
     {
       name: 'gradients',
-      bytes: trained * (1 + accumulation) * F32,
-      detail: `${M(trained)} trainable${accumulation > 0 ? ', + sum and scratch for accumulation' : ''}`,
+      bytes: (trained - asRows) * (1 + accumulation) * F32 + rowBytes,
+      detail: `${M(trained)} trainable${asRows > 0 ? `, the word embeddings' (${M(asRows)}) as the batch's rows` : ''}${accumulation > 0 ? ', + sum and scratch for accumulation' : ''}`,
     },
     { name: 'moments', bytes: 2 * trained * F32, detail: 'AdamW m and v of the trainable parameters' },
     {

@@ -3,7 +3,7 @@ import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { buildTracedTrainGraph } from './autodiff/train-graph.js';
 import { randomWeights, weightShapes } from './random.js';
-import { rowScatter, scatterRows } from './row-gradients.js';
+import { rowScatter, scatterRows, sumRows } from './row-gradients.js';
 
 const config = normalizeConfig({
   model_type: 'xlm-roberta',
@@ -104,5 +104,31 @@ describe('scatterRows', () => {
     expect(Array.from(grad)).toEqual([2, 2, 0, 0, 0, 0, 1, 1]);
     expect(sq2).toBe(10);
     expect(() => scatterRows(grad, s, BigInt64Array.of(4n), Float32Array.of(1, 1))).toThrow(/outside/);
+  });
+});
+
+describe('sumRows', () => {
+  it('gives the rows scatterRows writes (the same float32 sums), sorted, and the same sum of squares', () => {
+    let seed = 3;
+    const rand = () => {
+      seed = (seed * 16807) % 2147483647;
+      return seed / 2147483647 - 0.5;
+    };
+    const [tableRows, width] = [50, 6];
+    const ids = BigInt64Array.from({ length: 40 }, () => BigInt(Math.floor((rand() + 0.5) * 12) * 4 - 1));
+    const rows = Float32Array.from({ length: 40 * width }, rand);
+    const dense = new Float32Array(tableRows * width);
+    const sqDense = scatterRows(dense, rowScatter([tableRows, width]), ids, rows);
+    const { sparse, sq } = sumRows(tableRows, width, ids, rows);
+    expect(sq).toBe(sqDense);
+    expect(Array.from(sparse.rows)).toEqual([...sparse.rows].sort((a, b) => a - b));
+    const rebuilt = new Float32Array(tableRows * width);
+    sparse.rows.forEach((r, i) => {
+      rebuilt.set(sparse.data.subarray(i * width, (i + 1) * width), r * width);
+    });
+    expect(Array.from(rebuilt)).toEqual(Array.from(dense));
+    // -1 is the last row, as in scatterRows; out of the table is an error
+    expect(Array.from(sumRows(4, 1, BigInt64Array.of(-1n), Float32Array.of(2)).sparse.rows)).toEqual([3]);
+    expect(() => sumRows(4, 1, BigInt64Array.of(4n), Float32Array.of(1))).toThrow(/outside/);
   });
 });

@@ -45,13 +45,7 @@ export function scatterRows(
   }
   s.touched = [];
   for (let k = 0; k < ids.length; k++) {
-    let r = Number(ids[k]);
-    if (r < 0) r += tableRows;
-    if (r < 0 || r >= tableRows)
-      throw new XltError(
-        'NUMERIC',
-        `gradient row ${Number(ids[k])} is outside the table of ${tableRows} rows`,
-      );
+    const r = tableRow(ids, k, tableRows);
     if (s.marked[r] === 0) {
       s.marked[r] = 1;
       s.touched.push(r);
@@ -64,4 +58,60 @@ export function scatterRows(
   for (const r of s.touched)
     for (let j = r * w; j < (r + 1) * w; j++) sq += (grad[j] as number) * (grad[j] as number);
   return sq;
+}
+
+/** A gradient held as its rows: the distinct table rows a step wrote, ascending, and their sums. */
+export interface SparseRows {
+  /** Elements per table row. */
+  width: number;
+  /** Table rows, ascending. */
+  rows: Int32Array;
+  /** Their gradients, row after row ([rows.length, width]). */
+  data: Float32Array;
+}
+
+/**
+ * The rows' gradients `rows` [N, width] summed per distinct table row of `ids` (in the order of
+ * `ids`, so the same float32 sums as {@link scatterRows} into zeros), sorted by row, and the sum of
+ * squares of the result (float64, in the order {@link scatterRows} adds them): the word embeddings'
+ * gradient without a dense buffer of the table's size.
+ */
+export function sumRows(
+  tableRows: number,
+  width: number,
+  ids: BigInt64Array,
+  rows: Float32Array,
+): { sparse: SparseRows; sq: number } {
+  const slotOf = new Map<number, number>();
+  const order: number[] = [];
+  const sums = new Float32Array(ids.length * width);
+  for (let k = 0; k < ids.length; k++) {
+    const r = tableRow(ids, k, tableRows);
+    let slot = slotOf.get(r);
+    if (slot === undefined) {
+      slot = order.length;
+      slotOf.set(r, slot);
+      order.push(r);
+    }
+    const at = slot * width;
+    const from = k * width;
+    for (let j = 0; j < width; j++) sums[at + j] = (sums[at + j] as number) + (rows[from + j] as number);
+  }
+  let sq = 0;
+  for (let j = 0; j < order.length * width; j++) sq += (sums[j] as number) * (sums[j] as number);
+  const sorted = order.map((r, slot) => ({ r, slot })).sort((a, b) => a.r - b.r);
+  const data = new Float32Array(order.length * width);
+  sorted.forEach(({ slot }, i) => {
+    data.set(sums.subarray(slot * width, (slot + 1) * width), i * width);
+  });
+  return { sparse: { width, rows: Int32Array.from(sorted, (x) => x.r), data }, sq };
+}
+
+/** Table row of `ids[k]` (negative ids count from the end, as Gather and ScatterND do). */
+function tableRow(ids: BigInt64Array, k: number, tableRows: number): number {
+  let r = Number(ids[k]);
+  if (r < 0) r += tableRows;
+  if (r < 0 || r >= tableRows)
+    throw new XltError('NUMERIC', `gradient row ${Number(ids[k])} is outside the table of ${tableRows} rows`);
+  return r;
 }

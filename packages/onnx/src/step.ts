@@ -217,6 +217,10 @@ export class CompiledTrainStep {
         ...(options.updateWeightsInPlace === true ? { updateWeightsInPlace: true } : {}),
         ...(options.frozenAsInputs === true ? { frozenAsInputs: true } : {}),
         ...(options.update !== undefined ? { update: options.update } : {}),
+        rowGradients:
+          count === 1 &&
+          !usesFusedUpdate({ ...options, gradAccumulation: count, update: options.update ?? 'auto' }) &&
+          (options.updateKernel ?? (wasmSimdAvailable() ? 'wasm' : 'onnxruntime')) === 'wasm',
       });
       options.onMemoryEstimate?.(estimate);
       checkTrainMemory(estimate, options.maxMemoryBytes);
@@ -330,7 +334,12 @@ export class CompiledTrainStep {
     return {
       parameters: this.inPlace ? 0 : bytes(this.bufs.map((b) => b.p)),
       moments: bytes(this.bufs.flatMap((b) => [b.m, b.v])),
-      gradients: bytes(acc === undefined ? (this.sliced?.grads ?? []) : [...acc.sum, ...acc.scratch]),
+      gradients:
+        acc !== undefined
+          ? bytes([...acc.sum, ...acc.scratch])
+          : this.sliced instanceof WasmSlicedUpdate
+            ? this.sliced.gradientBytes
+            : bytes(this.sliced?.grads ?? []),
     };
   }
 
@@ -403,10 +412,12 @@ export class CompiledTrainStep {
     let sq = ((out.grad_norm as ort.Tensor).data[0] as number) ** 2;
     this.signature.params.forEach((p, i) => {
       if (p.gradRows === undefined) return;
-      this.scatters[i] ??= rowScatter(p.shape);
+      if (!(u instanceof WasmSlicedUpdate)) this.scatters[i] ??= rowScatter(p.shape);
       const ids = (out[p.gradIds as string] as ort.Tensor).data as BigInt64Array;
       const rows = (out[p.gradRows] as ort.Tensor).data as Float32Array;
-      sq += scatterRows(u.grads[i] as Float32Array, this.scatters[i] as RowScatter, ids, rows);
+      // the WebAssembly update keeps the rows (no dense buffer of the table); onnxruntime's needs one
+      if (u instanceof WasmSlicedUpdate) sq += u.setRows(i, ids, rows);
+      else sq += scatterRows(u.grads[i] as Float32Array, this.scatters[i] as RowScatter, ids, rows);
     });
     const gradNorm = Math.fround(Math.sqrt(sq));
     finiteOrThrow(loss, gradNorm, t);
