@@ -200,7 +200,10 @@ export class WasmSlicedUpdate {
     const noDecay = adamw.noDecay ?? defaultNoDecay;
     return new WasmSlicedUpdate(
       signature.params.map((p) =>
-        p.gradRows !== undefined ? undefined : new Float32Array(p.shape.reduce((a, d) => a * d, 1)),
+        // rows only (no dense part, unlike a tied table): no buffer of the table's size
+        p.gradRows !== undefined && p.grad === undefined && p.gradBlocks === undefined
+          ? undefined
+          : new Float32Array(p.shape.reduce((a, d) => a * d, 1)),
       ),
       signature.params.map((p) => [...p.shape]),
       signature.params.map((p) => adamw.weightDecay > 0 && !noDecay(p.name)),

@@ -3,7 +3,7 @@ import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { buildTracedTrainGraph } from './autodiff/train-graph.js';
 import { randomWeights, weightShapes } from './random.js';
-import { rowScatter, scatterRows, sumRows } from './row-gradients.js';
+import { addRows, rowScatter, scatterRows, sumRows } from './row-gradients.js';
 
 const config = normalizeConfig({
   model_type: 'xlm-roberta',
@@ -30,7 +30,11 @@ const labels = [
   [-100, 2, 0, 1, -100],
 ];
 
-async function gradients(head: 'token-classification' | 'masked-lm', rowGradients?: string[]) {
+async function gradients(
+  head: 'token-classification' | 'masked-lm',
+  rowGradients?: string[],
+  gradBlockElements?: number,
+) {
   const weights = randomWeights(config, head, 4);
   const trainable = [...weightShapes(config, head).keys()];
   const { model, signature } = buildTracedTrainGraph({
@@ -41,6 +45,7 @@ async function gradients(head: 'token-classification' | 'masked-lm', rowGradient
     mode: 'grads',
     dropout: false,
     ...(rowGradients !== undefined ? { rowGradients } : {}),
+    ...(gradBlockElements !== undefined ? { gradBlockElements } : {}),
   });
   const session = await ort.InferenceSession.create(model, { intraOpNumThreads: 1 });
   const feeds: Record<string, ort.Tensor> = {
@@ -84,11 +89,50 @@ describe('word embedding gradient as rows', () => {
         );
   });
 
-  it('keeps the dense gradient of a table with another use (the tied masked-lm decoder)', async () => {
-    const { signature } = await gradients('masked-lm', [word]);
-    const p = signature.params.find((q) => q.name === word);
+  it("gives a tied table (the masked-lm decoder) its other use's gradient and the rows: their sum is the dense gradient", async () => {
+    const dense = await gradients('masked-lm');
+    const tied = await gradients('masked-lm', [word]);
+    const p = tied.signature.params.find((q) => q.name === word);
     expect(p?.grad).toBe(`grad:${word}`);
-    expect(p?.gradRows).toBeUndefined();
+    expect(p?.gradRows).toBe(`grad_rows:${word}`);
+    const grad = Float32Array.from(tied.out[`grad:${word}`]?.data as Float32Array);
+    const full = dense.out[`grad:${word}`]?.data as Float32Array;
+    // the decoder's part alone differs from the whole gradient on the gathered rows
+    expect(Array.from(grad)).not.toEqual(Array.from(full));
+    const delta = addRows(
+      grad,
+      p?.shape[1] ?? 0,
+      tied.out[p?.gradIds as string]?.data as BigInt64Array,
+      tied.out[p?.gradRows as string]?.data as Float32Array,
+    );
+    // the same float32 sums as the dense graph's Sum of the decoder's gradient and the scatter
+    expect(Array.from(grad)).toEqual(Array.from(full));
+    const denseNorm = dense.out.grad_norm?.data[0] as number;
+    const otherNorm = tied.out.grad_norm?.data[0] as number;
+    expect(Math.sqrt(otherNorm ** 2 + delta)).toBeCloseTo(denseNorm, 5);
+    for (const q of tied.signature.params)
+      if (q.name !== word && q.grad !== undefined)
+        expect(Array.from(tied.out[q.grad]?.data as Float32Array), q.name).toEqual(
+          Array.from(dense.out[q.grad]?.data as Float32Array),
+        );
+  });
+});
+
+describe('gradient row blocks', () => {
+  it('gives a large dense gradient as row blocks that join to the single output', async () => {
+    const whole = await gradients('token-classification');
+    // 30 x 8 table: blocks of 7 rows (56 elements), the last of 2; smaller tensors stay whole
+    const blocked = await gradients('token-classification', undefined, 60);
+    const p = blocked.signature.params.find((q) => q.name === word);
+    expect(p?.grad).toBeUndefined();
+    expect(p?.gradBlocks?.map((b) => b.rows)).toEqual([7, 7, 7, 7, 2]);
+    const joined = (p?.gradBlocks ?? []).flatMap((b) =>
+      Array.from(blocked.out[b.output]?.data as Float32Array),
+    );
+    expect(joined).toEqual(Array.from(whole.out[`grad:${word}`]?.data as Float32Array));
+    const small = blocked.signature.params.find((q) => q.name === 'classifier.bias');
+    expect(small?.grad).toBe('grad:classifier.bias');
+    expect(blocked.out.grad_norm?.data[0]).toBe(whole.out.grad_norm?.data[0]);
   });
 });
 

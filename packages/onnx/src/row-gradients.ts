@@ -107,6 +107,29 @@ export function sumRows(
   return { sparse: { width, rows: Int32Array.from(sorted, (x) => x.r), data }, sq };
 }
 
+/**
+ * Adds `rows` [N, width] (table rows `ids`) to the dense gradient `grad` of a tied table (the
+ * gradient of its other uses, e.g. the masked-LM decoder's matmul): each distinct row gets the
+ * float32 sum of its rows ({@link sumRows}) added once, as the dense graph's `Sum` of the decoder's
+ * gradient and the Gathers' scatter computes it. Returns how much the sum of squares of `grad`
+ * grew (float64), to correct a norm taken before.
+ */
+export function addRows(grad: Float32Array, width: number, ids: BigInt64Array, rows: Float32Array): number {
+  const { sparse } = sumRows(grad.length / width, width, ids, rows);
+  let delta = 0;
+  sparse.rows.forEach((r, i) => {
+    const at = r * width;
+    const from = i * width;
+    for (let j = 0; j < width; j++) {
+      const before = grad[at + j] as number;
+      const after = Math.fround(before + (sparse.data[from + j] as number));
+      grad[at + j] = after;
+      delta += after * after - before * before;
+    }
+  });
+  return delta;
+}
+
 /** Table row of `ids[k]` (negative ids count from the end, as Gather and ScatterND do). */
 function tableRow(ids: BigInt64Array, k: number, tableRows: number): number {
   let r = Number(ids[k]);

@@ -3,7 +3,7 @@ import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { buildTracedTrainGraph } from './autodiff/train-graph.js';
 import { randomWeights, weightShapes } from './random.js';
-import { CompiledTrainStep, type TrainBatch } from './step.js';
+import { CompiledTrainStep, GRAD_BLOCK_ELEMENTS, type TrainBatch } from './step.js';
 
 const config = normalizeConfig({
   model_type: 'xlm-roberta',
@@ -199,6 +199,62 @@ describe('compiled step updates parameters and moments in place', () => {
         expect(Math.abs((a[j] as number) - (b[j] as number)), n).toBeLessThan(1e-6);
     }
   });
+
+  it.each([
+    ['wasm', GRAD_BLOCK_ELEMENTS],
+    ['onnxruntime', GRAD_BLOCK_ELEMENTS],
+    ['wasm', 64],
+    ['onnxruntime', 64],
+  ] as const)(
+    "masked LM, sliced: the tied table's rows added to the decoder's gradient give the fused step's parameters over 3 steps (%s kernel, gradient outputs of at most %s elements)",
+    async (updateKernel, gradBlockElements) => {
+      const mlmConfig = { ...config, vocab_size: 60 };
+      const trainable = [...weightShapes(mlmConfig, 'masked-lm').keys()];
+      const make = (
+        o:
+          | { update: 'fused' }
+          | { update: 'sliced'; updateKernel: 'wasm' | 'onnxruntime'; gradBlockElements?: number },
+      ) =>
+        CompiledTrainStep.create({
+          config: mlmConfig,
+          weights: randomWeights(mlmConfig, 'masked-lm', 8),
+          head: 'masked-lm',
+          trainable,
+          adamw: { ...adamw, maxGradNorm: 1 },
+          threads: 1,
+          dropoutSeed: 2,
+          ...o,
+        });
+      const [fused, sliced] = [
+        await make({ update: 'fused' }),
+        await make({
+          update: 'sliced',
+          updateKernel,
+          gradBlockElements,
+        }),
+      ];
+      // token 17 in every row, token 12 twice in a row: the Gathers' rows repeat
+      const ids = batch.inputIds.map((row) => row.map((v, j) => (j === 1 ? 17 : j === 3 ? 12 : v + 10)));
+      const labels = ids.map((row) => row.map((v, j) => (j % 3 === 1 ? v : -100)));
+      const mlmBatch = { inputIds: ids, attentionMask: batch.attentionMask, labels };
+      for (let t = 1; t <= 3; t++) {
+        const [a, b] = [await fused.run(mlmBatch, 1e-2), await sliced.run(mlmBatch, 1e-2)];
+        expect(b.loss).toBeCloseTo(a.loss, 6);
+        expect(b.gradNorm).toBeCloseTo(a.gradNorm, 5);
+      }
+      const word = 'roberta.embeddings.word_embeddings.weight';
+      for (const n of trainable) {
+        const x = fused.parameter(n);
+        const y = sliced.parameter(n);
+        for (let j = 0; j < x.length; j++)
+          expect(Math.abs((x[j] as number) - (y[j] as number)), n).toBeLessThan(1e-6);
+      }
+      // the word embeddings trained (the decoder's gradient reaches every row)
+      const start = randomWeights(mlmConfig, 'masked-lm', 8).get(word).data;
+      expect(sliced.parameter(word).filter((v, j) => v !== start[j]).length).toBeGreaterThan(100);
+      await Promise.all([fused.release(), sliced.release()]);
+    },
+  );
 
   it('masked LM: the labelled-positions head and the dense head give the same losses (1e-4) over 10 steps', async () => {
     const mlmConfig = { ...config, vocab_size: 60 };

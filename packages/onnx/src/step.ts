@@ -10,7 +10,7 @@ import {
   usesFusedUpdate,
 } from './memory.js';
 import type { HeadKind, LoraMixtureSpec, WeightSource, XmodConfig } from './model-types.js';
-import { ROW_GRADIENTS, type RowScatter, rowScatter, scatterRows } from './row-gradients.js';
+import { addRows, ROW_GRADIENTS, type RowScatter, rowScatter, scatterRows } from './row-gradients.js';
 import { sessionOptions } from './runner.js';
 import { cachedSession } from './session-cache.js';
 import { SlicedUpdate, UPDATE_CHUNK } from './sliced-update.js';
@@ -101,6 +101,8 @@ export interface CompiledTrainStepOptions {
    * graphs in runs of `updateChunk` elements). The same values up to float32 rounding.
    */
   updateKernel?: 'wasm' | 'onnxruntime';
+  /** The sliced step's largest gradient output in elements, larger ones in row blocks (default {@link GRAD_BLOCK_ELEMENTS}). */
+  gradBlockElements?: number;
   /** The memory limit for `batchShape`'s check (default: the machine's memory, `os.totalmem()`). */
   maxMemoryBytes?: number;
   /** Receives the estimate (e.g. to print {@link describeTrainMemory}'s line before a run). */
@@ -136,6 +138,13 @@ interface Accumulator {
 }
 
 export { FUSED_UPDATE_LIMIT, UPDATE_CHUNK, WASM_UPDATE_CHUNK };
+
+/**
+ * The sliced step's largest gradient output, in elements (16 MB): a larger one (the XLM-R-base
+ * table's, 768 MB) leaves the graph in row blocks, which glibc reuses from run to run instead of
+ * mapping a fresh buffer of the table's size each time (see `gradBlockElements`).
+ */
+export const GRAD_BLOCK_ELEMENTS = 4 * 1024 * 1024;
 
 const i64 = (rows: number[][] | number[], dims: number[]) =>
   new ort.Tensor(
@@ -242,7 +251,7 @@ export class CompiledTrainStep {
         field: 'update',
       });
     const fused = usesFusedUpdate({ ...options, gradAccumulation: count, update });
-    const { update: _update, updateKernel: _kernel, ...graphOptions } = rest;
+    const { update: _update, updateKernel: _kernel, gradBlockElements: _blocks, ...graphOptions } = rest;
     const { model, signature } = buildTracedTrainGraph({
       ...graphOptions,
       ...(embeddingMixup === true ? { embeddingMixup: {} } : {}),
@@ -252,7 +261,10 @@ export class CompiledTrainStep {
       recompute: !fused,
       // the sliced step takes the word embeddings' gradient as rows and scatters it itself
       ...(count === 1 && !fused
-        ? { rowGradients: options.trainable.filter((n) => ROW_GRADIENTS.test(n)) }
+        ? {
+            rowGradients: options.trainable.filter((n) => ROW_GRADIENTS.test(n)),
+            gradBlockElements: options.gradBlockElements ?? GRAD_BLOCK_ELEMENTS,
+          }
         : {}),
     });
     const so = {
@@ -404,7 +416,10 @@ export class CompiledTrainStep {
       if (p.gradRows !== undefined) {
         fetches[p.gradRows] = null;
         fetches[p.gradIds as string] = null;
-      } else fetches[p.grad as string] = new ort.Tensor('float32', u.grads[i] as Float32Array, p.shape);
+      }
+      if (p.grad !== undefined)
+        fetches[p.grad] = new ort.Tensor('float32', u.grads[i] as Float32Array, p.shape);
+      else if (p.gradBlocks !== undefined) blockFetches(fetches, p, u.grads[i] as Float32Array);
     });
     const out = await this.session.run(feeds, fetches as ort.InferenceSession.FetchesType);
     const loss = (out.loss as ort.Tensor).data[0] as number;
@@ -412,11 +427,21 @@ export class CompiledTrainStep {
     let sq = ((out.grad_norm as ort.Tensor).data[0] as number) ** 2;
     this.signature.params.forEach((p, i) => {
       if (p.gradRows === undefined) return;
-      if (!(u instanceof WasmSlicedUpdate)) this.scatters[i] ??= rowScatter(p.shape);
+      const dense = p.grad !== undefined || p.gradBlocks !== undefined;
+      if (!(u instanceof WasmSlicedUpdate) && !dense) this.scatters[i] ??= rowScatter(p.shape);
       const ids = (out[p.gradIds as string] as ort.Tensor).data as BigInt64Array;
       const rows = (out[p.gradRows] as ort.Tensor).data as Float32Array;
-      // the WebAssembly update keeps the rows (no dense buffer of the table); onnxruntime's needs one
-      if (u instanceof WasmSlicedUpdate) sq += u.setRows(i, ids, rows);
+      // a tied table (the masked-LM decoder): the rows join its other uses' gradient, which the
+      // graph's norm covered; else the WebAssembly update keeps the rows (no dense buffer of the
+      // table), onnxruntime's scatters them into one
+      if (dense)
+        sq += addRows(
+          u.grads[i] as Float32Array,
+          p.shape.slice(1).reduce((a, d) => a * d, 1),
+          ids,
+          rows,
+        );
+      else if (u instanceof WasmSlicedUpdate) sq += u.setRows(i, ids, rows);
       else sq += scatterRows(u.grads[i] as Float32Array, this.scatters[i] as RowScatter, ids, rows);
     });
     const gradNorm = Math.fround(Math.sqrt(sq));
@@ -593,6 +618,23 @@ function feedInPlace(
   fetches[p.newParam as string] = p32;
   fetches[p.newM as string] = m32;
   fetches[p.newV as string] = v32;
+}
+
+/** Fetches of a gradient's row blocks (`gradBlocks`): views of its buffer `grad`, in row order. */
+function blockFetches(
+  fetches: Record<string, ort.Tensor | null>,
+  p: { shape: number[]; gradBlocks?: Array<{ output: string; rows: number }> },
+  grad: Float32Array,
+): void {
+  const width = p.shape.slice(1).reduce((a, d) => a * d, 1);
+  let from = 0;
+  for (const { output, rows } of p.gradBlocks ?? []) {
+    fetches[output] = new ort.Tensor('float32', grad.subarray(from * width, (from + rows) * width), [
+      rows,
+      ...p.shape.slice(1),
+    ]);
+    from += rows;
+  }
 }
 
 function finiteOrThrow(loss: number, gradNorm: number, t: number): void {

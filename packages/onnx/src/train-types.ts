@@ -67,8 +67,13 @@ export interface TrainGraphSignature {
     shape: number[];
     input: string;
     grad?: string;
-    /** `rowGradients`: the gradient as rows (`grad_rows:<name>`) of the table rows `grad_ids:<name>`. */
+    /**
+     * `rowGradients`: the gradient as rows (`grad_rows:<name>`) of the table rows `grad_ids:<name>`;
+     * with `grad` too (a tied table), the whole gradient is `grad` plus the rows.
+     */
     gradRows?: string;
+    /** `gradBlockElements`: the dense gradient as row blocks (outputs in row order) instead of `grad`. */
+    gradBlocks?: Array<{ output: string; rows: number }>;
     gradIds?: string;
     m?: string;
     v?: string;

@@ -29,13 +29,17 @@ export function backward(loss: Value, wrt: readonly Value[], seed?: Value): Valu
  * {@link backward}, with the gradients of the `asRows` values among `wrt` as {@link RowGradient}s
  * when every use of them is an axis-0 Gather (no dense zeros of the table's size and scatter in the
  * graph); `grads` then has undefined at their places. A value of `asRows` with any other use gets
- * its dense gradient as {@link backward} gives it.
+ * its dense gradient as {@link backward} gives it, or with `tied: true` both: in `grads` the
+ * gradient of its other uses (a tied decoder's matmul) and in `rows` its Gathers' rows, the whole
+ * gradient being their sum (the caller adds the rows; no zeros of the table's size, scatter or sum
+ * of two table-sized tensors in the graph).
  */
 export function backwardWithRows(
   loss: Value,
   wrt: readonly Value[],
   asRows: ReadonlySet<Value>,
   seed?: Value,
+  options: { tied?: boolean } = {},
 ): { grads: Array<Value | undefined>; rows: Map<Value, RowGradient> } {
   const t = loss.tracer;
   if (seed === undefined && loss.size !== 1)
@@ -117,7 +121,7 @@ export function backwardWithRows(
     }
     const rows = new Map<Value, RowGradient>();
     for (const [table, list] of gathered) {
-      if (pending.has(table)) {
+      if (pending.has(table) && options.tied !== true) {
         // another use too: the dense gradient, Gathers included
         for (const { node, dy } of list)
           accumulate(table, (GRADIENT_RULES.Gather as GradientRule)(node, dy)[0] as Value);
@@ -131,7 +135,8 @@ export function backwardWithRows(
         rows: parts.length === 1 ? (parts[0] as Value) : concat(parts, 0),
       });
     }
-    const grads = wrt.map((w) => (rows.has(w) ? undefined : (total(w) ?? zeros(t, w.shape, w.dtype))));
+    // a tied table (rows and another use) keeps the other use's gradient beside its rows
+    const grads = wrt.map((w) => (rows.has(w) ? total(w) : (total(w) ?? zeros(t, w.shape, w.dtype))));
     return { grads, rows };
   } finally {
     t.noGrad = wasNoGrad;

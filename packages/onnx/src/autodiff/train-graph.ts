@@ -7,7 +7,7 @@ import { dropoutRates } from './dropout.js';
 import { type EncoderInputs, type EncoderOptions, XmodEncoder } from './encoder.js';
 import { type HeadLabels, headLogits, headLoss, type ObjectiveOptions, spanLogits } from './heads.js';
 import { type OieInputs, oieLogits, oieLoss } from './oie-head.js';
-import { add, raw } from './ops.js';
+import { add, raw, slice } from './ops.js';
 import {
   type AdamWUpdate,
   appendAdamW,
@@ -80,9 +80,19 @@ export interface TracedTrainGraphOptions {
    * `grad_ids:<name>` [N] (repeats allowed; the dense gradient is their scatter-add), instead of a
    * dense `grad:<name>`: no zeros of the table's size, scatter or square in the graph. `grad_norm`
    * then covers the dense gradients only. A listed parameter with a use other than an axis-0 Gather
-   * (a tied decoder) keeps its dense gradient.
+   * (the tied masked-LM decoder) gets both: `grad:<name>`, the gradient of its other uses, and the
+   * rows; its gradient is their sum (`addRows`), and `grad_norm` covers the `grad:` part.
    */
   rowGradients?: readonly string[];
+  /**
+   * `grads` mode: a dense gradient of more elements than this leaves the graph as row blocks
+   * `grad:<name>:<k>` of at most this many elements (`gradBlocks` in the signature) instead of one
+   * `grad:<name>`. onnxruntime-node passes each output through a buffer of its size that is
+   * allocated and freed in every run; above glibc's largest mmap threshold (32 MB) that buffer is
+   * mapped afresh every time, and the XLM-R-base table's 768 MB gradient cost about 2 s a step in
+   * page faults and copies (measured). Default: no blocks.
+   */
+  gradBlockElements?: number;
   /**
    * Recompute the intermediates of `Tracer.recompute` groups in the backward pass instead of
    * keeping them (default true: less activation memory; false is faster where memory is not short,
@@ -219,6 +229,8 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
     loss,
     params.map((q) => q.value),
     asRows,
+    undefined,
+    { tied: true },
   );
   t.noGrad = true;
   const dense = maybeDense.filter((g): g is Value => g !== undefined);
@@ -226,19 +238,42 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
   t.output(norm, 'grad_norm');
   const signature: TrainGraphSignature = { batch, params: [], ...fedFrozen(p) };
   if (o.mode === 'grads') {
+    // a dense gradient as one output, or as row blocks when it is larger than gradBlockElements
+    const denseOutput = (g: Value, name: string, shape: number[]) => {
+      const width = shape.slice(1).reduce((a, d) => a * d, 1);
+      const n = (shape[0] ?? 1) * width;
+      const limit = o.gradBlockElements;
+      if (limit === undefined || n <= limit || shape.length < 2) return { grad: t.output(g, `grad:${name}`) };
+      const per = Math.max(1, Math.floor(limit / width));
+      const gradBlocks: Array<{ output: string; rows: number }> = [];
+      for (let from = 0, k = 0; from < (shape[0] as number); from += per, k++) {
+        const to = Math.min(shape[0] as number, from + per);
+        gradBlocks.push({ output: t.output(slice(g, 0, from, to), `grad:${name}:${k}`), rows: to - from });
+      }
+      return { gradBlocks };
+    };
     params.forEach(({ name, value }, i) => {
       const shape = [...value.shape] as number[];
       const row = rows.get(value);
       if (row !== undefined) {
         const gradRows = t.output(row.rows, `grad_rows:${name}`);
         const gradIds = t.output(row.ids, `grad_ids:${name}`);
-        signature.params.push({ name, shape, input: value.name, gradRows, gradIds });
+        const other = maybeDense[i];
+        signature.params.push({
+          name,
+          shape,
+          input: value.name,
+          gradRows,
+          gradIds,
+          // a tied table: its other uses' gradient beside the rows
+          ...(other !== undefined ? denseOutput(other, name, shape) : {}),
+        });
       } else
         signature.params.push({
           name,
           shape,
           input: value.name,
-          grad: t.output(maybeDense[i] as Value, `grad:${name}`),
+          ...denseOutput(maybeDense[i] as Value, name, shape),
         });
     });
     return { model: t.toBytes(), signature };
