@@ -33,6 +33,7 @@ export {
   estimateTrainMemory,
   FUSED_UPDATE_LIMIT,
   formatGiB,
+  MEM_PATTERN_LIMIT,
   type MemoryPart,
   type TrainMemoryEstimate,
   type TrainMemoryOptions,

@@ -4,6 +4,7 @@ import {
   checkTrainMemory,
   describeTrainMemory,
   estimateTrainMemory,
+  MEM_PATTERN_LIMIT,
   type TrainMemoryEstimate,
   usesFusedUpdate,
   XltMemoryError,
@@ -99,33 +100,81 @@ describe('training memory estimate', () => {
     const wider = { ...config, intermediate_size: config.intermediate_size + 10 };
     const widerFused = part(estimateTrainMemory({ ...o, config: wider }), 'activations') as number;
     // the GELU's input and output, float32, per token and layer
-    expect(widerFused - fused).toBe(8 * 16 * config.num_hidden_layers * 2 * 10 * 4);
+    // (x 1.25: what onnxruntime holds beyond the counted values, fitted)
+    expect(
+      Math.abs(widerFused - fused - 1.25 * 8 * 16 * config.num_hidden_layers * 2 * 10 * 4),
+    ).toBeLessThanOrEqual(1);
   });
 
-  it('estimates XLM-R-base full fine-tuning at b8 s128 within 20% of its measured peak RSS, weights to moments 4x the model with in-place updates', () => {
-    const trainable = [...weightShapes(XLMR_BASE, head).keys()];
-    const e = estimateTrainMemory({
+  it('estimates XLM-R-base full fine-tuning at b8 s128 within 5% of its measured peak RSS, weights to moments 4x the model with in-place updates', () => {
+    const o = {
       config: XLMR_BASE,
       head,
-      trainable,
+      trainable: [...weightShapes(XLMR_BASE, head).keys()],
       batchSize: 8,
       sequenceLength: 128,
       updateWeightsInPlace: true,
-    });
+    } as const;
+    const e = estimateTrainMemory(o);
     const model = 4 * e.parameters;
     expect(e.parameters / 1e6).toBeGreaterThan(270);
     expect(
       (part(e, 'weights') as number) + (part(e, 'gradients') as number) + (part(e, 'moments') as number),
     ).toBe(4 * model);
-    // tools/bench/scripts/step-memory.mjs (sliced update, dropout 0.1), 2026-12-04: 5,139 MiB after 3 steps
-    const measured = 5139 * 1024 ** 2;
-    expect(e.totalBytes).toBeGreaterThan(measured / 1.2);
-    expect(e.totalBytes).toBeLessThan(measured * 1.2);
+    // the bench's full fine-tuning child (sliced WebAssembly update: the word embeddings' gradient as
+    // the batch's rows; dropout 0.1), 2026-12-06: 4,934 MiB
+    const measured = 4934 * 1024 ** 2;
+    const rows = estimateTrainMemory({ ...o, rowGradients: true });
+    expect(rows.totalBytes).toBeGreaterThan(measured / 1.05);
+    expect(rows.totalBytes).toBeLessThan(measured * 1.05);
     // and under issue #22's bound: 5x the fp32 model
-    expect(e.totalBytes).toBeLessThan(5 * model);
+    expect(rows.totalBytes).toBeLessThan(5 * model);
     expect(describeTrainMemory(e)).toMatch(
       /^needs ~\d+\.\d GiB \(weights 1\.0 GiB, gradients 1\.0 GiB, moments 2\.1 GiB, activations /,
     );
+  });
+
+  it('estimates XLM-R-base masked-LM training, dense and labelled head, within 5% of its measured peak RSS', () => {
+    const trainable = [...weightShapes(XLMR_BASE, 'masked-lm').keys()];
+    const o = { config: XLMR_BASE, head: 'masked-lm', trainable, batchSize: 8, sequenceLength: 128 } as const;
+    // the bench's mlm children (XLT_BENCH=base pnpm bench: 1 position in 7 labelled), 2026-12-06
+    for (const [share, mib] of [
+      [1 / 7, 8817],
+      [1, 11456],
+    ] as const) {
+      const e = estimateTrainMemory({ ...o, maskedLmShare: share, updateWeightsInPlace: true });
+      expect(e.memoryPattern).toBe(false);
+      // the tied table's decoder gradient is the part the estimate missed before (5.8 GiB for 8.6 labelled)
+      expect(part(e, 'decoder gradient')).toBeGreaterThan(3 * 4 * 250002 * 768);
+      expect(e.totalBytes / (mib * 1024 ** 2)).toBeGreaterThan(1 / 1.05);
+      expect(e.totalBytes / (mib * 1024 ** 2)).toBeLessThan(1.05);
+    }
+    // frozen embeddings: no decoder gradient of the table
+    const frozen = trainable.filter((n) => !n.includes('embeddings'));
+    expect(part(estimateTrainMemory({ ...o, trainable: frozen }), 'decoder gradient')).toBeUndefined();
+  });
+
+  it('plans the memory pattern only for a fused step whose activations and logits are small, and counts it', () => {
+    const o = { config, head, trainable: names, batchSize: 8, sequenceLength: 16 } as const;
+    const small = estimateTrainMemory(o);
+    expect(small.memoryPattern).toBe(true);
+    expect(part(small, 'memory pattern')).toBe(
+      (part(small, 'activations') as number) + (part(small, 'head logits') as number),
+    );
+    expect(estimateTrainMemory({ ...o, update: 'sliced' }).memoryPattern).toBe(false);
+    // a fused step (few trainable parameters) with a 250,002-way dense masked-LM head: 4.8 GiB of logits
+    const lora = estimateTrainMemory({
+      config: XLMR_BASE,
+      head: 'masked-lm',
+      trainable: ['roberta.encoder.layer.0.attention.self.query.bias'],
+      batchSize: 8,
+      sequenceLength: 128,
+      maskedLmShare: 1,
+    });
+    expect(usesFusedUpdate({ ...lora, config: XLMR_BASE, head: 'masked-lm', trainable: ['x'] })).toBe(true);
+    expect(part(lora, 'head logits')).toBeGreaterThan(MEM_PATTERN_LIMIT);
+    expect(lora.memoryPattern).toBe(false);
+    expect(part(lora, 'memory pattern')).toBeUndefined();
   });
 
   it('refuses a step over the limit before building it, with a MEMORY error naming the largest part', async () => {

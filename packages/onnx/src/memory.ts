@@ -25,6 +25,11 @@ export interface TrainMemoryEstimate {
   totalBytes: number;
   parameters: number;
   trainableParameters: number;
+  /**
+   * Whether the step should run with onnxruntime's memory pattern: the fused (small) step, while its
+   * activations and head logits stay under {@link MEM_PATTERN_LIMIT} (the pattern holds them twice).
+   */
+  memoryPattern: boolean;
 }
 
 /** Options of {@link estimateTrainMemory}. */
@@ -86,6 +91,32 @@ const F32 = 4;
  */
 const RUNTIME_BYTES = 200 * 1024 ** 2;
 const GiB = 1024 ** 3;
+/**
+ * Fitted to measured peak RSS (tools/bench/scripts/step-memory.mjs, XLM-R-base shapes, 2026-12-06):
+ * onnxruntime holds about 1.25x the forward values {@link estimateTrainMemory} counts (b8 and b16 at
+ * 4 layers: +25% of the counted activations), plus one float32 copy of the encoder layers' matrices
+ * (about 27 MiB a layer at h768, independent of the batch).
+ */
+const ACTIVATION_FIT = 1.25;
+/**
+ * Copies of the head's logits [rows, classes] at the peak: 5 in the fused step (logits, their
+ * log-softmax, the one-hot labels, their product and the logits' gradient); 3.3 where the step
+ * recomputes (fitted: masked LM at V 125,002 and 250,002, dense and labelled).
+ */
+const LOGIT_COPIES = { fused: 5, recompute: 3.3 } as const;
+/**
+ * The masked-LM decoder's gradient of a trainable tied word-embedding table, in the step that
+ * recomputes: about 3.5x the table (the decoder's product, its transpose and the row blocks it
+ * leaves the graph in; fitted at V 125,002 and 250,002).
+ */
+const TIED_DECODER_COPIES = 3.5;
+/**
+ * Activations and head logits up to which the fused step runs with onnxruntime's memory pattern
+ * (1 GiB): the pattern plans one block per batch shape on the second run on top of the arena the
+ * first run grew, holding them twice (measured: +0.9 GiB for a masked-LM step at V 250,002 with 146
+ * labelled rows, +5.2 GiB with 1,024); without it a small model's step is slower.
+ */
+export const MEM_PATTERN_LIMIT = GiB;
 
 const numel = (shape: readonly number[]) => shape.reduce((a, d) => a * d, 1);
 
@@ -134,8 +165,10 @@ export function estimateTrainMemory(o: TrainMemoryOptions): TrainMemoryEstimate 
   // probabilities before and after
   // dropout (~2 A S); with RUNTIME_BYTES, fitted to the peak RSS of XLM-R-base full fine-tuning at
   // b8 s128 (5,139 MiB measured, 5,153 MiB estimated; tools/bench/scripts/step-memory.mjs, 2026-12-04)
+  // (since refitted: x ACTIVATION_FIT, and the layers' matrices in `runtime`: 4,934 MiB measured,
+  // 4,907 estimated, 2026-12-06)
   const perTokenLayer = 8 * H + 2 * I + 2 * A * S;
-  const activations = tokens * c.num_hidden_layers * perTokenLayer * F32;
+  const activations = Math.round(ACTIVATION_FIT * tokens * c.num_hidden_layers * perTokenLayer * F32);
   const classes =
     o.head === 'masked-lm'
       ? c.vocab_size
@@ -148,8 +181,8 @@ export function estimateTrainMemory(o: TrainMemoryOptions): TrainMemoryEstimate 
       : o.head === 'sequence-classification'
         ? o.batchSize
         : tokens;
-  // logits, their log-softmax, the one-hot labels, their product and the logits' gradient
-  const logits = headRows * classes * 5 * F32;
+  const fused = usesFusedUpdate(o);
+  const logits = Math.round(headRows * classes * LOGIT_COPIES[fused ? 'fused' : 'recompute'] * F32);
   const accumulation = (o.gradAccumulation ?? 1) > 1 ? 2 : 0;
   const M = (n: number) => `${(n / 1e6).toFixed(1)}M`;
   // the weight source holds every parameter; onnxruntime a copy of the frozen ones (initializers);
@@ -163,6 +196,13 @@ export function estimateTrainMemory(o: TrainMemoryOptions): TrainMemoryEstimate 
       ? o.trainable.filter((n) => ROW_GRADIENTS.test(n)).reduce((a, n) => a + numel(shapes.get(n) ?? [0]), 0)
       : 0;
   const rowBytes = asRows > 0 ? 2 * tokens * H * F32 : 0;
+  const table = o.trainable.filter((n) => ROW_GRADIENTS.test(n)).map((n) => numel(shapes.get(n) ?? [0]))[0];
+  const tiedDecoder =
+    o.head === 'masked-lm' && !fused && table !== undefined
+      ? Math.round(TIED_DECODER_COPIES * table * F32)
+      : 0;
+  const layerMatrices = c.num_hidden_layers * (4 * H * H + 2 * H * I) * F32;
+  const memoryPattern = fused && activations + logits <= MEM_PATTERN_LIMIT;
   const copies = (fedFrozen ? 0 : frozen) + (o.updateWeightsInPlace === true ? 0 : trained);
   const parts: MemoryPart[] = [
     {
@@ -186,10 +226,31 @@ export function estimateTrainMemory(o: TrainMemoryOptions): TrainMemoryEstimate 
       bytes: logits,
       detail: `${headRows} rows x ${classes} classes`,
     },
+    ...(tiedDecoder > 0
+      ? [
+          {
+            name: 'decoder gradient',
+            bytes: tiedDecoder,
+            detail:
+              "the tied word embeddings' decoder gradient in onnxruntime (about 3.5x the table, measured)",
+          },
+        ]
+      : []),
+    ...(memoryPattern
+      ? [
+          {
+            name: 'memory pattern',
+            bytes: activations + logits,
+            detail:
+              "onnxruntime's planned block for the batch shape (the fused step's activations and logits again)",
+          },
+        ]
+      : []),
     {
       name: 'runtime',
-      bytes: RUNTIME_BYTES,
-      detail: "onnxruntime's arenas and the update's temporaries (measured, about the same at every size)",
+      bytes: RUNTIME_BYTES + layerMatrices,
+      detail:
+        "onnxruntime's arenas, the update's temporaries and its copy of the layers' matrices (measured)",
     },
   ];
   return {
@@ -197,6 +258,7 @@ export function estimateTrainMemory(o: TrainMemoryOptions): TrainMemoryEstimate 
     totalBytes: parts.reduce((a, p) => a + p.bytes, 0),
     parameters: all,
     trainableParameters: trained,
+    memoryPattern,
   };
 }
 

@@ -214,6 +214,7 @@ export class CompiledTrainStep {
       throw new XltConfigError('sessionCacheDir needs frozenAsInputs: a cached graph must not hold weights', {
         field: 'sessionCacheDir',
       });
+    let memoryPattern: boolean | undefined;
     if (options.batchShape !== undefined) {
       const estimate = estimateTrainMemory({
         config: options.config,
@@ -233,6 +234,7 @@ export class CompiledTrainStep {
       });
       options.onMemoryEstimate?.(estimate);
       checkTrainMemory(estimate, options.maxMemoryBytes);
+      memoryPattern = estimate.memoryPattern;
     }
     // one graph, traced from the encoder's definition with symbolic batch and sequence sizes, serves
     // every batch shape (length-bucketed batches included)
@@ -271,8 +273,9 @@ export class CompiledTrainStep {
       ...sessionOptions(options),
       // the memory pattern only for the fused (small) step: with symbolic shapes onnxruntime plans
       // one block per batch shape on the second run, on top of the arena the first run grew
-      // (measured: +1.3 GiB at h768 l12 b8 s128), but without it a small model's step is slower
-      enableMemPattern: fused,
+      // (measured: +1.3 GiB at h768 l12 b8 s128), but without it a small model's step is slower;
+      // with a batch shape, only while that block is small (`MEM_PATTERN_LIMIT`)
+      enableMemPattern: fused && memoryPattern !== false,
     };
     const build = async (bytes: Uint8Array) =>
       sessionCacheDir !== undefined

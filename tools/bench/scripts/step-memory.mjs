@@ -3,7 +3,9 @@
 //   V (vocabulary, default 250002), H (768), L (layers, 12), B (8), S (128), STEPS (2),
 //   TRAIN=full|frozen-embeddings (default full), THREADS (2),
 //   ACC=K (gradient accumulation, K micro-batches of the same batch),
-//   KERNEL=wasm|onnxruntime (the sliced update's kernel; default: the step's).
+//   KERNEL=wasm|onnxruntime (the sliced update's kernel; default: the step's),
+//   HEAD=token-classification|masked-lm (default token-classification; masked LM labels 1 position
+//   in 7), MLM=labelled|dense (the masked-LM head on the labelled positions or on every one).
 // Prints one JSON line: the estimate and the peak RSS (MiB) after the weights, the session and each step.
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -30,7 +32,8 @@ const config = normalizeConfig({
 });
 const B = env('B', 8);
 const S = env('S', 128);
-const head = 'token-classification';
+const head = process.env.HEAD ?? 'token-classification';
+const mlm = head === 'masked-lm';
 const mib = () => Math.round(process.resourceUsage().maxRSS / 1024);
 const weights = onnx.randomWeights(config, head, 0);
 const all = [...onnx.weightShapes(config, head).keys()];
@@ -52,6 +55,7 @@ const step = await onnx.CompiledTrainStep.create({
   frozenAsInputs: true,
   gradAccumulation: env('ACC', 1),
   ...(process.env.KERNEL ? { updateKernel: process.env.KERNEL } : {}),
+  ...(mlm && process.env.MLM ? { maskedLmHead: process.env.MLM } : {}),
   batchShape: { batchSize: B, sequenceLength: S },
   onMemoryEstimate: (e) => {
     estimate = e;
@@ -62,7 +66,10 @@ const sessionSeconds = (performance.now() - t0) / 1000;
 const ids = Array.from({ length: B }, (_, i) =>
   Array.from({ length: S }, (_, j) => (j === 0 ? 0 : 4 + ((i * 31 + j * 7) % (config.vocab_size - 5)))),
 );
-const batch = { inputIds: ids, labels: ids.map((r, i) => r.map((_, j) => (j === 0 ? -100 : (i + j) % 7))) };
+const labels = ids.map((r, i) =>
+  r.map((v, j) => (j === 0 ? -100 : mlm ? (j % 7 === 3 ? v : -100) : (i + j) % 7)),
+);
+const batch = { inputIds: ids, labels };
 const acc = env('ACC', 1);
 const losses = [];
 const stepSeconds = [];
@@ -76,7 +83,7 @@ await step.release();
 const GiB = 1024 ** 3;
 console.log(
   JSON.stringify({
-    config: `V${config.vocab_size} H${H} L${config.num_hidden_layers} b${B} s${S} ${frozenEmb ? 'frozen-embeddings' : 'full'}`,
+    config: `V${config.vocab_size} H${H} L${config.num_hidden_layers} b${B} s${S} ${frozenEmb ? 'frozen-embeddings' : 'full'}${mlm ? ` masked-lm ${process.env.MLM ?? 'labelled'}` : ''}`,
     params: estimate.parameters,
     trainable: estimate.trainableParameters,
     estimateGiB: +(estimate.totalBytes / GiB).toFixed(2),
