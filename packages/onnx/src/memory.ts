@@ -42,7 +42,10 @@ export interface TrainMemoryOptions {
   weights?: WeightSource;
   batchSize: number;
   sequenceLength: number;
-  /** Micro-batches per step: K > 1 adds the accumulated-gradient buffers (default 1). */
+  /**
+   * Micro-batches per step: K > 1 adds a scratch buffer per dense gradient and keeps K micro-batches'
+   * word-embedding rows (default 1).
+   */
   gradAccumulation?: number;
   /**
    * masked-lm: the share of positions the LM decoder runs on (default 0.15, the labelled
@@ -183,7 +186,7 @@ export function estimateTrainMemory(o: TrainMemoryOptions): TrainMemoryEstimate 
         : tokens;
   const fused = usesFusedUpdate(o);
   const logits = Math.round(headRows * classes * LOGIT_COPIES[fused ? 'fused' : 'recompute'] * F32);
-  const accumulation = (o.gradAccumulation ?? 1) > 1 ? 2 : 0;
+  const K = o.gradAccumulation ?? 1;
   const M = (n: number) => `${(n / 1e6).toFixed(1)}M`;
   // the weight source holds every parameter; onnxruntime a copy of the frozen ones (initializers);
   // the step a copy of the trainable ones unless it trains the source's arrays in place
@@ -192,10 +195,11 @@ export function estimateTrainMemory(o: TrainMemoryOptions): TrainMemoryEstimate 
   // the word embeddings' gradient as rows: one row per token (and their sums) instead of the table
   const shapes = weightShapes(o.config, o.head);
   const asRows =
-    o.rowGradients === true && o.head !== 'masked-lm' && (o.gradAccumulation ?? 1) === 1
+    o.rowGradients === true && o.head !== 'masked-lm'
       ? o.trainable.filter((n) => ROW_GRADIENTS.test(n)).reduce((a, n) => a + numel(shapes.get(n) ?? [0]), 0)
       : 0;
-  const rowBytes = asRows > 0 ? 2 * tokens * H * F32 : 0;
+  // every micro-batch's rows, then their sums
+  const rowBytes = asRows > 0 ? (K + 1) * tokens * H * F32 : 0;
   const table = o.trainable.filter((n) => ROW_GRADIENTS.test(n)).map((n) => numel(shapes.get(n) ?? [0]))[0];
   const tiedDecoder =
     o.head === 'masked-lm' && !fused && table !== undefined
@@ -212,8 +216,8 @@ export function estimateTrainMemory(o: TrainMemoryOptions): TrainMemoryEstimate 
     },
     {
       name: 'gradients',
-      bytes: (trained - asRows) * (1 + accumulation) * F32 + rowBytes,
-      detail: `${M(trained)} trainable${asRows > 0 ? `, the word embeddings' (${M(asRows)}) as the batch's rows` : ''}${accumulation > 0 ? ', + sum and scratch for accumulation' : ''}`,
+      bytes: (trained - asRows) * (K > 1 ? 2 : 1) * F32 + rowBytes,
+      detail: `${M(trained)} trainable${asRows > 0 ? `, the word embeddings' (${M(asRows)}) as the batch's rows` : ''}${K > 1 ? ', + a scratch buffer for accumulation' : ''}`,
     },
     { name: 'moments', bytes: 2 * trained * F32, detail: 'AdamW m and v of the trainable parameters' },
     {

@@ -1,7 +1,7 @@
 import { type TokenBatch, XltConfigError, XltError } from '@xlt/core';
 import * as ort from 'onnxruntime-node';
 import { WASM_UPDATE_CHUNK, WasmSlicedUpdate, wasmSimdAvailable } from './adamw-wasm.js';
-import { buildApplyGraph, buildTracedTrainGraph } from './autodiff/train-graph.js';
+import { buildTracedTrainGraph } from './autodiff/train-graph.js';
 import {
   checkTrainMemory,
   estimateTrainMemory,
@@ -46,10 +46,12 @@ export interface CompiledTrainStepOptions {
   threads?: number;
   executionProviders?: string[];
   /**
-   * Micro-batches per optimiser step (default 1). With 1, one fused graph runs the whole step. With
-   * K > 1, a gradients graph runs per micro-batch, the gradients are averaged (the mean over the
-   * micro-batches, as the tfjs trainer's accumulation) in buffers allocated once, and a separate
-   * update graph clips the averaged gradient and applies AdamW once per step.
+   * Micro-batches per optimiser step (default 1). With 1, one fused graph runs the whole step (or
+   * the sliced step, see `update`). With K > 1, the sliced step's gradients graph runs per
+   * micro-batch, the gradients are averaged (the mean over the micro-batches, as the tfjs trainer's
+   * accumulation) in its buffers (later micro-batches through scratch buffers allocated once; the
+   * word embeddings' rows kept as rows), and the sliced update clips the mean gradient and applies
+   * AdamW once per step.
    */
   gradAccumulation?: number;
   /** masked-lm: run the LM head on the labelled positions only (default) or on every position. */
@@ -124,19 +126,6 @@ interface Buf {
   v: Float32Array;
 }
 
-/** The update half of an accumulated step and its gradient buffers (allocated once). */
-interface Accumulator {
-  /** Micro-batches per step (K > 1). */
-  count: number;
-  /** `buildApplyGraph`: clipping and AdamW on the averaged gradient. */
-  apply: ort.InferenceSession;
-  applySignature: TrainGraphSignature;
-  /** Per parameter: the running sum (then mean) of the micro-batch gradients. */
-  sum: Float32Array[];
-  /** Per parameter: where the gradients graph writes micro-batches after the first. */
-  scratch: Float32Array[];
-}
-
 export { FUSED_UPDATE_LIMIT, UPDATE_CHUNK, WASM_UPDATE_CHUNK };
 
 /**
@@ -160,7 +149,7 @@ const i64 = (rows: number[][] | number[], dims: number[]) =>
  * their inputs unchanged on a non-finite step): nothing is copied or re-allocated per step, and
  * frozen parameters have no moments.
  * With `gradAccumulation` K > 1 a step takes up to K micro-batches: a gradients graph per
- * micro-batch, then one update graph on the mean gradient (see {@link CompiledTrainStepOptions}).
+ * micro-batch, then one sliced update on the mean gradient (see {@link CompiledTrainStepOptions}).
  */
 export class CompiledTrainStep {
   /** Signature of the graph run per batch (the fused step, or the gradients graph when accumulating). */
@@ -177,8 +166,11 @@ export class CompiledTrainStep {
   /** Per trainable parameter: its value and moments, read and written in place by every step. */
   private readonly bufs: Buf[];
   private stepCount = 0;
-  private accumulator: Accumulator | undefined;
+  /** Micro-batches per step this step was compiled for. */
+  private accumulation = 1;
   private sliced: SlicedUpdate | WasmSlicedUpdate | undefined;
+  /** Per trainable parameter with a dense gradient: where micro-batches after the first write it. */
+  private scratch: Array<Float32Array | undefined> = [];
   /** Per trainable parameter of the sliced step: its row scatter when its gradient comes as rows. */
   private scatters: Array<RowScatter | undefined> = [];
 
@@ -228,7 +220,6 @@ export class CompiledTrainStep {
         ...(options.frozenAsInputs === true ? { frozenAsInputs: true } : {}),
         ...(options.update !== undefined ? { update: options.update } : {}),
         rowGradients:
-          count === 1 &&
           !usesFusedUpdate({ ...options, gradAccumulation: count, update: options.update ?? 'auto' }) &&
           (options.updateKernel ?? (wasmSimdAvailable() ? 'wasm' : 'onnxruntime')) === 'wasm',
       });
@@ -262,7 +253,7 @@ export class CompiledTrainStep {
       // step); the encoder has none of its own (GELU is one op whose gradient needs only its input)
       recompute: !fused,
       // the sliced step takes the word embeddings' gradient as rows and scatters it itself
-      ...(count === 1 && !fused
+      ...(!fused
         ? {
             rowGradients: options.trainable.filter((n) => ROW_GRADIENTS.test(n)),
             gradBlockElements: options.gradBlockElements ?? GRAD_BLOCK_ELEMENTS,
@@ -291,7 +282,8 @@ export class CompiledTrainStep {
       new ort.Tensor('float32', options.weights.get(f.name).data, f.shape),
     ]);
     if (signature.batch.includes('dropout_seed')) step.dropoutSeed = options.dropoutSeed ?? 0;
-    if (count === 1 && !fused) {
+    step.accumulation = count;
+    if (!fused) {
       // the slice update graph is small and the same for every model: built here, never cached
       const plain = async (bytes: Uint8Array) => ({ session: await ort.InferenceSession.create(bytes, so) });
       const kernel = options.updateKernel ?? (wasmSimdAvailable() ? 'wasm' : 'onnxruntime');
@@ -307,27 +299,13 @@ export class CompiledTrainStep {
         await session.release();
         throw e;
       }
-    } else if (count > 1) {
-      const applyGraph = buildApplyGraph(signature.params, options.adamw);
-      const { session: apply } = await build(applyGraph.model).catch(async (e: unknown) => {
-        await session.release();
-        throw e;
-      });
-      const zeros = () => signature.params.map((p) => new Float32Array(init.get(p.name)?.length ?? 0));
-      step.accumulator = {
-        count,
-        apply,
-        applySignature: applyGraph.signature,
-        sum: zeros(),
-        scratch: zeros(),
-      };
     }
     return step;
   }
 
   /** Micro-batches per optimiser step this step was compiled for. */
   get gradAccumulation(): number {
-    return this.accumulator?.count ?? 1;
+    return this.accumulation;
   }
 
   /** Steps taken so far (AdamW's t). */
@@ -344,17 +322,15 @@ export class CompiledTrainStep {
 
   /** Bytes of the step's own buffers: parameter copies (none when updated in place), moments, gradients. */
   get heldBytes(): { parameters: number; moments: number; gradients: number } {
-    const bytes = (list: Float32Array[]) => list.reduce((a, x) => a + x.byteLength, 0);
-    const acc = this.accumulator;
+    const bytes = (list: Array<Float32Array | undefined>) =>
+      list.reduce((a, x) => a + (x?.byteLength ?? 0), 0);
     return {
       parameters: this.inPlace ? 0 : bytes(this.bufs.map((b) => b.p)),
       moments: bytes(this.bufs.flatMap((b) => [b.m, b.v])),
       gradients:
-        acc !== undefined
-          ? bytes([...acc.sum, ...acc.scratch])
-          : this.sliced instanceof WasmSlicedUpdate
-            ? this.sliced.gradientBytes
-            : bytes(this.sliced?.grads ?? []),
+        (this.sliced instanceof WasmSlicedUpdate
+          ? this.sliced.gradientBytes
+          : bytes(this.sliced?.grads ?? [])) + bytes(this.scratch),
     };
   }
 
@@ -365,19 +341,17 @@ export class CompiledTrainStep {
    */
   async run(batches: TokenBatch | TokenBatch[], lr: number): Promise<{ loss: number; gradNorm: number }> {
     const list = Array.isArray(batches) ? batches : [batches];
-    const acc = this.accumulator;
-    if (list.length < 1 || list.length > (acc?.count ?? 1))
+    const K = this.accumulation;
+    if (list.length < 1 || list.length > K)
       throw new XltConfigError(
-        `this step takes ${acc === undefined ? 'one batch' : `1 to ${acc.count} micro-batches`}, got ${list.length}`,
+        `this step takes ${K === 1 ? 'one batch' : `1 to ${K} micro-batches`}, got ${list.length}`,
         { field: 'gradAccumulation' },
       );
     const t = this.stepCount + 1;
     const out =
-      acc === undefined
-        ? this.sliced === undefined
-          ? await this.runFused(list[0] as TokenBatch, lr, t)
-          : await this.runSliced(list[0] as TokenBatch, lr, t, this.sliced)
-        : await this.runAccumulated(list, lr, t, acc);
+      this.sliced === undefined
+        ? await this.runFused(list[0] as TokenBatch, lr, t)
+        : await this.runSliced(list, lr, t, this.sliced);
     this.stepCount = t;
     return out;
   }
@@ -403,110 +377,108 @@ export class CompiledTrainStep {
   }
 
   /**
-   * The gradients graph into the gradient buffers, then (after a finite loss and norm) clipping and
-   * AdamW slice by slice, each slice's parameter and moments written back into the buffers it reads.
+   * The gradients graph into the gradient buffers, once per micro-batch (later ones through scratch
+   * buffers, added; the mean over them taken as the tfjs trainer's accumulation does), then (after a
+   * finite loss and norm) clipping and AdamW slice by slice, each slice's parameter and moments
+   * written back into the buffers it reads.
    */
   private async runSliced(
-    batch: TokenBatch,
+    list: TokenBatch[],
     lr: number,
     t: number,
     u: SlicedUpdate | WasmSlicedUpdate,
   ): Promise<{ loss: number; gradNorm: number }> {
-    const feeds = this.batchFeeds(batch, t);
-    const fetches: Record<string, ort.Tensor | null> = { loss: null, grad_norm: null };
-    this.signature.params.forEach((p, i) => {
-      feeds[p.input] = new ort.Tensor('float32', (this.bufs[i] as Buf).p, p.shape);
-      if (p.gradRows !== undefined) {
-        fetches[p.gradRows] = null;
-        fetches[p.gradIds as string] = null;
-      }
-      if (p.grad !== undefined)
-        fetches[p.grad] = new ort.Tensor('float32', u.grads[i] as Float32Array, p.shape);
-      else if (p.gradBlocks !== undefined) blockFetches(fetches, p, u.grads[i] as Float32Array);
-    });
-    const out = await this.session.run(feeds, fetches as ort.InferenceSession.FetchesType);
-    const loss = (out.loss as ort.Tensor).data[0] as number;
-    // the graph's norm covers the dense gradients; the row gradients' squares join it here
-    let sq = ((out.grad_norm as ort.Tensor).data[0] as number) ** 2;
-    this.signature.params.forEach((p, i) => {
-      if (p.gradRows === undefined) return;
-      const dense = p.grad !== undefined || p.gradBlocks !== undefined;
-      if (!(u instanceof WasmSlicedUpdate) && !dense) this.scatters[i] ??= rowScatter(p.shape);
-      const ids = (out[p.gradIds as string] as ort.Tensor).data as BigInt64Array;
-      const rows = (out[p.gradRows] as ort.Tensor).data as Float32Array;
-      // a tied table (the masked-LM decoder): the rows join its other uses' gradient, which the
-      // graph's norm covered; else the WebAssembly update keeps the rows (no dense buffer of the
-      // table), onnxruntime's scatters them into one
-      if (dense)
-        sq += addRows(
-          u.grads[i] as Float32Array,
-          p.shape.slice(1).reduce((a, d) => a * d, 1),
-          ids,
-          rows,
-        );
-      else if (u instanceof WasmSlicedUpdate) sq += u.setRows(i, ids, rows);
-      else sq += scatterRows(u.grads[i] as Float32Array, this.scatters[i] as RowScatter, ids, rows);
-    });
-    const gradNorm = Math.fround(Math.sqrt(sq));
-    finiteOrThrow(loss, gradNorm, t);
-    await u.apply(this.bufs, lr, t, gradNorm);
-    return { loss, gradNorm };
-  }
-
-  /**
-   * Gradients per micro-batch into the accumulator's buffers, their mean, then one update: the
-   * same as the tfjs trainer's accumulation (mean gradient, clipping on it, AdamW's t counts steps).
-   */
-  private async runAccumulated(
-    list: TokenBatch[],
-    lr: number,
-    t: number,
-    acc: Accumulator,
-  ): Promise<{ loss: number; gradNorm: number }> {
-    const bufs = this.bufs;
+    const params = this.signature.params;
+    const K = list.length;
+    // per parameter given as rows only: every micro-batch's ids and rows
+    const rowParts: Array<Array<{ ids: BigInt64Array; rows: Float32Array }>> = params.map(() => []);
     let lossSum = 0;
-    for (let micro = 0; micro < list.length; micro++) {
+    // K = 1: the graph's norm of the dense gradients, corrected by the rows (the one-batch step's
+    // norm, unchanged); K > 1: the norm of the mean gradient, taken over the buffers at the end
+    let sq = 0;
+    for (let micro = 0; micro < K; micro++) {
       // micro-batch u = (t - 1) K + micro + 1 of the run: its dropout masks depend on (seed, t, micro) only
-      const feeds = this.batchFeeds(list[micro] as TokenBatch, (t - 1) * acc.count + micro + 1);
-      const target = micro === 0 ? acc.sum : acc.scratch;
-      const fetches: Record<string, ort.Tensor | null> = { loss: null };
-      this.signature.params.forEach((p, i) => {
-        feeds[p.input] = new ort.Tensor('float32', (bufs[i] as Buf).p, p.shape);
-        fetches[p.grad as string] = new ort.Tensor('float32', target[i] as Float32Array, p.shape);
+      const feeds = this.batchFeeds(list[micro] as TokenBatch, (t - 1) * this.accumulation + micro + 1);
+      const target = (i: number) => (micro === 0 ? u.grads[i] : this.scratchOf(i, u)) as Float32Array;
+      const fetches: Record<string, ort.Tensor | null> = { loss: null, grad_norm: null };
+      params.forEach((p, i) => {
+        feeds[p.input] = new ort.Tensor('float32', (this.bufs[i] as Buf).p, p.shape);
+        if (p.gradRows !== undefined) {
+          fetches[p.gradRows] = null;
+          fetches[p.gradIds as string] = null;
+        }
+        if (p.grad !== undefined) fetches[p.grad] = new ort.Tensor('float32', target(i), p.shape);
+        else if (p.gradBlocks !== undefined) blockFetches(fetches, p, target(i));
       });
       const out = await this.session.run(feeds, fetches as ort.InferenceSession.FetchesType);
       const loss = (out.loss as ort.Tensor).data[0] as number;
       if (!Number.isFinite(loss))
         throw new XltError(
           'NUMERIC',
-          `non-finite loss at step ${t}, micro-batch ${micro}; parameters were not updated`,
+          `non-finite loss at step ${t}${K > 1 ? `, micro-batch ${micro}` : ''}; parameters were not updated`,
         );
       lossSum += loss;
-      if (micro > 0) {
-        acc.sum.forEach((sum, i) => {
-          const g = acc.scratch[i] as Float32Array;
+      if (K === 1) sq = ((out.grad_norm as ort.Tensor).data[0] as number) ** 2;
+      params.forEach((p, i) => {
+        const dense = p.grad !== undefined || p.gradBlocks !== undefined;
+        if (p.gradRows !== undefined) {
+          const ids = (out[p.gradIds as string] as ort.Tensor).data as BigInt64Array;
+          const rows = (out[p.gradRows] as ort.Tensor).data as Float32Array;
+          // a tied table (the masked-LM decoder): the rows join its other uses' gradient, which the
+          // graph's norm covered
+          if (dense) {
+            const delta = addRows(
+              target(i),
+              p.shape.slice(1).reduce((a, d) => a * d, 1),
+              ids,
+              rows,
+            );
+            if (K === 1) sq += delta;
+          } else (rowParts[i] as Array<{ ids: BigInt64Array; rows: Float32Array }>).push({ ids, rows });
+        }
+        if (dense && micro > 0) {
+          const sum = u.grads[i] as Float32Array;
+          const g = target(i);
           for (let j = 0; j < sum.length; j++) sum[j] = (sum[j] as number) + (g[j] as number);
-        });
+        }
+      });
+    }
+    const scale = 1 / K;
+    if (K > 1)
+      params.forEach((p, i) => {
+        // the dense gradients (a row-only parameter's buffer, onnxruntime's kernel, is scattered below)
+        if (p.grad === undefined && p.gradBlocks === undefined) return;
+        const sum = u.grads[i] as Float32Array;
+        for (let j = 0; j < sum.length; j++) {
+          const g = Math.fround((sum[j] as number) * scale);
+          sum[j] = g;
+          sq += g * g;
+        }
+      });
+    // the word embeddings' rows (all micro-batches', scaled to the mean): the WebAssembly update
+    // keeps them as rows (no dense buffer of the table), onnxruntime's scatters them into one
+    params.forEach((p, i) => {
+      const parts = rowParts[i] as Array<{ ids: BigInt64Array; rows: Float32Array }>;
+      if (parts.length === 0) return;
+      const ids = parts.length === 1 ? (parts[0] as { ids: BigInt64Array }).ids : concatIds(parts);
+      const rows = K === 1 ? (parts[0] as { rows: Float32Array }).rows : concatRows(parts, scale);
+      if (u instanceof WasmSlicedUpdate) sq += u.setRows(i, ids, rows);
+      else {
+        this.scatters[i] ??= rowScatter(p.shape);
+        sq += scatterRows(u.grads[i] as Float32Array, this.scatters[i] as RowScatter, ids, rows);
       }
-    }
-    if (list.length > 1) {
-      const scale = 1 / list.length;
-      for (const sum of acc.sum) for (let j = 0; j < sum.length; j++) sum[j] = (sum[j] as number) * scale;
-    }
-    const feeds: Record<string, ort.Tensor> = {
-      lr: new ort.Tensor('float32', Float32Array.of(lr), []),
-      step: new ort.Tensor('float32', Float32Array.of(t), []),
-    };
-    const fetches: Record<string, ort.Tensor | null> = { grad_norm: null };
-    acc.applySignature.params.forEach((p, i) => {
-      feeds[p.grad as string] = new ort.Tensor('float32', acc.sum[i] as Float32Array, p.shape);
-      feedInPlace(feeds, fetches, p, bufs[i] as Buf);
     });
-    const out = await acc.apply.run(feeds, fetches as ort.InferenceSession.FetchesType);
-    const loss = lossSum / list.length;
-    const gradNorm = (out.grad_norm as ort.Tensor).data[0] as number;
+    const loss = lossSum / K;
+    const gradNorm = Math.fround(Math.sqrt(sq));
     finiteOrThrow(loss, gradNorm, t);
+    await u.apply(this.bufs, lr, t, gradNorm);
     return { loss, gradNorm };
+  }
+
+  /** Parameter `i`'s scratch gradient buffer (allocated on first use, as large as its gradient). */
+  private scratchOf(i: number, u: SlicedUpdate | WasmSlicedUpdate): Float32Array {
+    this.scratch[i] ??= new Float32Array((u.grads[i] as Float32Array).length);
+    return this.scratch[i] as Float32Array;
   }
 
   /** The batch's graph inputs (and the dropout seed of micro-batch `u`, 1-based over the run). */
@@ -597,7 +569,6 @@ export class CompiledTrainStep {
 
   async release(): Promise<void> {
     await this.session.release();
-    await this.accumulator?.apply.release();
     await this.sliced?.release();
   }
 }
@@ -638,6 +609,28 @@ function blockFetches(
     ]);
     from += rows;
   }
+}
+
+/** The micro-batches' row ids, one after another. */
+function concatIds(parts: ReadonlyArray<{ ids: BigInt64Array }>): BigInt64Array {
+  const out = new BigInt64Array(parts.reduce((a, p) => a + p.ids.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p.ids, at);
+    at += p.ids.length;
+  }
+  return out;
+}
+
+/** The micro-batches' rows, one after another, times `scale` (1/K: their mean). */
+function concatRows(parts: ReadonlyArray<{ rows: Float32Array }>, scale: number): Float32Array {
+  const out = new Float32Array(parts.reduce((a, p) => a + p.rows.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    for (let j = 0; j < p.rows.length; j++) out[at + j] = (p.rows[j] as number) * scale;
+    at += p.rows.length;
+  }
+  return out;
 }
 
 function finiteOrThrow(loss: number, gradNorm: number, t: number): void {
