@@ -426,4 +426,41 @@ describe('dropout masks of the compiled graph', () => {
     expect(Math.abs(corr((i) => [bit(m1, i), bit(m2, i + 1)]))).toBeLessThan(0.02);
     await session.release();
   });
+
+  it('masks are the documented uint32 hash of (element, seed, site), different sites uncorrelated', async () => {
+    const { Tracer } = await import('./autodiff/tracer.js');
+    const { DropoutSites, fmix32 } = await import('./autodiff/dropout.js');
+    const t = new Tracer();
+    const like = t.input('like', [400, 500]);
+    const sites = new DropoutSites(t);
+    t.output(sites.keep(like.shape, 0.25), 'k0');
+    t.output(sites.keep(like.shape, 0.25), 'k1');
+    const session = await ort.InferenceSession.create(t.toBytes());
+    const seed = 123456789;
+    const out = await session.run({
+      like: new ort.Tensor('float32', new Float32Array(200000), [400, 500]),
+      dropout_seed: new ort.Tensor('int64', BigInt64Array.of(BigInt(seed)), []),
+    });
+    const k0 = out.k0?.data as Uint8Array;
+    const k1 = out.k1?.data as Uint8Array;
+    // the reference: keep element i of site k when fmix32((i * 0x9E3779B1) ^ key) < 0.75 * 2^32
+    const threshold = 0.75 * 2 ** 32;
+    const key = (site: number) => fmix32((Math.imul(seed, 0x85ebca77) + fmix32(site + 1)) >>> 0);
+    const ref = (i: number, site: number) => fmix32((Math.imul(i, 0x9e3779b1) ^ key(site)) >>> 0) < threshold;
+    let mismatches = 0;
+    for (let i = 0; i < k0.length; i += 7) {
+      if (ref(i, 0) !== (k0[i] === 1)) mismatches++;
+      if (ref(i, 1) !== (k1[i] === 1)) mismatches++;
+    }
+    expect(mismatches).toBe(0);
+    const share = (k: Uint8Array) => k.reduce((a, v) => a + v, 0) / k.length;
+    expect(Math.abs(share(k0) - 0.75)).toBeLessThan(0.005);
+    // two sites of one step: as good as independent, also shifted against each other
+    for (const shift of [0, 1, 500]) {
+      let both = 0;
+      for (let i = 0; i + shift < k0.length; i++) both += (k0[i] as number) * (k1[i + shift] as number);
+      expect(Math.abs(both / (k0.length - shift) - share(k0) * share(k1))).toBeLessThan(0.005);
+    }
+    await session.release();
+  });
 });

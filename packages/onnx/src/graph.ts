@@ -8,13 +8,14 @@ type TensorProto = InstanceType<Onnx['TensorProto']>;
 type ValueInfoProto = InstanceType<Onnx['ValueInfoProto']>;
 
 /** Element types the builder writes. */
-export type ElemType = 'float32' | 'float64' | 'int64' | 'int32' | 'bool';
+export type ElemType = 'float32' | 'float64' | 'int64' | 'int32' | 'uint32' | 'bool';
 
 const ELEM: Record<ElemType, number> = {
   float32: onnx.TensorProto.DataType.FLOAT,
   float64: onnx.TensorProto.DataType.DOUBLE,
   int64: onnx.TensorProto.DataType.INT64,
   int32: onnx.TensorProto.DataType.INT32,
+  uint32: onnx.TensorProto.DataType.UINT32,
   bool: onnx.TensorProto.DataType.BOOL,
 };
 
@@ -25,12 +26,13 @@ export type Dim = number | string;
 export type AttrValue = number | string | number[] | { float: number } | { floats: number[] };
 
 /** Data for an initializer. */
-export type InitData = Float32Array | Float64Array | BigInt64Array | Int32Array;
+export type InitData = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint32Array;
 
 function elemOf(data: InitData): ElemType {
   if (data instanceof Float32Array) return 'float32';
   if (data instanceof Float64Array) return 'float64';
   if (data instanceof BigInt64Array) return 'int64';
+  if (data instanceof Uint32Array) return 'uint32';
   return 'int32';
 }
 
@@ -240,10 +242,10 @@ export class GraphBuilder {
       throw new XltConfigError(`opset must be 17 or later (LayerNormalization), got ${asked}`, {
         field: 'opset',
       });
-    // ONNX's Gelu exists from opset 20 on: a graph that uses it is written at 20 or later
-    const opset = this.nodes.some((n) => n.opType === 'Gelu' && (n.domain ?? '') === '')
-      ? Math.max(asked, 20)
-      : asked;
+    // ONNX's Gelu exists from opset 20 on, BitwiseXor (dropout's hash) from 18: a graph that uses
+    // one is written at that opset or later
+    const uses = (op: string) => this.nodes.some((n) => n.opType === op && (n.domain ?? '') === '');
+    const opset = uses('Gelu') ? Math.max(asked, 20) : uses('BitwiseXor') ? Math.max(asked, 18) : asked;
     const model = onnx.ModelProto.create({
       irVersion: 8,
       producerName: options.producer ?? 'xlt',

@@ -99,6 +99,9 @@ describe.skipIf(skip !== undefined)('xlt experiment xmod-posthoc', () => {
     expect(md).toMatch(
       /^\| es \(added\) \| [\d.]+ \| [\d.]+ \| [+-][\d.]+ \| – \(1 seed\) \| s0: [+-][\d.]+ \([+-][\d.]+ to [+-][\d.]+\) \|$/m,
     );
+    // the per-seed difference is the two cells' F1 difference on the same sentences (same scale)
+    const es = res.summary.ner.es.diff.perSeed[0];
+    expect(es.diff).toBeCloseTo(res.cells[1].nerF1.es - res.cells[0].nerF1.es, 6);
     expect(md).toMatch(/Every base language's outputs are bit-identical before and after adding es and ko/);
     const svg = readFileSync(path.join(run, 'chart.svg'), 'utf8');
     expect(svg.startsWith('<svg')).toBe(true);

@@ -120,7 +120,8 @@ export function summarisePosthoc(
       postHoc: boot(pairs.map((p) => p.b.heldOut[l] as number)),
       diff: boot(pairs.map((p) => (p.b.heldOut[l] as number) - (p.a.heldOut[l] as number))),
     };
-  const score = (items: readonly (readonly [number, number, number])[]) => 100 * statsScore('ner', items);
+  // entity F1 x 100, as the cells' nerF1 (statsScore is already a percentage)
+  const score = (items: readonly (readonly [number, number, number])[]) => statsScore('ner', items);
   const paired = pairs.map((p) => ({
     seed: p.seed,
     report: pairedBootstrap(stats('from-start', p.seed), stats('post-hoc', p.seed), {

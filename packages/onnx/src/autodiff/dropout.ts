@@ -26,10 +26,9 @@ export function dropoutRates(cfg: XmodConfig): DropoutRates {
 }
 
 /**
- * Inverted dropout with in-graph masks: uniform numbers from a counter-based integer hash of
- * (element index, the int64 scalar input `dropout_seed`, site number), so a step's masks depend only
- * on its seed and the forward's order of sites. The hash is the compiled step's (`train.ts`), so
- * the same seed drops the same elements in both graphs.
+ * Inverted dropout with in-graph masks: a counter-based uint32 hash of (element index, the int64
+ * scalar input `dropout_seed`, site number) compared with a threshold (see {@link keep}), so a
+ * step's masks depend only on its seed and the forward's order of sites.
  */
 export class DropoutSites {
   private seed: Value | undefined;
@@ -61,49 +60,50 @@ export class DropoutSites {
     return raw(t, 'Mul', [keep, t.scalar(1 / (1 - rate))], shape, f);
   }
 
-  /** A fresh bool mask, true where kept (with probability 1 - rate). */
+  /**
+   * A fresh bool mask, true where kept (with probability 1 - rate): element i of site k keeps when
+   * fmix32((i * 0x9E3779B1) xor key) < (1 - rate) 2^32, in uint32 arithmetic (MurmurHash3's
+   * finaliser, a bijection with full avalanche), where key = fmix32(seed * 0x85EBCA77 + fmix32(k + 1))
+   * mixes the step's seed and the site. Ten uint32 passes an element; the int64 hash it replaced
+   * (five `Mod`s an element) took 27-37% of a small model's fine-tuning step.
+   */
   keep(shape: readonly Dim[], rate: number): Value {
     const t = this.t;
     if (this.seed === undefined) this.seed = t.input('dropout_seed', [], 'int64');
     const site = this.site++;
     const n = dimProduct(shape);
-    const scalar = (v: number) => t.ints([v], []);
-    const int = (op: string, a: Value, b: Value, s: readonly Dim[]) => raw(t, op, [a, b], s, 'int64');
-    // mod(a * k + c, p) on scalars or [n] vectors
-    const affine = (a: Value, k: number, c: Value | number, p: number, s: readonly Dim[]) =>
-      int(
-        'Mod',
-        int('Add', int('Mul', a, scalar(k), s), typeof c === 'number' ? scalar(c) : c, s),
-        scalar(p),
-        s,
-      );
-    const P = [2147483647, 2147483629, 2147483587] as const;
-    const C = [12345, 1013904223, 987654321] as const;
-    const s1 = affine(
-      int('Mod', this.seed, scalar(P[0]), []),
-      48271,
-      (site * 2654435761) % 2147483647,
-      P[0],
-      [],
-    );
-    const s2 = affine(int('Mod', this.seed, scalar(P[1]), []), 69621, site * 7 + 11, P[1], []);
-    const idx = raw(t, 'Range', [scalar(0), t.dimScalar(n), scalar(1)], [n], 'int64');
-    let x = affine(idx, 16807, s1, P[0], [n]);
-    // three rounds of x <- x^2 + c (mod a prime < 2^31; x^2 < 2^62 fits int64)
-    for (let r = 0; r < 3; r++) {
-      x = int('Mod', int('Add', int('Mul', x, x, [n]), scalar(C[r] as number), [n]), scalar(P[r] as number), [
-        n,
-      ]);
-      if (r === 0) x = int('Mod', int('Add', x, s2, [n]), scalar(P[r] as number), [n]);
-    }
-    const f = t.floatType;
-    const u = raw(
+    const u32 = (v: number) => t.constant([v >>> 0], [], 'uint32');
+    const op = (name: string, a: Value, b: Value, s: readonly Dim[], attrs?: Record<string, string>) =>
+      raw(t, name, [a, b], s, 'uint32', attrs);
+    const fmix = (x: Value, s: readonly Dim[]) => {
+      const shift = (v: Value, k: number) =>
+        op('BitwiseXor', v, op('BitShift', v, u32(k), s, { direction: 'RIGHT' }), s);
+      const h = op('Mul', shift(x, 16), u32(0x85ebca6b), s);
+      return shift(op('Mul', shift(h, 13), u32(0xc2b2ae35), s), 16);
+    };
+    const seed32 = raw(t, 'Cast', [this.seed], [], 'uint32', { to: 12 });
+    const key = fmix(op('Add', op('Mul', seed32, u32(0x85ebca77), []), u32(fmix32(site + 1)), []), []);
+    const idx = raw(
       t,
-      'Mul',
-      [raw(t, 'Cast', [x], [n], f, { to: f === 'float32' ? 1 : 11 }), t.scalar(2 ** -31)],
+      'Cast',
+      [raw(t, 'Range', [t.ints([0], []), t.dimScalar(n), t.ints([1], [])], [n], 'int64')],
       [n],
-      f,
+      'uint32',
+      { to: 12 },
     );
-    return reshape(raw(t, 'Less', [u, t.scalar(1 - rate)], [n], 'bool'), shape);
+    const h = fmix(op('BitwiseXor', op('Mul', idx, u32(0x9e3779b1), [n]), key, [n]), [n]);
+    const threshold = Math.min(2 ** 32 - 1, Math.round((1 - rate) * 2 ** 32));
+    return reshape(raw(t, 'Less', [h, u32(threshold)], [n], 'bool'), shape);
   }
+}
+
+/** MurmurHash3's 32-bit finaliser, in JS (the site keys; the graph computes the same on uint32). */
+export function fmix32(x: number): number {
+  let h = x >>> 0;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b) >>> 0;
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35) >>> 0;
+  h ^= h >>> 16;
+  return h >>> 0;
 }

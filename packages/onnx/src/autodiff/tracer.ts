@@ -3,10 +3,10 @@ import { type AttrValue, GraphBuilder } from '../graph.js';
 import { type Dim, dimProduct, isStatic, numericShape, type SymDim, symbolsOf } from './dims.js';
 
 /** Element types of traced values. */
-export type DType = 'float32' | 'float64' | 'int64' | 'bool';
+export type DType = 'float32' | 'float64' | 'int64' | 'uint32' | 'bool';
 
 /** ONNX `TensorProto.DataType` codes (for `Cast`'s `to`). */
-export const ONNX_TYPE: Record<DType, number> = { float32: 1, float64: 11, int64: 7, bool: 9 };
+export const ONNX_TYPE: Record<DType, number> = { float32: 1, float64: 11, int64: 7, uint32: 12, bool: 9 };
 
 /**
  * One recorded operation of the forward graph: the vocabulary op, its inputs and outputs, and the
@@ -223,9 +223,11 @@ export class Tracer {
           : Float64Array.from(data)
         : dtype === 'int64'
           ? BigInt64Array.from(Array.from(data, (v) => BigInt(v)))
-          : data instanceof Float32Array
-            ? data
-            : Float32Array.from(data);
+          : dtype === 'uint32'
+            ? Uint32Array.from(data)
+            : data instanceof Float32Array
+              ? data
+              : Float32Array.from(data);
     const name = this.graph.initializer(stem, arr, [...dims]);
     const v = new Value(this, name, shape, dtype, false);
     if (cacheable) this.consts.set(key, v);
