@@ -194,17 +194,13 @@ export function estimateTrainMemory(o: TrainMemoryOptions): TrainMemoryEstimate 
   const fedFrozen = o.frozenAsInputs === true;
   // the word embeddings' gradient as rows: one row per token (and their sums) instead of the table
   const shapes = weightShapes(o.config, o.head);
-  const asRows =
-    o.rowGradients === true && o.head !== 'masked-lm'
-      ? o.trainable.filter((n) => ROW_GRADIENTS.test(n)).reduce((a, n) => a + numel(shapes.get(n) ?? [0]), 0)
-      : 0;
+  const table = o.trainable
+    .filter((n) => ROW_GRADIENTS.test(n))
+    .reduce((a, n) => a + numel(shapes.get(n) ?? [0]), 0);
+  const asRows = o.rowGradients === true && o.head !== 'masked-lm' ? table : 0;
   // every micro-batch's rows, then their sums
   const rowBytes = asRows > 0 ? (K + 1) * tokens * H * F32 : 0;
-  const table = o.trainable.filter((n) => ROW_GRADIENTS.test(n)).map((n) => numel(shapes.get(n) ?? [0]))[0];
-  const tiedDecoder =
-    o.head === 'masked-lm' && !fused && table !== undefined
-      ? Math.round(TIED_DECODER_COPIES * table * F32)
-      : 0;
+  const tiedDecoder = o.head === 'masked-lm' && !fused ? Math.round(TIED_DECODER_COPIES * table * F32) : 0;
   const layerMatrices = c.num_hidden_layers * (4 * H * H + 2 * H * I) * F32;
   const memoryPattern = fused && activations + logits <= MEM_PATTERN_LIMIT;
   const copies = (fedFrozen ? 0 : frozen) + (o.updateWeightsInPlace === true ? 0 : trained);

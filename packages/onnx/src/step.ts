@@ -206,6 +206,13 @@ export class CompiledTrainStep {
       throw new XltConfigError('sessionCacheDir needs frozenAsInputs: a cached graph must not hold weights', {
         field: 'sessionCacheDir',
       });
+    const update = options.update ?? 'auto';
+    if (!['auto', 'fused', 'sliced'].includes(update))
+      throw new XltConfigError(`update must be auto, fused or sliced, got ${String(update)}`, {
+        field: 'update',
+      });
+    const fused = usesFusedUpdate({ ...options, gradAccumulation: count, update });
+    const kernel = options.updateKernel ?? (wasmSimdAvailable() ? 'wasm' : 'onnxruntime');
     let memoryPattern: boolean | undefined;
     if (options.batchShape !== undefined) {
       const estimate = estimateTrainMemory({
@@ -219,9 +226,7 @@ export class CompiledTrainStep {
         ...(options.updateWeightsInPlace === true ? { updateWeightsInPlace: true } : {}),
         ...(options.frozenAsInputs === true ? { frozenAsInputs: true } : {}),
         ...(options.update !== undefined ? { update: options.update } : {}),
-        rowGradients:
-          !usesFusedUpdate({ ...options, gradAccumulation: count, update: options.update ?? 'auto' }) &&
-          (options.updateKernel ?? (wasmSimdAvailable() ? 'wasm' : 'onnxruntime')) === 'wasm',
+        rowGradients: !fused && kernel === 'wasm',
       });
       options.onMemoryEstimate?.(estimate);
       checkTrainMemory(estimate, options.maxMemoryBytes);
@@ -238,12 +243,6 @@ export class CompiledTrainStep {
       sessionCacheDir,
       ...rest
     } = options;
-    const update = options.update ?? 'auto';
-    if (!['auto', 'fused', 'sliced'].includes(update))
-      throw new XltConfigError(`update must be auto, fused or sliced, got ${String(update)}`, {
-        field: 'update',
-      });
-    const fused = usesFusedUpdate({ ...options, gradAccumulation: count, update });
     const { update: _update, updateKernel: _kernel, gradBlockElements: _blocks, ...graphOptions } = rest;
     const { model, signature } = buildTracedTrainGraph({
       ...graphOptions,
@@ -286,7 +285,6 @@ export class CompiledTrainStep {
     if (!fused) {
       // the slice update graph is small and the same for every model: built here, never cached
       const plain = async (bytes: Uint8Array) => ({ session: await ort.InferenceSession.create(bytes, so) });
-      const kernel = options.updateKernel ?? (wasmSimdAvailable() ? 'wasm' : 'onnxruntime');
       try {
         if (kernel === 'wasm') step.sliced = WasmSlicedUpdate.create(signature, options.adamw);
         else if (kernel === 'onnxruntime')
@@ -391,7 +389,7 @@ export class CompiledTrainStep {
     const params = this.signature.params;
     const K = list.length;
     // per parameter given as rows only: every micro-batch's ids and rows
-    const rowParts: Array<Array<{ ids: BigInt64Array; rows: Float32Array }>> = params.map(() => []);
+    const rowParts: RowPart[][] = params.map(() => []);
     let lossSum = 0;
     // K = 1: the graph's norm of the dense gradients, corrected by the rows (the one-batch step's
     // norm, unchanged); K > 1: the norm of the mean gradient, taken over the buffers at the end
@@ -420,7 +418,7 @@ export class CompiledTrainStep {
       lossSum += loss;
       if (K === 1) sq = ((out.grad_norm as ort.Tensor).data[0] as number) ** 2;
       params.forEach((p, i) => {
-        const dense = p.grad !== undefined || p.gradBlocks !== undefined;
+        const dense = hasDenseGrad(p);
         if (p.gradRows !== undefined) {
           const ids = (out[p.gradIds as string] as ort.Tensor).data as BigInt64Array;
           const rows = (out[p.gradRows] as ort.Tensor).data as Float32Array;
@@ -434,7 +432,7 @@ export class CompiledTrainStep {
               rows,
             );
             if (K === 1) sq += delta;
-          } else (rowParts[i] as Array<{ ids: BigInt64Array; rows: Float32Array }>).push({ ids, rows });
+          } else (rowParts[i] as RowPart[]).push({ ids, rows });
         }
         if (dense && micro > 0) {
           const sum = u.grads[i] as Float32Array;
@@ -447,7 +445,7 @@ export class CompiledTrainStep {
     if (K > 1)
       params.forEach((p, i) => {
         // the dense gradients (a row-only parameter's buffer, onnxruntime's kernel, is scattered below)
-        if (p.grad === undefined && p.gradBlocks === undefined) return;
+        if (!hasDenseGrad(p)) return;
         const sum = u.grads[i] as Float32Array;
         for (let j = 0; j < sum.length; j++) {
           const g = Math.fround((sum[j] as number) * scale);
@@ -458,10 +456,10 @@ export class CompiledTrainStep {
     // the word embeddings' rows (all micro-batches', scaled to the mean): the WebAssembly update
     // keeps them as rows (no dense buffer of the table), onnxruntime's scatters them into one
     params.forEach((p, i) => {
-      const parts = rowParts[i] as Array<{ ids: BigInt64Array; rows: Float32Array }>;
+      const parts = rowParts[i] as RowPart[];
       if (parts.length === 0) return;
-      const ids = parts.length === 1 ? (parts[0] as { ids: BigInt64Array }).ids : concatIds(parts);
-      const rows = K === 1 ? (parts[0] as { rows: Float32Array }).rows : concatRows(parts, scale);
+      const ids = parts.length === 1 ? (parts[0] as RowPart).ids : concatIds(parts);
+      const rows = K === 1 ? (parts[0] as RowPart).rows : concatRows(parts, scale);
       if (u instanceof WasmSlicedUpdate) sq += u.setRows(i, ids, rows);
       else {
         this.scatters[i] ??= rowScatter(p.shape);
@@ -611,8 +609,19 @@ function blockFetches(
   }
 }
 
+/** One micro-batch's gradient of a table given as rows: the table rows and their gradients. */
+interface RowPart {
+  ids: BigInt64Array;
+  rows: Float32Array;
+}
+
+/** Whether the gradients graph gives parameter `p` a dense gradient (whole or in row blocks). */
+function hasDenseGrad(p: TrainGraphSignature['params'][number]): boolean {
+  return p.grad !== undefined || p.gradBlocks !== undefined;
+}
+
 /** The micro-batches' row ids, one after another. */
-function concatIds(parts: ReadonlyArray<{ ids: BigInt64Array }>): BigInt64Array {
+function concatIds(parts: readonly RowPart[]): BigInt64Array {
   const out = new BigInt64Array(parts.reduce((a, p) => a + p.ids.length, 0));
   let at = 0;
   for (const p of parts) {
@@ -623,7 +632,7 @@ function concatIds(parts: ReadonlyArray<{ ids: BigInt64Array }>): BigInt64Array 
 }
 
 /** The micro-batches' rows, one after another, times `scale` (1/K: their mean). */
-function concatRows(parts: ReadonlyArray<{ rows: Float32Array }>, scale: number): Float32Array {
+function concatRows(parts: readonly RowPart[], scale: number): Float32Array {
   const out = new Float32Array(parts.reduce((a, p) => a + p.rows.length, 0));
   let at = 0;
   for (const p of parts) {
