@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sharedPath, sharedSkipReason } from '@xlt/core';
 import { XmodForMaskedLM } from '@xlt/xmod';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { COMMANDS } from '../cli/commands.js';
 import { EXIT, runCli } from '../cli/main.js';
 
@@ -18,6 +18,7 @@ describe.skipIf(skip !== undefined)(`xlt oie (${skip ?? 'shared data found'})`, 
     let out = '';
     let err = '';
     const run = path.join(dir, 'run');
+    const warn = vi.spyOn(console, 'warn');
     const code = await runCli(
       [
         'oie',
@@ -44,6 +45,11 @@ describe.skipIf(skip !== undefined)(`xlt oie (${skip ?? 'shared data found'})`, 
       { out: (s) => (out += s), err: (s) => (err += s) },
     );
     expect(code, err + out).toBe(EXIT.ok);
+    // the backend is chosen and reported, and tfjs prints no "install our node backend" notice
+    const warned = warn.mock.calls.map((c) => c.join(' ')).join('\n');
+    warn.mockRestore();
+    expect(warned).not.toMatch(/node backend|tfjs-node/);
+    expect(out + err).toMatch(/\[backend\] \[xlt\] tfjs backend: /);
     const res = JSON.parse(readFileSync(path.join(run, 'results.json'), 'utf8')) as {
       rows: Array<{ benchmark: string; lang: string; system: string; f1: number }>;
       losses: number[];

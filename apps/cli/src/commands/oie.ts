@@ -4,7 +4,7 @@ import { sharedPath, writeFileAtomic, XltNotFoundError } from '@xlt/core';
 import { benchmarkMarkdown, runOieBenchmark } from '@xlt/oie';
 import { z } from 'zod';
 import type { Command } from '../cli/main.js';
-import { defaultDataRoot, requireFile } from '../tasks/common.js';
+import { backendSchema, defaultDataRoot, requireFile, setupBackend } from '../tasks/common.js';
 
 const sizeSchema = z.strictObject({
   hiddenSize: z.number().int().positive().optional(),
@@ -33,6 +33,7 @@ const stageSchema = z.strictObject({
 
 const oieSchema = z.strictObject({
   dataRoot: z.string().default(defaultDataRoot()),
+  backend: backendSchema,
   tokenizer: z.string().default(sharedPath('fixtures', 'tokenizer', 'tokenizer.json')),
   train: z.enum(['carb-dev', 'reoie-en']).default('carb-dev'),
   trainLimit: z.number().int().positive().optional(),
@@ -94,6 +95,7 @@ Options (or config keys):
                          training.encoder, the tokenizer that encoder was pre-trained with
   --train carb-dev|reoie-en --train-limit N --eval-limit N --sets '["carb","benchie-de"]'
   --save-predictions     also write predictions.json: each system's extractions on each test set
+  --backend auto|cpu|wasm|tensorflow   the tfjs backend (what does not run on onnxruntime)
   training: { encoder: runs/ner/pretrain-shared/model (a pre-trained encoder; default: random init),
               size: { hiddenSize: 64, numLayers: 2, oie: { pos_emb_dim: 32 } }, epochs: 8, batchSize: 16, lr: 5e-3, seed: 0,
               stages: mt4crossie, lora: { r: 8, alpha: 16, languages: [en], mode: router },
@@ -106,6 +108,8 @@ Examples:
   schema: oieSchema,
   async run(cfg, ctx) {
     const dataDir = requireFile(path.join(cfg.dataRoot, 'oie'), 'dataRoot');
+    // chosen on purpose, and reported: no third-party notice from the backend tfjs would pick itself
+    await setupBackend(cfg.backend, ctx.log);
     const enc = cfg.training.encoder;
     if (enc !== undefined && !existsSync(path.join(enc, 'config.json')))
       throw new XltNotFoundError('training.encoder: no model folder (config.json) there', {
