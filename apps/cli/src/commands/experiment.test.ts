@@ -1,4 +1,13 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sharedSkipReason } from '@xlt/core';
@@ -126,6 +135,37 @@ describe.skipIf(skip !== undefined)('xlt experiment xmod-curse', () => {
     expect(r.out).not.toMatch(/\[pretrain\] step/);
     expect(readFileSync(path.join(run, 'results.json'), 'utf8')).toBe(before);
   }, 60_000);
+
+  it("carried to a new run directory (each cell's small files, not its model), the cells are skipped after the corpus and tokenizer are rebuilt, and a cell measured on other inputs is refused", async () => {
+    const moved = path.join(dir, 'moved');
+    const cells = readdirSync(run).filter((n) => n.startsWith('pretrain-'));
+    expect(cells).toHaveLength(6);
+    for (const c of cells) {
+      mkdirSync(path.join(moved, c), { recursive: true });
+      for (const f of ['done.json', 'results.json', 'config.json', 'inputs.json'])
+        copyFileSync(path.join(run, c, f), path.join(moved, c, f));
+    }
+    // the tokenizer and the held-out text of the cell's languages, by digest
+    const inputs = readJson(path.join(moved, 'pretrain-xmod-02lang-seed0', 'inputs.json'));
+    expect(Object.keys(inputs).sort()).toEqual(['heldOut.en', 'heldOut.ru', 'tokenizer']);
+    expect(inputs.tokenizer).toMatch(/^[0-9a-f]{64}$/);
+    let r = await cli('experiment', 'xmod-curse', ...tiny, '--run-dir', moved);
+    if (r.code !== EXIT.ok) console.error(r.out, r.err);
+    expect(r.code).toBe(EXIT.ok);
+    expect(r.out.match(/done before, skipped/g)?.length).toBe(6);
+    expect(r.out).not.toMatch(/\[pretrain\] step/);
+    expect(r.out).not.toMatch(/finished before inputs were recorded/);
+    const cellsOf = (d: string) => readJson(path.join(d, 'results.json')).cells;
+    expect(cellsOf(moved)).toEqual(cellsOf(run));
+    // a cell whose recorded tokenizer differs (another vocabulary): named, with what to do
+    const bad = path.join(moved, 'pretrain-shared-03lang-seed0', 'inputs.json');
+    writeFileSync(bad, JSON.stringify({ ...readJson(bad), tokenizer: '0'.repeat(64) }));
+    r = await cli('experiment', 'xmod-curse', ...tiny, '--run-dir', moved);
+    expect(r.code).not.toBe(EXIT.ok);
+    expect(r.err).toMatch(/the cell was measured on a different tokenizer/);
+    expect(r.err).toContain(bad);
+    expect(r.err).toContain(`delete ${path.join(moved, 'pretrain-shared-03lang-seed0')}`);
+  }, 120_000);
 
   it('names a bad --languages or --counts value as a usage error and writes no cell', async () => {
     const bad = path.join(dir, 'bad');

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { writeFileAtomic } from '@xlt/core';
 import { z } from 'zod';
 import type { Command, CommandContext } from '../cli/main.js';
+import { checkCellInputs, inputDigests, recordCellInputs } from '../tasks/cell-inputs.js';
 import { defaultDataRoot } from '../tasks/common.js';
 import {
   ARCHITECTURES,
@@ -78,11 +79,23 @@ async function runCurse(cfg: CurseConfig, ctx: CommandContext): Promise<void> {
   const { lanes, run, threads } = stepPlan(ctx, cfg, { jobs: cells.length, what: 'model' });
   const pick = (m: Record<string, string>, ls: readonly string[]) =>
     Object.fromEntries(ls.map((l) => [l, m[l] as string]));
+  // what every cell is measured on: the tokenizer and the held-out text (a cell carried from
+  // another run directory is refused if they differ)
+  const digests = inputDigests({
+    tokenizer: files.tokenizer,
+    ...Object.fromEntries(all.map((l) => [`heldOut.${l}`, files.heldOut[l] as string])),
+  });
+  const cellInputs = (languages: readonly string[]) =>
+    Object.fromEntries(
+      Object.entries(digests).filter(
+        ([k]) => k === 'tokenizer' || languages.includes(k.slice('heldOut.'.length)),
+      ),
+    );
   await inLanes(
     cells.map(
       (c) => () =>
-        step(ctx, cellName(c.architecture, c.count, c.seed), index, (dir, log) =>
-          run(
+        step(ctx, cellName(c.architecture, c.count, c.seed), index, async (dir, log) => {
+          await run(
             pretrainCommand,
             pretrainStepConfig(
               s,
@@ -102,15 +115,19 @@ async function runCurse(cfg: CurseConfig, ctx: CommandContext): Promise<void> {
             ),
             dir,
             log,
-          ),
-        ),
+          );
+          recordCellInputs(dir, cellInputs(c.languages));
+        }),
     ),
     lanes,
   );
   index.i++;
   ctx.log(`== ${index.i}/${index.n} results`);
+  const unrecorded: string[] = [];
   const results: CurseCell[] = cells.map((c) => {
     const name = cellName(c.architecture, c.count, c.seed);
+    if (checkCellInputs(path.join(ctx.runDir, name), cellInputs(c.languages)) === 'unrecorded')
+      unrecorded.push(name);
     const r = readJson<{ heldOut: HeldOutMlmLoss; steps: number; finalLoss: number }>(
       path.join(ctx.runDir, name, 'results.json'),
     );
@@ -126,6 +143,10 @@ async function runCurse(cfg: CurseConfig, ctx: CommandContext): Promise<void> {
       seconds: stepSeconds(ctx.runDir, name),
     };
   });
+  if (unrecorded.length > 0)
+    ctx.log(
+      `note: ${unrecorded.length} cell(s) finished before inputs were recorded (${unrecorded.join(', ')}): not checked against this run's tokenizer and held-out text`,
+    );
   const summary = summariseCurse(results, { resamples: cfg.resamples, seed: cfg.seed });
   const md = curseMarkdown(summary, results, {
     order: all,
@@ -159,6 +180,10 @@ the same tokens in every model). Order of the languages: ${CURSE_LANGUAGES.join(
 ${CURSE_COUNTS.join(', ')}: 2 adds a second script (ru), 4 Han and Arabic script. One corpus and one
 tokenizer (over all the languages, so losses compare across cells) are built once. Every model is
 a resumable step (<run dir>/pretrain-<architecture>-<n>lang-seed<s>/); a rerun skips finished ones.
+A grid can be assembled over several machines or sessions: a finished cell is its folder's
+done.json, results.json, config.json and inputs.json (not the model); copied into another run
+directory, the rerun rebuilds corpus and tokenizer, skips the cell, and refuses it if the SHA-256 of
+the tokenizer or held-out text it recorded (inputs.json) differs from this run's.
   corpus/, tokenizer/   as in xlt recipe
   results.json          every cell: architecture, languages, seed, held-out loss per language,
                         steps, wall time; the summary per language count
