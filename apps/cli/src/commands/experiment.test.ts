@@ -157,11 +157,15 @@ describe.skipIf(skip !== undefined)('xlt experiment xmod-curse', () => {
     expect(r.out).not.toMatch(/finished before inputs were recorded/);
     const cellsOf = (d: string) => readJson(path.join(d, 'results.json')).cells;
     expect(cellsOf(moved)).toEqual(cellsOf(run));
-    // a cell whose recorded tokenizer differs (another vocabulary): named, with what to do
+    // a cell whose recorded tokenizer differs (another vocabulary): named, with what to do, before
+    // the cell still to run (removed here) starts
+    rmSync(path.join(moved, 'pretrain-xmod-03lang-seed0'), { recursive: true });
     const bad = path.join(moved, 'pretrain-shared-03lang-seed0', 'inputs.json');
     writeFileSync(bad, JSON.stringify({ ...readJson(bad), tokenizer: '0'.repeat(64) }));
     r = await cli('experiment', 'xmod-curse', ...tiny, '--run-dir', moved);
     expect(r.code).not.toBe(EXIT.ok);
+    expect(r.out).not.toMatch(/pretrain-xmod-03lang-seed0/);
+    expect(existsSync(path.join(moved, 'pretrain-xmod-03lang-seed0'))).toBe(false);
     expect(r.err).toMatch(/the cell was measured on a different tokenizer/);
     expect(r.err).toContain(bad);
     expect(r.err).toContain(`delete ${path.join(moved, 'pretrain-shared-03lang-seed0')}`);

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '@xlt/core';
 import { z } from 'zod';
@@ -91,6 +92,19 @@ async function runCurse(cfg: CurseConfig, ctx: CommandContext): Promise<void> {
         ([k]) => k === 'tokenizer' || languages.includes(k.slice('heldOut.'.length)),
       ),
     );
+  // the cells finished before (here or carried from another run directory) are checked before any
+  // pre-training starts, so that a grid is never continued on other inputs
+  const unrecorded = cells
+    .map((c) => ({ c, name: cellName(c.architecture, c.count, c.seed) }))
+    .filter(({ name }) => existsSync(path.join(ctx.runDir, name, 'done.json')))
+    .filter(
+      ({ c, name }) => checkCellInputs(path.join(ctx.runDir, name), cellInputs(c.languages)) === 'unrecorded',
+    )
+    .map(({ name }) => name);
+  if (unrecorded.length > 0)
+    ctx.log(
+      `note: ${unrecorded.length} cell(s) finished before inputs were recorded (${unrecorded.join(', ')}): not checked against this run's tokenizer and held-out text`,
+    );
   await inLanes(
     cells.map(
       (c) => () =>
@@ -123,11 +137,8 @@ async function runCurse(cfg: CurseConfig, ctx: CommandContext): Promise<void> {
   );
   index.i++;
   ctx.log(`== ${index.i}/${index.n} results`);
-  const unrecorded: string[] = [];
   const results: CurseCell[] = cells.map((c) => {
     const name = cellName(c.architecture, c.count, c.seed);
-    if (checkCellInputs(path.join(ctx.runDir, name), cellInputs(c.languages)) === 'unrecorded')
-      unrecorded.push(name);
     const r = readJson<{ heldOut: HeldOutMlmLoss; steps: number; finalLoss: number }>(
       path.join(ctx.runDir, name, 'results.json'),
     );
@@ -143,10 +154,6 @@ async function runCurse(cfg: CurseConfig, ctx: CommandContext): Promise<void> {
       seconds: stepSeconds(ctx.runDir, name),
     };
   });
-  if (unrecorded.length > 0)
-    ctx.log(
-      `note: ${unrecorded.length} cell(s) finished before inputs were recorded (${unrecorded.join(', ')}): not checked against this run's tokenizer and held-out text`,
-    );
   const summary = summariseCurse(results, { resamples: cfg.resamples, seed: cfg.seed });
   const md = curseMarkdown(summary, results, {
     order: all,
