@@ -202,6 +202,11 @@ describe('XmodForOpenIE (tfjs) against the ONNX open-ie graphs', () => {
         const batches = [batch(11), batch(12)];
         const summary = await fit(model, modelLoss(model), {
           lr: 2e-3,
+          // attention key biases (the encoder's and the key slice of the argument module's
+          // in_proj_bias) have a gradient of exactly 0 up to float noise, which Adam with a tiny eps
+          // blows up to lr-sized steps that differ per engine and per CPU's kernels; 1e-6 keeps
+          // noise as noise (as in @xlt/trainer's engine test)
+          eps: 1e-6,
           totalSteps: 8,
           weightDecay: 0.01,
           schedule: { kind: 'linear', warmupSteps: 2 },
@@ -221,8 +226,12 @@ describe('XmodForOpenIE (tfjs) against the ONNX open-ie graphs', () => {
         expect(Math.abs((t.losses[s] as number) - (o.losses[s] as number))).toBeLessThan(1e-3);
       expect(t.losses[7]).toBeLessThan(t.losses[0] as number);
       let worst = 0;
-      for (const [n, v] of t.params) worst = Math.max(worst, maxDiff(v, o.params.get(n) as Float32Array));
-      expect(worst).toBeLessThan(1e-4);
+      let worstName = '';
+      for (const [n, v] of t.params) {
+        const d = maxDiff(v, o.params.get(n) as Float32Array);
+        if (d > worst) [worst, worstName] = [d, n];
+      }
+      expect(worst, worstName).toBeLessThan(1e-4);
     });
   }
 
