@@ -32,6 +32,20 @@ describe('xlt command line', () => {
     const u = await cli('frobnicate');
     expect(u.code).toBe(EXIT.usage);
     expect(u.err).toMatch(/unknown command 'frobnicate'/);
+  });
+
+  it("lists a command group's subcommands: 'xlt augment --help' (exit 0), 'xlt augment' and a wrong subcommand (exit 2)", async () => {
+    const h = await cli('augment', '--help');
+    expect(h.code).toBe(EXIT.ok);
+    expect(h.out).toMatch(/^Usage: xlt augment <dict\|self\|llm> \[options\]/);
+    expect(h.out).toMatch(/augment llm +Translate labelled source examples/);
+    const bare = await cli('augment');
+    expect(bare.code).toBe(EXIT.usage);
+    expect(bare.err).toMatch(/'augment' needs a subcommand/);
+    expect(bare.err).toMatch(/augment dict/);
+    const wrong = await cli('augment', 'dictt');
+    expect(wrong.code).toBe(EXIT.usage);
+    expect(wrong.err).toMatch(/unknown command 'augment dictt'; 'augment' has: dict, self, llm/);
     const k = await cli('demo', '--pretrain-stepz', '3', '--run-dir', path.join(dir, 'r0'));
     expect(k.code).toBe(EXIT.usage);
     expect(k.err).toMatch(/pretrainStepz: unknown key/);

@@ -44,6 +44,8 @@ export function parseArgv(
   commandNames: readonly string[],
 ): {
   command: string | undefined;
+  /** The first word of several commands given alone (`xlt experiment`): its subcommands are listed. */
+  group?: string;
   config?: string;
   overrides: string[];
   runDir?: string;
@@ -61,9 +63,18 @@ export function parseArgv(
       break;
     }
   }
-  if (command === undefined && words.length > 0)
-    throw new XltConfigError(`unknown command '${words.join(' ')}'; run 'xlt --help'`);
+  let group: string | undefined;
+  if (command === undefined && words.length > 0) {
+    const subs = commandNames.filter((c) => c.startsWith(`${words[0]} `));
+    if (subs.length === 0) throw new XltConfigError(`unknown command '${words.join(' ')}'; run 'xlt --help'`);
+    if (words.length > 1)
+      throw new XltConfigError(
+        `unknown command '${words.join(' ')}'; '${words[0]}' has: ${subs.map((c) => c.slice(c.indexOf(' ') + 1)).join(', ')}`,
+      );
+    group = words[0];
+  }
   const out: ReturnType<typeof parseArgv> = { command, overrides: [], help: false };
+  if (group !== undefined) out.group = group;
   const camel = (k: string) => k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
   // a repeated `--key value` option collects its values into a list (`--text en=a --text de=b`)
   const repeated = new Map<string, string[]>();
@@ -128,6 +139,18 @@ export async function runCli(
     return EXIT.usage;
   }
   const cmd = commands.find((c) => c.name === parsed.command);
+  if (cmd === undefined && parsed.group !== undefined) {
+    const subs = commands.filter((c) => c.name.startsWith(`${parsed.group} `));
+    const w = Math.max(...subs.map((c) => c.name.length));
+    const list = subs.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`).join('\n');
+    const text = `Usage: xlt ${parsed.group} <${subs.map((c) => c.name.slice(c.name.indexOf(' ') + 1)).join('|')}> [options]\n\n${list}\n\n'xlt ${subs[0]?.name} --help' and the like for details.\n`;
+    if (parsed.help) {
+      io.out(text);
+      return EXIT.ok;
+    }
+    io.err(`xlt: '${parsed.group}' needs a subcommand\n\n${text}`);
+    return EXIT.usage;
+  }
   if (cmd === undefined) {
     io.out(mainHelp(commands));
     return parsed.help || argv.length === 0 ? EXIT.ok : EXIT.usage;
