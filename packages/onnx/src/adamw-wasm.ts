@@ -1,7 +1,7 @@
 import { XltConfigError } from '@xlt/core';
-import { type SparseRows, sumRows } from './row-gradients.js';
+import type { AdamwKernel, AdamwScalars } from './adamw-kernel.js';
+import type { SparseRows } from './row-gradients.js';
 import type { ParamBuffers } from './sliced-update.js';
-import { type AdamWSettings, defaultNoDecay, type TrainGraphSignature } from './train-types.js';
 
 /**
  * Clipping and AdamW in one pass over each parameter's elements, in a small WebAssembly SIMD kernel
@@ -9,7 +9,7 @@ import { type AdamWSettings, defaultNoDecay, type TrainGraphSignature } from './
  * (`buildChunkUpdateGraph`), with the same float32 operations in the same order, but without 15
  * separate elementwise passes (onnxruntime's update is memory-bound: ~3 s a step at XLM-R-base).
  * The kernel works on a fixed window of its own memory (`chunk` elements of each of parameter,
- * gradient and moments), which `apply` fills from and copies back to the step's buffers.
+ * gradient and moments), which {@link WasmAdamw.run} fills from and copies back to the step's buffers.
  */
 
 /** Elements per window (64K: 1 MiB of kernel memory for the four arrays). */
@@ -161,34 +161,19 @@ export function wasmSimdAvailable(): boolean {
 }
 
 /**
- * The sliced step's update (see {@link SlicedUpdate}) on the WebAssembly kernel: one gradient buffer
- * per parameter, written by the gradients graph; `apply` clips and updates every parameter in place.
- * A parameter whose gradient the graph gives as rows (`gradRows`: the word embeddings) has no dense
- * buffer: {@link setRows} keeps the rows, and `apply` reads zeros elsewhere (the same update as a
- * dense gradient with zero rows, without a buffer of the table's size).
+ * The WebAssembly kernel as an {@link AdamwKernel}: each parameter in windows of `chunk` elements
+ * of the kernel's own (shared, fixed-size) memory, filled from and copied back to the step's buffers.
  */
-export class WasmSlicedUpdate {
-  /** Per parameter given as rows: the last step's rows ({@link setRows}). */
-  private readonly rows: Array<SparseRows | undefined>;
+export class WasmAdamw implements AdamwKernel {
+  readonly name = 'wasm';
 
   private constructor(
-    /** Per parameter: its gradient, written by the gradients graph (allocated once); none for a row gradient. */
-    readonly grads: Array<Float32Array | undefined>,
-    private readonly shapes: number[][],
-    private readonly decays: boolean[],
-    private readonly adamw: AdamWSettings,
     private readonly kernel: Kernel,
     private readonly window: Float32Array,
     private readonly chunk: number,
-  ) {
-    this.rows = shapes.map(() => undefined);
-  }
+  ) {}
 
-  static create(
-    signature: TrainGraphSignature,
-    adamw: AdamWSettings,
-    chunk = WASM_UPDATE_CHUNK,
-  ): WasmSlicedUpdate {
+  static create(chunk = WASM_UPDATE_CHUNK): WasmAdamw {
     if (!Number.isInteger(chunk) || chunk < 4 || chunk % 4 !== 0)
       throw new XltConfigError(`the update window must be a positive multiple of 4 elements, got ${chunk}`, {
         field: 'updateChunk',
@@ -197,102 +182,48 @@ export class WasmSlicedUpdate {
     if (wasm === undefined) throw new XltConfigError('this runtime has no WebAssembly', { field: 'update' });
     const instance = new wasm.Instance(new wasm.Module(kernelBytes(pages)));
     const memory = instance.exports.memory as { buffer: SharedArrayBuffer };
-    const noDecay = adamw.noDecay ?? defaultNoDecay;
-    return new WasmSlicedUpdate(
-      signature.params.map((p) =>
-        // rows only (no dense part, unlike a tied table): no buffer of the table's size
-        p.gradRows !== undefined && p.grad === undefined && p.gradBlocks === undefined
-          ? undefined
-          : new Float32Array(p.shape.reduce((a, d) => a * d, 1)),
-      ),
-      signature.params.map((p) => [...p.shape]),
-      signature.params.map((p) => adamw.weightDecay > 0 && !noDecay(p.name)),
-      adamw,
+    return new WasmAdamw(
       instance.exports.adamw as Kernel,
       new Float32Array(memory.buffer, 0, 4 * chunk),
       chunk,
     );
   }
 
-  /**
-   * Keeps parameter `param`'s gradient as the rows `rows` [N, width] of table rows `ids` (summed per
-   * row); returns their sum of squares. Only for a parameter without a dense buffer.
-   */
-  setRows(param: number, ids: BigInt64Array, rows: Float32Array): number {
-    const shape = this.shapes[param];
-    if (shape === undefined || this.grads[param] !== undefined)
-      throw new XltConfigError(`parameter ${param} has a dense gradient buffer, not rows`, {
-        field: 'param',
-      });
-    const width = shape.slice(1).reduce((a, d) => a * d, 1);
-    const { sparse, sq } = sumRows(shape[0] ?? 0, width, ids, rows);
-    this.rows[param] = sparse;
-    return sq;
-  }
-
-  /** Clips (by `gradNorm`, the unclipped global norm) and applies AdamW step `step` to `bufs` in place. */
-  apply(bufs: readonly ParamBuffers[], lr: number, step: number, gradNorm: number): void {
-    const f = Math.fround;
-    const s = this.adamw;
-    const correct = s.biasCorrection !== false;
-    const coef =
-      s.maxGradNorm !== undefined ? Math.min(1, f(f(s.maxGradNorm) / f(f(gradNorm) + f(1e-6)))) : 1;
-    // as the graphs compute them: float32 betas raised to the step (1 - beta2^step loses digits to
-    // cancellation, so the betas' float32 rounding shows: 1e-5 relative at step 2)
-    const stepSize = correct ? f(f(lr) / f(1 - f(f(s.beta1) ** step))) : f(lr);
-    const sqrtBc2 = correct ? f(Math.sqrt(f(1 - f(f(s.beta2) ** step)))) : 1;
-    const decayed = f(1 - f(f(lr) * f(s.weightDecay)));
+  run(b: ParamBuffers, grad: Float32Array | undefined, rows: SparseRows | undefined, s: AdamwScalars): void {
     const c = this.chunk;
     const w = this.window;
     const [P, G, M, V] = [0, c, 2 * c, 3 * c];
-    const [mFactor, vFactor] = [f(1 - s.beta1), f(1 - s.beta2)];
-    bufs.forEach((b, param) => {
-      const grad = this.grads[param];
-      const rows = this.rows[param];
-      let next = 0;
-      const decay = this.decays[param] === true ? decayed : 1;
-      const n = b.p.length;
-      for (let from = 0; from < n; from += c) {
-        const to = Math.min(n, from + c);
-        w.set(b.p.subarray(from, to), P);
-        if (grad !== undefined) w.set(grad.subarray(from, to), G);
-        else {
-          // zeros, then the rows that overlap [from, to) (a row may span two windows)
-          w.fill(0, G, G + to - from);
-          if (rows !== undefined) next = copyRows(rows, next, from, to, w, G);
-        }
-        w.set(b.m.subarray(from, to), M);
-        w.set(b.v.subarray(from, to), V);
-        this.kernel(
-          Math.ceil((to - from) / 4),
-          4 * c,
-          coef,
-          decay,
-          s.beta1,
-          mFactor,
-          s.beta2,
-          vFactor,
-          sqrtBc2,
-          s.eps,
-          stepSize,
-        );
-        b.p.set(w.subarray(P, P + to - from), from);
-        b.m.set(w.subarray(M, M + to - from), from);
-        b.v.set(w.subarray(V, V + to - from), from);
+    let next = 0;
+    const n = b.p.length;
+    for (let from = 0; from < n; from += c) {
+      const to = Math.min(n, from + c);
+      w.set(b.p.subarray(from, to), P);
+      if (grad !== undefined) w.set(grad.subarray(from, to), G);
+      else {
+        // zeros, then the rows that overlap [from, to) (a row may span two windows)
+        w.fill(0, G, G + to - from);
+        if (rows !== undefined) next = copyRows(rows, next, from, to, w, G);
       }
-    });
+      w.set(b.m.subarray(from, to), M);
+      w.set(b.v.subarray(from, to), V);
+      this.kernel(
+        Math.ceil((to - from) / 4),
+        4 * c,
+        s.coef,
+        s.decay,
+        s.beta1,
+        s.mFactor,
+        s.beta2,
+        s.vFactor,
+        s.sqrtBc2,
+        s.eps,
+        s.stepSize,
+      );
+      b.p.set(w.subarray(P, P + to - from), from);
+      b.m.set(w.subarray(M, M + to - from), from);
+      b.v.set(w.subarray(V, V + to - from), from);
+    }
   }
-
-  /** Gradient bytes held: the dense buffers and the rows of the last step. */
-  get gradientBytes(): number {
-    let n = 0;
-    for (const g of this.grads) n += g?.byteLength ?? 0;
-    for (const r of this.rows) n += r?.data.byteLength ?? 0;
-    return n;
-  }
-
-  /** Nothing to release (the kernel's memory is garbage-collected); for the same interface as {@link SlicedUpdate}. */
-  async release(): Promise<void> {}
 }
 
 /**

@@ -1,3 +1,4 @@
+export { loadNativeAdamw, type NativeAdamwOptions, type NativeAdamwStatus } from './adamw-native.js';
 /** Reverse-mode autodiff over traced ONNX graphs (op vocabulary, tracer, gradient rules, AdamW). */
 export * as autodiff from './autodiff/index.js';
 export {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { SafetensorsReader, sharedPath, sharedSkipReason } from '@xlt/core';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { loadNativeAdamw } from './adamw-native.js';
 import type { XmodConfig } from './export.js';
 import { readEncoderConfig, safetensorsWeights } from './runner.js';
 import { CompiledTrainStep, type CompiledTrainStepOptions, type TrainBatch } from './step.js';
@@ -20,6 +21,9 @@ const VARIANTS: Array<[string, Partial<CompiledTrainStepOptions>]> = [
   ['wasm kernel', { updateKernel: 'wasm' }],
   ['onnxruntime kernel', { updateKernel: 'onnxruntime' }],
   ['wasm kernel, gradients in 64-element blocks', { updateKernel: 'wasm', gradBlockElements: 64 }],
+  ...(loadNativeAdamw().ok
+    ? ([['native kernel', { updateKernel: 'native' }]] as Array<[string, Partial<CompiledTrainStepOptions>]>)
+    : []),
 ];
 
 describe.skipIf(skip !== undefined)(

@@ -1,9 +1,15 @@
 import { normalizeConfig } from '@xlt/core';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
+import { loadNativeAdamw } from './adamw-native.js';
 import { buildTracedTrainGraph } from './autodiff/train-graph.js';
 import { randomWeights, weightShapes } from './random.js';
-import { CompiledTrainStep, GRAD_BLOCK_ELEMENTS, type TrainBatch } from './step.js';
+import {
+  CompiledTrainStep,
+  type CompiledTrainStepOptions,
+  GRAD_BLOCK_ELEMENTS,
+  type TrainBatch,
+} from './step.js';
 
 const config = normalizeConfig({
   model_type: 'xlm-roberta',
@@ -41,16 +47,19 @@ describe('compiled step updates parameters and moments in place', () => {
 
   // fused: one graph written in place; sliced: this model's parameters packed whole into a few
   // runs, or cut by 97 elements into many slices written back through views at odd offsets
-  it.each([
-    ['fused', { update: 'fused' as const }],
-    ['sliced, wasm kernel', { update: 'sliced' as const, updateKernel: 'wasm' as const }],
-    [
-      'sliced, onnxruntime kernel, whole parameters',
-      { update: 'sliced' as const, updateKernel: 'onnxruntime' as const },
-    ],
+  type UpdateOptions = Pick<CompiledTrainStepOptions, 'update' | 'updateKernel' | 'updateChunk'>;
+  it.each<[string, UpdateOptions]>([
+    ['fused', { update: 'fused' }],
+    ['sliced, wasm kernel', { update: 'sliced', updateKernel: 'wasm' }],
+    ...(loadNativeAdamw().ok
+      ? ([['sliced, native kernel', { update: 'sliced', updateKernel: 'native' }]] as Array<
+          [string, UpdateOptions]
+        >)
+      : []),
+    ['sliced, onnxruntime kernel, whole parameters', { update: 'sliced', updateKernel: 'onnxruntime' }],
     [
       'sliced, onnxruntime kernel, 97-element slices',
-      { update: 'sliced' as const, updateKernel: 'onnxruntime' as const, updateChunk: 97 },
+      { update: 'sliced', updateKernel: 'onnxruntime', updateChunk: 97 },
     ],
   ])(
     'gives the same parameters as the fused graph run with separate output buffers, over 3 steps (%s)',
@@ -66,6 +75,7 @@ describe('compiled step updates parameters and moments in place', () => {
         dropoutSeed: 5,
         ...updateOptions,
       });
+      expect(step.updateKernelName).toBe(updateOptions.updateKernel ?? 'fused');
       // the reference: the same traced graph, fed and fetched through fresh arrays every step
       const weights = randomWeights(config, head, 3);
       const { model, signature } = buildTracedTrainGraph({
@@ -200,8 +210,27 @@ describe('compiled step updates parameters and moments in place', () => {
     }
   });
 
+  it('a sliced step without updateKernel runs the native kernel where it builds, else WebAssembly and says why', async () => {
+    const native = loadNativeAdamw();
+    const step = await CompiledTrainStep.create({
+      config,
+      weights: randomWeights(config, head, 3),
+      head,
+      trainable: [...weightShapes(config, head).keys()],
+      adamw,
+      threads: 1,
+      update: 'sliced',
+    });
+    expect(step.updateKernelName).toBe(native.ok ? 'native' : 'wasm');
+    expect(step.updateKernelNote).toBe(
+      native.ok ? undefined : `native AdamW kernel not available (${native.reason})`,
+    );
+    await step.release();
+  });
+
   it.each([
     ['wasm', GRAD_BLOCK_ELEMENTS],
+    ...(loadNativeAdamw().ok ? [['native', GRAD_BLOCK_ELEMENTS] as const] : []),
     ['onnxruntime', GRAD_BLOCK_ELEMENTS],
     ['wasm', 64],
     ['onnxruntime', 64],
@@ -213,7 +242,7 @@ describe('compiled step updates parameters and moments in place', () => {
       const make = (
         o:
           | { update: 'fused' }
-          | { update: 'sliced'; updateKernel: 'wasm' | 'onnxruntime'; gradBlockElements?: number },
+          | { update: 'sliced'; updateKernel: 'native' | 'wasm' | 'onnxruntime'; gradBlockElements?: number },
       ) =>
         CompiledTrainStep.create({
           config: mlmConfig,

@@ -1,6 +1,9 @@
+import os from 'node:os';
 import { type TokenBatch, XltConfigError, XltError } from '@xlt/core';
 import * as ort from 'onnxruntime-node';
-import { WASM_UPDATE_CHUNK, WasmSlicedUpdate, wasmSimdAvailable } from './adamw-wasm.js';
+import { KernelSlicedUpdate } from './adamw-kernel.js';
+import { loadNativeAdamw, NativeAdamw } from './adamw-native.js';
+import { WASM_UPDATE_CHUNK, WasmAdamw, wasmSimdAvailable } from './adamw-wasm.js';
 import { buildTracedTrainGraph } from './autodiff/train-graph.js';
 import {
   checkTrainMemory,
@@ -98,11 +101,14 @@ export interface CompiledTrainStepOptions {
    */
   update?: 'auto' | 'fused' | 'sliced';
   /**
-   * What runs the sliced step's clipping and AdamW: `wasm` (default where WebAssembly SIMD runs:
-   * {@link WasmSlicedUpdate}, one pass over each parameter) or `onnxruntime` ({@link SlicedUpdate}'s
-   * graphs in runs of `updateChunk` elements). The same values up to float32 rounding.
+   * What runs the sliced step's clipping and AdamW: `native` (default where a C++ compiler and
+   * Node's headers are found: {@link NativeAdamw}, compiled once per machine and cached, in place on
+   * `threads` threads), `wasm` (the default otherwise where WebAssembly SIMD runs: {@link WasmAdamw},
+   * one thread; the same bits as native) or `onnxruntime` ({@link SlicedUpdate}'s graphs in runs of
+   * `updateChunk` elements; the same values up to float32 rounding). {@link updateKernelName} says
+   * which ran, {@link updateKernelNote} why native did not.
    */
-  updateKernel?: 'wasm' | 'onnxruntime';
+  updateKernel?: 'native' | 'wasm' | 'onnxruntime';
   /** The sliced step's largest gradient output in elements, larger ones in row blocks (default {@link GRAD_BLOCK_ELEMENTS}). */
   gradBlockElements?: number;
   /** The memory limit for `batchShape`'s check (default: the machine's memory, `os.totalmem()`). */
@@ -168,7 +174,11 @@ export class CompiledTrainStep {
   private stepCount = 0;
   /** Micro-batches per step this step was compiled for. */
   private accumulation = 1;
-  private sliced: SlicedUpdate | WasmSlicedUpdate | undefined;
+  private sliced: SlicedUpdate | KernelSlicedUpdate | undefined;
+  /** What runs the update: the fused graph, or the sliced step's kernel (see `updateKernel`). */
+  updateKernelName: 'fused' | 'native' | 'wasm' | 'onnxruntime' = 'fused';
+  /** Why the default sliced update is not the native kernel, where it is not. */
+  updateKernelNote: string | undefined;
   /** Per trainable parameter with a dense gradient: where micro-batches after the first write it. */
   private scratch: Array<Float32Array | undefined> = [];
   /** Per trainable parameter of the sliced step: its row scatter when its gradient comes as rows. */
@@ -212,7 +222,17 @@ export class CompiledTrainStep {
         field: 'update',
       });
     const fused = usesFusedUpdate({ ...options, gradAccumulation: count, update });
-    const kernel = options.updateKernel ?? (wasmSimdAvailable() ? 'wasm' : 'onnxruntime');
+    // the default kernel only where there is a sliced update (the native one may compile first)
+    let kernelNote: string | undefined;
+    let kernel = options.updateKernel;
+    if (!fused && kernel === undefined) {
+      const native = loadNativeAdamw();
+      if (native.ok) kernel = 'native';
+      else {
+        kernelNote = `native AdamW kernel not available (${native.reason})`;
+        kernel = wasmSimdAvailable() ? 'wasm' : 'onnxruntime';
+      }
+    }
     let memoryPattern: boolean | undefined;
     if (options.batchShape !== undefined) {
       const estimate = estimateTrainMemory({
@@ -226,7 +246,7 @@ export class CompiledTrainStep {
         ...(options.updateWeightsInPlace === true ? { updateWeightsInPlace: true } : {}),
         ...(options.frozenAsInputs === true ? { frozenAsInputs: true } : {}),
         ...(options.update !== undefined ? { update: options.update } : {}),
-        rowGradients: !fused && kernel === 'wasm',
+        rowGradients: !fused && kernel !== 'onnxruntime',
       });
       options.onMemoryEstimate?.(estimate);
       checkTrainMemory(estimate, options.maxMemoryBytes);
@@ -286,13 +306,25 @@ export class CompiledTrainStep {
       // the slice update graph is small and the same for every model: built here, never cached
       const plain = async (bytes: Uint8Array) => ({ session: await ort.InferenceSession.create(bytes, so) });
       try {
-        if (kernel === 'wasm') step.sliced = WasmSlicedUpdate.create(signature, options.adamw);
+        if (kernel === 'native')
+          step.sliced = KernelSlicedUpdate.create(
+            signature,
+            options.adamw,
+            NativeAdamw.create(options.threads ?? os.cpus().length),
+          );
+        else if (kernel === 'wasm')
+          step.sliced = KernelSlicedUpdate.create(signature, options.adamw, WasmAdamw.create());
         else if (kernel === 'onnxruntime')
           step.sliced = await SlicedUpdate.create(signature, options.adamw, plain, options.updateChunk);
         else
-          throw new XltConfigError(`updateKernel must be wasm or onnxruntime, got ${String(kernel)}`, {
-            field: 'updateKernel',
-          });
+          throw new XltConfigError(
+            `updateKernel must be native, wasm or onnxruntime, got ${String(kernel)}`,
+            {
+              field: 'updateKernel',
+            },
+          );
+        step.updateKernelName = kernel;
+        if (kernelNote !== undefined) step.updateKernelNote = kernelNote;
       } catch (e) {
         await session.release();
         throw e;
@@ -326,7 +358,7 @@ export class CompiledTrainStep {
       parameters: this.inPlace ? 0 : bytes(this.bufs.map((b) => b.p)),
       moments: bytes(this.bufs.flatMap((b) => [b.m, b.v])),
       gradients:
-        (this.sliced instanceof WasmSlicedUpdate
+        (this.sliced instanceof KernelSlicedUpdate
           ? this.sliced.gradientBytes
           : bytes(this.sliced?.grads ?? [])) + bytes(this.scratch),
     };
@@ -384,7 +416,7 @@ export class CompiledTrainStep {
     list: TokenBatch[],
     lr: number,
     t: number,
-    u: SlicedUpdate | WasmSlicedUpdate,
+    u: SlicedUpdate | KernelSlicedUpdate,
   ): Promise<{ loss: number; gradNorm: number }> {
     const params = this.signature.params;
     const K = list.length;
@@ -453,14 +485,14 @@ export class CompiledTrainStep {
           sq += g * g;
         }
       });
-    // the word embeddings' rows (all micro-batches', scaled to the mean): the WebAssembly update
-    // keeps them as rows (no dense buffer of the table), onnxruntime's scatters them into one
+    // the word embeddings' rows (all micro-batches', scaled to the mean): the one-pass kernels (native,
+    // WebAssembly) keep them as rows (no dense buffer of the table), onnxruntime's scatters them into one
     params.forEach((p, i) => {
       const parts = rowParts[i] as RowPart[];
       if (parts.length === 0) return;
       const ids = parts.length === 1 ? (parts[0] as RowPart).ids : concatIds(parts);
       const rows = K === 1 ? (parts[0] as RowPart).rows : concatRows(parts, scale);
-      if (u instanceof WasmSlicedUpdate) sq += u.setRows(i, ids, rows);
+      if (u instanceof KernelSlicedUpdate) sq += u.setRows(i, ids, rows);
       else {
         this.scatters[i] ??= rowScatter(p.shape);
         sq += scatterRows(u.grads[i] as Float32Array, this.scatters[i] as RowScatter, ids, rows);
@@ -474,7 +506,7 @@ export class CompiledTrainStep {
   }
 
   /** Parameter `i`'s scratch gradient buffer (allocated on first use, as large as its gradient). */
-  private scratchOf(i: number, u: SlicedUpdate | WasmSlicedUpdate): Float32Array {
+  private scratchOf(i: number, u: SlicedUpdate | KernelSlicedUpdate): Float32Array {
     this.scratch[i] ??= new Float32Array((u.grads[i] as Float32Array).length);
     return this.scratch[i] as Float32Array;
   }

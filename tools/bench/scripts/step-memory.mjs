@@ -3,7 +3,7 @@
 //   V (vocabulary, default 250002), H (768), L (layers, 12), B (8), S (128), STEPS (2),
 //   TRAIN=full|frozen-embeddings (default full), THREADS (2),
 //   ACC=K (gradient accumulation, K micro-batches of the same batch),
-//   KERNEL=wasm|onnxruntime (the sliced update's kernel; default: the step's),
+//   KERNEL=native|wasm|onnxruntime (the sliced update's kernel; default: the step's),
 //   HEAD=token-classification|masked-lm (default token-classification; masked LM labels 1 position
 //   in 7), MLM=labelled|dense (the masked-LM head on the labelled positions or on every one).
 // Prints one JSON line: the estimate and the peak RSS (MiB) after the weights, the session and each step.

@@ -34,6 +34,8 @@ export interface TrainMeasurement {
   estimateBytes: number;
   /** Each timed step's loss, in order. */
   losses: number[];
+  /** What ran the update (`CompiledTrainStep.updateKernelName`: fused, native, wasm or onnxruntime). */
+  updateKernel: string;
 }
 
 /** Batch shape, threads and repetitions of a measurement. */
@@ -96,6 +98,7 @@ async function measureStep(
   const times = await timeRuns(async () => {
     losses.push((await step.run(b, 1e-5)).loss);
   }, shape.reps ?? 3);
+  const updateKernel = step.updateKernelName;
   await step.release();
   const peak = peakRssMiB();
   // again, from the session cache the first build filled (after the peak RSS was read)
@@ -117,6 +120,7 @@ async function measureStep(
     cachedSetupSeconds,
     estimateBytes: estimate?.totalBytes ?? Number.NaN,
     losses: losses.slice(1),
+    updateKernel,
   };
 }
 
@@ -232,7 +236,7 @@ export function trainLine(
   r: TrainMeasurement,
   matmulLimit: number,
 ): string {
-  return `train onnxruntime/cpu ${label} ${variant} (b${shape.batch ?? 8} s${shape.seq ?? 128}, ${shape.threads} threads): ${r.tokensPerSecond.toFixed(0)} tokens/s, ${r.gflops.toFixed(1)} GFLOP/s, ${((100 * r.gflops) / matmulLimit).toFixed(0)}% of matmul limit, peak RSS ${r.peakRssMiB.toFixed(0)} MiB (session ${r.setupSeconds.toFixed(1)} s, ${r.cachedSetupSeconds.toFixed(1)} s from the session cache, estimate ~${formatGiB(r.estimateBytes)}, median of ${r.losses.length} steps)`;
+  return `train onnxruntime/cpu ${label} ${variant} (b${shape.batch ?? 8} s${shape.seq ?? 128}, ${shape.threads} threads): ${r.tokensPerSecond.toFixed(0)} tokens/s, ${r.gflops.toFixed(1)} GFLOP/s, ${((100 * r.gflops) / matmulLimit).toFixed(0)}% of matmul limit, peak RSS ${r.peakRssMiB.toFixed(0)} MiB (session ${r.setupSeconds.toFixed(1)} s, ${r.cachedSetupSeconds.toFixed(1)} s from the session cache, estimate ~${formatGiB(r.estimateBytes)}, median of ${r.losses.length} steps, update ${r.updateKernel})`;
 }
 
 /** `mlm onnxruntime/cpu <label> <variant> (bB sS, T threads): N tokens/s`, with peak RSS and the losses. */
