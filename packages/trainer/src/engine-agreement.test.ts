@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, Rng } from '@xlt/core';
 import { applyLora } from '@xlt/lora';
+import { loadNativeAdamw } from '@xlt/onnx';
 import { XmodForTokenClassification } from '@xlt/xmod';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { onnxSupport } from './engine.js';
@@ -105,10 +106,38 @@ describe('the compiled engine against tfjs over 20 steps (tiny tagger)', () => {
     const auto = await train('auto', () => ({}), init, opts);
     expect(tfjs.summary.engine).toBe('tfjs');
     expect(auto.summary.engine).toBe('onnxruntime');
-    expect(auto.log).toMatch(/^engine onnxruntime: supported model and head loss\n/);
+    // accumulation runs the sliced step (gradients graph, then the update)
+    expect(auto.log).toMatch(
+      /^engine onnxruntime: supported model and head loss; sliced update on the (native|wasm) kernel/,
+    );
     expect(tfjs.log).toMatch(/^engine tfjs: asked for\n/);
     expectSameLosses(tfjs.summary, auto.summary);
   });
+
+  it.each(['native', 'wasm', undefined] as const)(
+    'the sliced update (kernel %s) trains as tfjs does, and the engine line names its kernel',
+    async (updateKernel) => {
+      const batches = [tagBatch(1), tagBatch(2)];
+      const init = new Map<string, Float32Array>();
+      const data = ({ index }: { index: number }) => batches[index % 2] as TokenBatch;
+      const native = loadNativeAdamw();
+      if (updateKernel === 'native' && !native.ok) return;
+      const tfjs = await train('tfjs', () => ({}), init, { data });
+      const sliced = await train('auto', () => ({}), init, {
+        data,
+        onnx: { threads: 1, update: 'sliced', ...(updateKernel !== undefined ? { updateKernel } : {}) },
+      });
+      const ran = updateKernel ?? (native.ok ? 'native' : 'wasm');
+      expect(sliced.log.split('\n')[0]).toBe(
+        `engine onnxruntime: supported model and head loss; sliced update on the ${ran} kernel${
+          updateKernel === undefined && !native.ok
+            ? `: native AdamW kernel not available (${native.reason})`
+            : ''
+        }`,
+      );
+      expectSameLosses(tfjs.summary, sliced.summary);
+    },
+  );
 
   it('embedding LoRA on the word embeddings (with the head) trains on onnxruntime, logged, with the losses of tfjs within 1e-3', async () => {
     const batches = [tagBatch(4), tagBatch(5)];

@@ -52,6 +52,14 @@ export interface OnnxEngineOptions {
   batchShape?: { batchSize: number; sequenceLength: number };
   maxMemoryBytes?: number;
   onMemoryEstimate?: (estimate: TrainMemoryEstimate) => void;
+  /**
+   * The compiled step's update path (`CompiledTrainStepOptions.update`): `auto` (default: one fused
+   * graph for small models, sliced above 16M trainable elements), `fused` or `sliced`; and the
+   * sliced update's kernel (`native`, the default where a C++ compiler is found, `wasm` or
+   * `onnxruntime`). The engine line of the run names a sliced update's kernel.
+   */
+  update?: 'auto' | 'fused' | 'sliced';
+  updateKernel?: 'native' | 'wasm' | 'onnxruntime';
 }
 
 /** The optimiser surface checkpoints use (moments by Hugging Face name). */
@@ -316,6 +324,8 @@ export class OnnxTrainer<B extends TokenBatch = TokenBatch> implements TrainEngi
         ? { onMemoryEstimate: options.onnx.onMemoryEstimate }
         : {}),
       ...(options.onnx?.threads !== undefined ? { threads: options.onnx.threads } : {}),
+      ...(options.onnx?.update !== undefined ? { update: options.onnx.update } : {}),
+      ...(options.onnx?.updateKernel !== undefined ? { updateKernel: options.onnx.updateKernel } : {}),
       ...(options.onnx?.executionProviders !== undefined
         ? { executionProviders: options.onnx.executionProviders }
         : {}),
@@ -325,6 +335,12 @@ export class OnnxTrainer<B extends TokenBatch = TokenBatch> implements TrainEngi
 
   get step(): number {
     return this.steps;
+  }
+
+  /** What runs the update (`fused`, or the sliced step's `native`, `wasm` or `onnxruntime` kernel) and why native is not used, where it is not. */
+  get update(): { kernel: string; note?: string } {
+    const note = this.compiled.updateKernelNote;
+    return { kernel: this.compiled.updateKernelName, ...(note !== undefined ? { note } : {}) };
   }
 
   parameterNames(): string[] {
@@ -425,16 +441,20 @@ export async function createTrainer<B>(
       };
   }
   const trainer = await OnnxTrainer.create(model, loss as unknown as LossFn<TokenBatch>, options, support);
+  const why = salt
+    ? 'the SALT objective or embedding mixup'
+    : choice === 'auto'
+      ? 'supported model and head loss'
+      : 'asked for';
+  // a large model's sliced step: say which kernel updates it (and why not the native one)
+  const { kernel, note } = trainer.update;
+  const update =
+    kernel === 'fused'
+      ? ''
+      : `; sliced update on the ${kernel} kernel${note !== undefined ? `: ${note}` : ''}`;
   return {
     trainer: trainer as unknown as TrainEngine<B>,
-    decision: {
-      engine: 'onnxruntime',
-      reason: salt
-        ? 'the SALT objective or embedding mixup'
-        : choice === 'auto'
-          ? 'supported model and head loss'
-          : 'asked for',
-    },
+    decision: { engine: 'onnxruntime', reason: `${why}${update}` },
   };
 }
 
