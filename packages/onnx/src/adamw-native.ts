@@ -159,7 +159,12 @@ static napi_value Adamw(napi_env env, napi_callback_info info) {
   std::vector<std::thread> pool;
   for (size_t t = 1; t < parts; t++) {
     const size_t from = t * per, to = std::min(n, from + per);
-    if (from < to) pool.emplace_back(range, std::cref(j), from, to);
+    if (from >= to) continue;
+    try {
+      pool.emplace_back(range, std::cref(j), from, to);
+    } catch (...) {
+      range(j, from, to);  // no thread to be had: this part on the calling thread
+    }
   }
   range(j, 0, std::min(n, per));
   for (auto& t : pool) t.join();
