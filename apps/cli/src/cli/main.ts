@@ -34,6 +34,11 @@ function timestamp(d = new Date()): string {
   return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
 }
 
+/** The subcommands of command group `group` (`experiment` → `xmod-curse`, …), in order. */
+function subcommands(group: string, commandNames: readonly string[]): string[] {
+  return commandNames.filter((c) => c.startsWith(`${group} `)).map((c) => c.slice(group.length + 1));
+}
+
 /**
  * Parses `argv` (after `xlt`): the command words, then `--config FILE`, `--set key.path=value`
  * (repeatable), `--run-dir DIR`, `--help`, and any other `--key value` / `--flag` as an override of
@@ -65,12 +70,10 @@ export function parseArgv(
   }
   let group: string | undefined;
   if (command === undefined && words.length > 0) {
-    const subs = commandNames.filter((c) => c.startsWith(`${words[0]} `));
+    const subs = subcommands(words[0] as string, commandNames);
     if (subs.length === 0) throw new XltConfigError(`unknown command '${words.join(' ')}'; run 'xlt --help'`);
     if (words.length > 1)
-      throw new XltConfigError(
-        `unknown command '${words.join(' ')}'; '${words[0]}' has: ${subs.map((c) => c.slice(c.indexOf(' ') + 1)).join(', ')}`,
-      );
+      throw new XltConfigError(`unknown command '${words.join(' ')}'; '${words[0]}' has: ${subs.join(', ')}`);
     group = words[0];
   }
   const out: ReturnType<typeof parseArgv> = { command, overrides: [], help: false };
@@ -140,15 +143,20 @@ export async function runCli(
   }
   const cmd = commands.find((c) => c.name === parsed.command);
   if (cmd === undefined && parsed.group !== undefined) {
-    const subs = commands.filter((c) => c.name.startsWith(`${parsed.group} `));
+    const group = parsed.group;
+    const subs = commands.filter((c) => c.name.startsWith(`${group} `));
     const w = Math.max(...subs.map((c) => c.name.length));
     const list = subs.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`).join('\n');
-    const text = `Usage: xlt ${parsed.group} <${subs.map((c) => c.name.slice(c.name.indexOf(' ') + 1)).join('|')}> [options]\n\n${list}\n\n'xlt ${subs[0]?.name} --help' and the like for details.\n`;
+    const names = subcommands(
+      group,
+      subs.map((c) => c.name),
+    );
+    const text = `Usage: xlt ${group} <${names.join('|')}> [options]\n\n${list}\n\n'xlt ${subs[0]?.name} --help' and the like for details.\n`;
     if (parsed.help) {
       io.out(text);
       return EXIT.ok;
     }
-    io.err(`xlt: '${parsed.group}' needs a subcommand\n\n${text}`);
+    io.err(`xlt: '${group}' needs a subcommand\n\n${text}`);
     return EXIT.usage;
   }
   if (cmd === undefined) {
