@@ -196,7 +196,9 @@ the tokenizer or held-out text it recorded (inputs.json) differs from this run's
                         steps, wall time; the summary per language count
   report.md             per language count: English's loss and the mean over the model's languages
                         for each architecture, and X-Mod − shared paired by seed (95% bootstrap CIs
-                        over seeds when there are 2 or more); every language's loss per model
+                        over seeds when there are 2 or more); the curse on English: its loss rise
+                        from the 1-language model per architecture, X-Mod's rise − the shared
+                        model's (paired by seed) and the share X-Mod removes; every language's loss
   chart.svg             English's and the mean loss against the number of languages, both architectures
 
 Variants: full h${f.hiddenSize} L${f.layers}, vocabulary ${f.vocabSize}, ${f.pretrain.steps} steps of ${f.pretrain.batchSize} x ${f.pretrain.maxLength}, ${f.seeds} seeds

@@ -50,6 +50,34 @@ describe('xmod-curse results', () => {
     expect(rows[0]?.xmodMinusShared?.mean.mean).toBeCloseTo(0, 9);
   });
 
+  it("measures the curse as English's loss rise from the one-language model, paired by seed", () => {
+    const rows = summariseCurse(cells, { resamples: 200, seed: 0 });
+    expect(rows[0]?.englishRise).toBeUndefined();
+    const four = rows[2]?.englishRise;
+    // shared 3 x 0.2, X-Mod 3 x 0.05; the seed offsets cancel within each architecture
+    expect(four?.shared?.mean).toBeCloseTo(0.6, 9);
+    expect(four?.shared?.ciLow).toBeCloseTo(0.6, 9);
+    expect(four?.xmod?.mean).toBeCloseTo(0.15, 9);
+    expect(four?.xmodMinusShared?.mean).toBeCloseTo(-0.45, 9);
+    expect(rows[1]?.englishRise?.shared?.mean).toBeCloseTo(0.2, 9);
+    // a seed without its one-language cell drops out of the rise, not the whole row
+    const partial = cells.filter((c) => !(c.seed === 2 && c.count === 1 && c.architecture === 'shared'));
+    const r4 = summariseCurse(partial, { resamples: 200, seed: 0 })[2]?.englishRise;
+    expect(r4?.shared?.n).toBe(2);
+    expect(r4?.xmod?.n).toBe(3);
+    expect(r4?.xmodMinusShared?.n).toBe(2);
+    const md = curseMarkdown(summariseCurse(cells, { resamples: 200, seed: 0 }), cells, {
+      order: ['en', 'ru', 'zh', 'ar'],
+      seeds: [0, 1, 2],
+      resamples: 200,
+      settings: 'tiny',
+      seconds: 5,
+    });
+    expect(md).toContain(
+      '| 4 | +0.600 (+0.600 to +0.600) | +0.150 (+0.150 to +0.150) | -0.450 (-0.450 to -0.450) | 75% |',
+    );
+  });
+
   it('writes the table with CIs, every language per model, and a chart of four series', () => {
     // 3 seeds: a mean at the lowest value has probability 1/27, so the 2.5% percentile is it
     const rows = summariseCurse(cells, { resamples: 2000, seed: 0 });

@@ -41,6 +41,12 @@ export interface CurseSummaryRow {
   xmod?: CurseMetrics;
   /** Over the seeds both architectures ran: the mean of the per-seed differences, bootstrap CI. */
   xmodMinusShared?: CurseMetrics;
+  /**
+   * The curse on English: its loss here minus its loss in the smallest model of the grid (one
+   * language), per architecture, paired by seed; and X-Mod's rise minus the shared model's, over
+   * the seeds where all four cells exist. Absent for the smallest count.
+   */
+  englishRise?: { shared?: SeedMean; xmod?: SeedMean; xmodMinusShared?: SeedMean };
 }
 
 const meanOf = (xs: readonly number[]) => xs.reduce((a, x) => a + x, 0) / xs.length;
@@ -75,8 +81,36 @@ export function summariseCurse(
         english: boot(pairs.map(([s, x]) => (x.heldOut.en as number) - (s.heldOut.en as number))),
         mean: boot(pairs.map(([s, x]) => cellMean(x) - cellMean(s))),
       };
+    if (count !== counts[0]) row.englishRise = englishRise(cells, counts[0] as number, count, boot);
     return row;
   });
+}
+
+/** English's loss at `count` minus at `base` languages, per architecture and X-Mod − shared, by seed. */
+function englishRise(
+  cells: readonly CurseCell[],
+  base: number,
+  count: number,
+  boot: (xs: number[]) => SeedMean,
+): NonNullable<CurseSummaryRow['englishRise']> {
+  const en = (a: Architecture, n: number, seed: number) =>
+    cells.find((c) => c.architecture === a && c.count === n && c.seed === seed)?.heldOut.en;
+  const seeds = [...new Set(cells.map((c) => c.seed))].sort((a, b) => a - b);
+  const rises = (a: Architecture) =>
+    new Map(
+      seeds.flatMap((seed) => {
+        const [hi, lo] = [en(a, count, seed), en(a, base, seed)];
+        return hi === undefined || lo === undefined ? [] : [[seed, hi - lo] as const];
+      }),
+    );
+  const [shared, xmod] = [rises('shared'), rises('xmod')];
+  const both = [...xmod.keys()].filter((seed) => shared.has(seed));
+  const out: NonNullable<CurseSummaryRow['englishRise']> = {};
+  if (shared.size > 0) out.shared = boot([...shared.values()]);
+  if (xmod.size > 0) out.xmod = boot([...xmod.values()]);
+  if (both.length > 0)
+    out.xmodMinusShared = boot(both.map((seed) => (xmod.get(seed) as number) - (shared.get(seed) as number)));
+  return out;
 }
 
 const num = (m: SeedMean | undefined, sign = false) => {
@@ -109,6 +143,24 @@ export function curseMarkdown(
       (r) =>
         `| ${r.count} | ${num(r.shared?.english)} | ${num(r.shared?.mean)} | ${num(r.xmod?.english)} | ${num(r.xmod?.mean)} | ${num(r.xmodMinusShared?.english, true)} | ${num(r.xmodMinusShared?.mean, true)} |`,
     ),
+    '',
+    `## The curse on English: its loss rise from the ${rows[0]?.count ?? 1}-language model`,
+    '',
+    `English's held-out loss in each model minus its loss in the same architecture's ${rows[0]?.count ?? 1}-language model of the same seed (positive: adding languages hurt English); X-Mod's rise minus the shared model's, paired by seed; and the share of the shared model's rise that X-Mod removes (1 − X-Mod's mean rise / the shared model's).`,
+    '',
+    '| languages | shared: rise | X-Mod: rise | X-Mod − shared | share removed |',
+    '|---:|---:|---:|---:|---:|',
+    ...rows.flatMap((r) => {
+      const e = r.englishRise;
+      if (e === undefined) return [];
+      const removed =
+        e.shared !== undefined && e.xmod !== undefined && e.shared.mean > 0
+          ? `${Math.round(100 * (1 - e.xmod.mean / e.shared.mean))}%`
+          : '–';
+      return [
+        `| ${r.count} | ${num(e.shared, true)} | ${num(e.xmod, true)} | ${num(e.xmodMinusShared, true)} | ${removed} |`,
+      ];
+    }),
     '',
     '## Every language (mean over seeds)',
     '',
