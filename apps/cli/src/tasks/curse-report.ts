@@ -42,9 +42,9 @@ export interface CurseSummaryRow {
   /** Over the seeds both architectures ran: the mean of the per-seed differences, bootstrap CI. */
   xmodMinusShared?: CurseMetrics;
   /**
-   * The curse on English: its loss here minus its loss in the smallest model of the grid (one
-   * language), per architecture, paired by seed; and X-Mod's rise minus the shared model's, over
-   * the seeds where all four cells exist. Absent for the smallest count.
+   * The curse on English: its loss here minus its loss in the grid's smallest model (one language
+   * unless --counts says otherwise), per architecture, paired by seed; and X-Mod's rise minus the
+   * shared model's, over the seeds where all four cells exist. Absent for the smallest count.
    */
   englishRise?: { shared?: SeedMean; xmod?: SeedMean; xmodMinusShared?: SeedMean };
 }
