@@ -56,61 +56,61 @@ export function cellMean(c: CurseCell): number {
   return meanOf(c.languages.map((l) => c.heldOut[l] as number));
 }
 
+/** seed → `f` of the cells of one architecture and language count, in seed order. */
+function bySeed(
+  cells: readonly CurseCell[],
+  a: Architecture,
+  count: number,
+  f: (c: CurseCell) => number,
+): Map<number, number> {
+  const cs = cells.filter((c) => c.count === count && c.architecture === a).sort((x, y) => x.seed - y.seed);
+  return new Map(cs.map((c) => [c.seed, f(c)]));
+}
+
+/** `hi − lo` for the seeds both have, in `hi`'s order: the pairing by seed. */
+function minusBySeed(hi: Map<number, number>, lo: Map<number, number>): Map<number, number> {
+  return new Map(
+    [...hi].flatMap(([seed, v]) => (lo.has(seed) ? [[seed, v - (lo.get(seed) as number)]] : [])),
+  );
+}
+
+const english = (c: CurseCell) => c.heldOut.en as number;
+
 /** Per language count: each architecture's means over seeds and the paired differences. */
 export function summariseCurse(
   cells: readonly CurseCell[],
   o: { resamples: number; seed: number },
 ): CurseSummaryRow[] {
   const counts = [...new Set(cells.map((c) => c.count))].sort((a, b) => a - b);
-  const boot = (xs: number[]) => seedMean(xs, o);
+  const boot = (m: Map<number, number>) => (m.size > 0 ? seedMean([...m.values()], o) : undefined);
+  const base = counts[0] as number;
   return counts.map((count) => {
-    const of = (a: Architecture) =>
-      cells.filter((c) => c.count === count && c.architecture === a).sort((x, y) => x.seed - y.seed);
+    const en = (a: Architecture, n = count) => bySeed(cells, a, n, english);
+    const mean = (a: Architecture) => bySeed(cells, a, count, cellMean);
     const row: CurseSummaryRow = { count, languages: cells.find((c) => c.count === count)?.languages ?? [] };
     for (const a of ARCHITECTURES) {
-      const cs = of(a);
-      if (cs.length > 0)
-        row[a] = { english: boot(cs.map((c) => c.heldOut.en as number)), mean: boot(cs.map(cellMean)) };
+      const [e, m] = [boot(en(a)), boot(mean(a))];
+      if (e !== undefined && m !== undefined) row[a] = { english: e, mean: m };
     }
-    const pairs = of('xmod').flatMap((x) => {
-      const s = of('shared').find((c) => c.seed === x.seed);
-      return s === undefined ? [] : [[s, x] as const];
-    });
-    if (pairs.length > 0)
-      row.xmodMinusShared = {
-        english: boot(pairs.map(([s, x]) => (x.heldOut.en as number) - (s.heldOut.en as number))),
-        mean: boot(pairs.map(([s, x]) => cellMean(x) - cellMean(s))),
-      };
-    if (count !== counts[0]) row.englishRise = englishRise(cells, counts[0] as number, count, boot);
+    const [e, m] = [
+      boot(minusBySeed(en('xmod'), en('shared'))),
+      boot(minusBySeed(mean('xmod'), mean('shared'))),
+    ];
+    if (e !== undefined && m !== undefined) row.xmodMinusShared = { english: e, mean: m };
+    if (count !== base) {
+      const [shared, xmod] = ARCHITECTURES.map((a) => minusBySeed(en(a), en(a, base))) as [
+        Map<number, number>,
+        Map<number, number>,
+      ];
+      const rise: NonNullable<CurseSummaryRow['englishRise']> = {};
+      const [rs, rx, rd] = [boot(shared), boot(xmod), boot(minusBySeed(xmod, shared))];
+      if (rs !== undefined) rise.shared = rs;
+      if (rx !== undefined) rise.xmod = rx;
+      if (rd !== undefined) rise.xmodMinusShared = rd;
+      row.englishRise = rise;
+    }
     return row;
   });
-}
-
-/** English's loss at `count` minus at `base` languages, per architecture and X-Mod − shared, by seed. */
-function englishRise(
-  cells: readonly CurseCell[],
-  base: number,
-  count: number,
-  boot: (xs: number[]) => SeedMean,
-): NonNullable<CurseSummaryRow['englishRise']> {
-  const en = (a: Architecture, n: number, seed: number) =>
-    cells.find((c) => c.architecture === a && c.count === n && c.seed === seed)?.heldOut.en;
-  const seeds = [...new Set(cells.map((c) => c.seed))].sort((a, b) => a - b);
-  const rises = (a: Architecture) =>
-    new Map(
-      seeds.flatMap((seed) => {
-        const [hi, lo] = [en(a, count, seed), en(a, base, seed)];
-        return hi === undefined || lo === undefined ? [] : [[seed, hi - lo] as const];
-      }),
-    );
-  const [shared, xmod] = [rises('shared'), rises('xmod')];
-  const both = [...xmod.keys()].filter((seed) => shared.has(seed));
-  const out: NonNullable<CurseSummaryRow['englishRise']> = {};
-  if (shared.size > 0) out.shared = boot([...shared.values()]);
-  if (xmod.size > 0) out.xmod = boot([...xmod.values()]);
-  if (both.length > 0)
-    out.xmodMinusShared = boot(both.map((seed) => (xmod.get(seed) as number) - (shared.get(seed) as number)));
-  return out;
 }
 
 const num = (m: SeedMean | undefined, sign = false) => {
@@ -132,6 +132,7 @@ export function curseMarkdown(
   },
 ): string {
   const ci = o.seeds.length > 1;
+  const base = rows[0]?.count ?? 1;
   const lines = [
     '# xmod-curse: held-out masked-LM loss against the number of pre-training languages',
     '',
@@ -144,9 +145,9 @@ export function curseMarkdown(
         `| ${r.count} | ${num(r.shared?.english)} | ${num(r.shared?.mean)} | ${num(r.xmod?.english)} | ${num(r.xmod?.mean)} | ${num(r.xmodMinusShared?.english, true)} | ${num(r.xmodMinusShared?.mean, true)} |`,
     ),
     '',
-    `## The curse on English: its loss rise from the ${rows[0]?.count ?? 1}-language model`,
+    `## The curse on English: its loss rise from the ${base}-language model`,
     '',
-    `English's held-out loss in each model minus its loss in the same architecture's ${rows[0]?.count ?? 1}-language model of the same seed (positive: adding languages hurt English); X-Mod's rise minus the shared model's, paired by seed; and the share of the shared model's rise that X-Mod removes (1 − X-Mod's mean rise / the shared model's).`,
+    `English's held-out loss in each model minus its loss in the same architecture's ${base}-language model of the same seed (positive: adding languages hurt English); X-Mod's rise minus the shared model's, paired by seed; and the share of the shared model's rise that X-Mod removes (1 − X-Mod's mean rise / the shared model's).`,
     '',
     '| languages | shared: rise | X-Mod: rise | X-Mod − shared | share removed |',
     '|---:|---:|---:|---:|---:|',
