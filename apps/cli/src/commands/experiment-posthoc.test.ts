@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sharedSkipReason } from '@xlt/core';
@@ -120,6 +120,39 @@ describe.skipIf(skip !== undefined)('xlt experiment xmod-posthoc', () => {
     expect(after.cells).toEqual(before.cells);
     expect(after.bitIdentity).toEqual(before.bitIdentity);
   }, 120_000);
+
+  it('--new-embeddings trains the word embeddings with the modules, reusing the pre-trainings, and reports the base changed', async () => {
+    const ablation = path.join(dir, 'new-embeddings');
+    for (const d of [
+      'corpus',
+      'tokenizer',
+      'pretrain-start-seed0',
+      'finetune-start-seed0',
+      'eval-start-seed0',
+      'pretrain-base-seed0',
+    ])
+      cpSync(path.join(run, d), path.join(ablation, d), { recursive: true });
+    const r = await cli('experiment', 'xmod-posthoc', ...tiny, '--new-embeddings', '--run-dir', ablation);
+    if (r.code !== EXIT.ok) console.error(r.out, r.err);
+    expect(r.code).toBe(EXIT.ok);
+    expect(r.out.match(/done before, skipped/g)?.length).toBe(6);
+    expect(readJson(path.join(ablation, 'add-ko-seed0', 'config.json')).newEmbeddings).toBe(true);
+    const trained: string[] = readJson(path.join(ablation, 'add-ko-seed0', 'results.json')).trainable;
+    expect(trained.some((n) => n.endsWith('embeddings.word_embeddings.weight'))).toBe(true);
+    const res = readJson(path.join(ablation, 'results.json'));
+    expect(res.settings.newEmbeddings).toBe(true);
+    // the same from-start cell; the base model's word embeddings changed, so en and de outputs differ
+    expect(res.cells[0]).toEqual(readJson(path.join(run, 'results.json')).cells[0]);
+    const [check] = res.bitIdentity;
+    expect(check.identical).toBe(false);
+    expect(check.weights.identical).toBeLessThan(check.weights.compared);
+    for (const l of ['en', 'de']) expect(check.languages[l].identical).toBe(false);
+    const md = readFileSync(path.join(ablation, 'report.md'), 'utf8');
+    expect(md).toMatch(/module \+ word-embedding steps per added language/);
+    expect(md).toMatch(/The base languages changed, as expected/);
+    expect(md).toMatch(/## How far the other languages changed/);
+    expect(md).not.toMatch(/The check failed/);
+  }, 600_000);
 
   it('names a bad language list as a usage error before anything runs', async () => {
     const bad = path.join(dir, 'bad');

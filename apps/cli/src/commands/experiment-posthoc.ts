@@ -53,6 +53,8 @@ const posthocSchema = z.strictObject({
   ...pretrainOverrideFields,
   maxSentencesPerLanguage: z.number().int().positive().optional(),
   addLanguageSteps: z.number().int().positive().optional(),
+  /** Also train the word embeddings with each added module (the base languages then change). */
+  newEmbeddings: z.boolean().default(false),
   finetuneEpochs: z.number().positive().optional(),
   maxTrainExamples: z.number().int().positive().optional(),
   maxDevExamples: z.number().int().positive().optional(),
@@ -104,7 +106,7 @@ async function runPosthoc(cfg: PosthocConfig, ctx: CommandContext): Promise<void
   const seeds = Array.from({ length: cfg.seeds ?? s.seeds }, (_, i) => cfg.seed + i);
   const index = { i: 0, n: 2 + seeds.length * (3 + 3 + added.length + 2) + 1 };
   const t0 = performance.now();
-  const settings = `Model h${s.hiddenSize} L${s.layers}, vocabulary ${s.vocabSize} (one tokenizer over all ${all.length} languages); pre-training ${s.pretrain.steps} steps of ${s.pretrain.batchSize} x ${s.pretrain.maxLength} tokens, lr ${s.pretrain.lr}${maxSentences !== undefined ? `, at most ${maxSentences} sentences per language` : ''}; ${addSteps} module-only steps per added language (lr ${s.addLanguage.lr}); NER ${ft.epochs} epochs${maxTrain !== undefined ? ` on ${maxTrain} English sentences` : ''}, lr ${ft.lr}`;
+  const settings = `Model h${s.hiddenSize} L${s.layers}, vocabulary ${s.vocabSize} (one tokenizer over all ${all.length} languages); pre-training ${s.pretrain.steps} steps of ${s.pretrain.batchSize} x ${s.pretrain.maxLength} tokens, lr ${s.pretrain.lr}${maxSentences !== undefined ? `, at most ${maxSentences} sentences per language` : ''}; ${addSteps} ${cfg.newEmbeddings ? 'module + word-embedding' : 'module-only'} steps per added language (lr ${s.addLanguage.lr}); NER ${ft.epochs} epochs${maxTrain !== undefined ? ` on ${maxTrain} English sentences` : ''}, lr ${ft.lr}`;
   ctx.log(
     `experiment xmod-posthoc${cfg.quick ? ' (quick)' : ''}: base ${base.join(' ')}, added ${added.join(' ')}; seeds ${seeds.join(', ')}`,
   );
@@ -219,6 +221,7 @@ async function runPosthoc(cfg: PosthocConfig, ctx: CommandContext): Promise<void
               text: files.text[l],
               ...(maxSentences !== undefined ? { maxSentences } : {}),
               steps: addSteps,
+              newEmbeddings: cfg.newEmbeddings,
               lr: s.addLanguage.lr,
               batchSize: s.addLanguage.batchSize,
               maxLength: s.pretrain.maxLength,
@@ -356,6 +359,7 @@ async function runPosthoc(cfg: PosthocConfig, ctx: CommandContext): Promise<void
     settings,
     seconds: (performance.now() - t0) / 1000,
     devExamples: maxEval !== undefined ? `first ${maxEval} sentences per language` : 'all sentences',
+    newEmbeddings: cfg.newEmbeddings,
   });
   writeExperimentOutputs(ctx, {
     results: {
@@ -369,6 +373,7 @@ async function runPosthoc(cfg: PosthocConfig, ctx: CommandContext): Promise<void
         ...s,
         maxSentencesPerLanguage: maxSentences ?? null,
         addLanguageSteps: addSteps,
+        newEmbeddings: cfg.newEmbeddings,
         finetune: ft,
         maxTrainExamples: maxTrain ?? null,
         maxEvalExamples: maxEval ?? null,
@@ -427,6 +432,10 @@ ${queueHelp('each pre-training, module, fine-tuning and evaluation')}
   --pretrain-lr --pretrain-dropout --mask-probability --max-sentences-per-language
   --add-language-steps --finetune-epochs --max-train-examples --max-dev-examples --max-eval-examples
   --identity-blocks
+  --new-embeddings      also train the word embeddings with each added module (xlt add-language
+                        --new-embeddings): an ablation of the frozen vocabulary; the base languages
+                        are then expected to change, and the bit-identity table shows by how much.
+                        Reuse a module-only run's pretrain-* steps by copying them into the run dir
 
 Examples:
   xlt experiment xmod-posthoc --quick --run-dir runs/posthoc-quick
