@@ -435,7 +435,8 @@ ${queueHelp('each pre-training, module, fine-tuning and evaluation')}
   --new-embeddings      also train the word embeddings with each added module (xlt add-language
                         --new-embeddings): an ablation of the frozen vocabulary; the base languages
                         are then expected to change, and the bit-identity table shows by how much.
-                        Reuse a module-only run's pretrain-* steps by copying them into the run dir
+                        A module-only run's corpus, tokenizer, pretrain-*, finetune-start-* and
+                        eval-start-* steps, copied into the run dir, are reused
 
 Examples:
   xlt experiment xmod-posthoc --quick --run-dir runs/posthoc-quick

@@ -175,14 +175,30 @@ export function posthocMarkdown(
   },
 ): string {
   const kind = (l: string) => (o.added.includes(l) ? `${l} (added)` : l);
+  // the wording that differs when the added modules were trained with the word embeddings
+  const words =
+    o.newEmbeddings === true
+      ? {
+          how: 'a new module per layer, copied from en and trained with the word embeddings by masked LM, `--new-embeddings`; every other weight frozen: an ablation, so the base languages are not expected to stay bit-identical',
+          baseLoss: 'the base languages scored on the model after adding, whose word embeddings moved',
+          identityTitle: '## How far the other languages changed: bit-identity check',
+          changed:
+            'The base languages changed, as expected: the word embeddings they share were trained with the added modules (`--new-embeddings`); the table shows by how much.',
+        }
+      : {
+          how: 'a new module per layer, copied from en and trained alone with masked LM; every other weight frozen',
+          baseLoss: 'for the base languages the post-hoc model is the base model',
+          identityTitle: '## The other languages are unchanged: bit-identity check',
+          changed: '**The check failed**: some outputs or weights of the base languages changed (see above).',
+        };
   const lines = [
     '# xmod-posthoc: languages added after pre-training vs from the start',
     '',
-    `Post hoc: an X-Mod model pre-trained on ${o.base.join(' ')}; then ${o.added.join(' and ')} added one after the other with \`xlt add-language\` ${o.newEmbeddings === true ? '(a new module per layer, copied from en and trained with the word embeddings by masked LM, `--new-embeddings`; every other weight frozen: an ablation, so the base languages are not expected to stay bit-identical)' : '(a new module per layer, copied from en and trained alone with masked LM; every other weight frozen)'}. From start: the same model pre-trained on ${[...o.base, ...o.added].join(' ')}. ${o.settings}. Seeds ${o.seeds.join(', ')}.`,
+    `Post hoc: an X-Mod model pre-trained on ${o.base.join(' ')}; then ${o.added.join(' and ')} added one after the other with \`xlt add-language\` (${words.how}). From start: the same model pre-trained on ${[...o.base, ...o.added].join(' ')}. ${o.settings}. Seeds ${o.seeds.join(', ')}.`,
     '',
     '## Held-out masked-LM loss (nats per masked token, 15% masked, the same tokens in both models)',
     '',
-    `Mean over seeds (95% bootstrap CI over seeds with 2 or more); difference post hoc − from start paired by seed (lower loss is better; ${o.newEmbeddings === true ? 'the base languages scored on the model after adding, whose word embeddings moved' : 'for the base languages the post-hoc model is the base model'}).`,
+    `Mean over seeds (95% bootstrap CI over seeds with 2 or more); difference post hoc − from start paired by seed (lower loss is better; ${words.baseLoss}).`,
     '',
     '| language | from start | post hoc | post hoc − from start | 95% CI |',
     '|---|---:|---:|---:|---|',
@@ -206,9 +222,7 @@ export function posthocMarkdown(
     );
   lines.push(
     '',
-    o.newEmbeddings === true
-      ? '## How far the other languages changed: bit-identity check'
-      : '## The other languages are unchanged: bit-identity check',
+    words.identityTitle,
     '',
     'Base model vs the model after adding the languages (before fine-tuning): every weight tensor of the base compared byte for byte with the same tensor after, and the outputs (MLM logits and the hidden states of the embeddings and of every layer) on held-out blocks of each base language, through its own module, compared byte for byte.',
     '',
@@ -227,9 +241,7 @@ export function posthocMarkdown(
     '',
     all
       ? `Every base language's outputs are bit-identical before and after adding ${o.added.join(' and ')} (${checks.length} seed(s)).`
-      : o.newEmbeddings === true
-        ? 'The base languages changed, as expected: the word embeddings they share were trained with the added modules (`--new-embeddings`); the table shows by how much.'
-        : '**The check failed**: some outputs or weights of the base languages changed (see above).',
+      : words.changed,
     '',
     `Wall time of this invocation ${(o.seconds / 60).toFixed(1)} min (finished steps of an earlier run are not counted; each cell's step times are in results.json).`,
   );
