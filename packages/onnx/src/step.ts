@@ -17,7 +17,7 @@ import { addRows, ROW_GRADIENTS, type RowScatter, rowScatter, scatterRows } from
 import { sessionOptions } from './runner.js';
 import { cachedSession } from './session-cache.js';
 import { SlicedUpdate, UPDATE_CHUNK } from './sliced-update.js';
-import type { AdamWSettings, TrainGraphSignature } from './train-types.js';
+import { type AdamWSettings, defaultNoDecay, type TrainGraphSignature } from './train-types.js';
 
 /**
  * A training batch of the compiled step: `@xlt/core`'s one batch type.
@@ -111,6 +111,12 @@ export interface CompiledTrainStepOptions {
   updateKernel?: 'native' | 'wasm' | 'onnxruntime';
   /** The sliced step's largest gradient output in elements, larger ones in row blocks (default {@link GRAD_BLOCK_ELEMENTS}). */
   gradBlockElements?: number;
+  /**
+   * Tables of which only these rows train (parameter name -> row indices; see
+   * `TracedTrainGraphOptions.trainableRows`): the other rows get a zero gradient and the table no
+   * weight decay, so they stay bit-identical.
+   */
+  trainableRows?: ReadonlyMap<string, readonly number[]>;
   /** The memory limit for `batchShape`'s check (default: the machine's memory, `os.totalmem()`). */
   maxMemoryBytes?: number;
   /** Receives the estimate (e.g. to print {@link describeTrainMemory}'s line before a run). */
@@ -206,7 +212,8 @@ export class CompiledTrainStep {
     });
   }
 
-  static async create(options: CompiledTrainStepOptions): Promise<CompiledTrainStep> {
+  static async create(given: CompiledTrainStepOptions): Promise<CompiledTrainStep> {
+    const options = withoutDecayOfRowTables(given);
     const count = options.gradAccumulation ?? 1;
     if (!Number.isInteger(count) || count < 1)
       throw new XltConfigError(`gradAccumulation must be a positive integer, got ${count}`, {
@@ -686,4 +693,12 @@ function finiteOrThrow(loss: number, gradNorm: number, t: number): void {
 export function linearWarmupDecay(base: number, t: number, warmup: number, total: number): number {
   if (t < warmup) return (base * t) / Math.max(1, warmup);
   return base * Math.max(0, (total - t) / Math.max(1, total - warmup));
+}
+
+/** The options with no weight decay on the tables of `trainableRows` (their frozen rows must not shrink). */
+function withoutDecayOfRowTables(options: CompiledTrainStepOptions): CompiledTrainStepOptions {
+  const tables = options.trainableRows;
+  if (tables === undefined || tables.size === 0) return options;
+  const noDecay = options.adamw.noDecay ?? defaultNoDecay;
+  return { ...options, adamw: { ...options.adamw, noDecay: (name) => tables.has(name) || noDecay(name) } };
 }

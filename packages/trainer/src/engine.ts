@@ -60,6 +60,12 @@ export interface OnnxEngineOptions {
    */
   update?: 'auto' | 'fused' | 'sliced';
   updateKernel?: 'native' | 'wasm' | 'onnxruntime';
+  /**
+   * Tables of which only these rows train (onnxruntime only; parameter name -> row indices): the
+   * other rows get no gradient and the table no weight decay, so they stay bit-identical (e.g. the
+   * vocabulary of a language added after pre-training that no earlier language uses).
+   */
+  trainableRows?: Readonly<Record<string, readonly number[]>>;
 }
 
 /** The optimiser surface checkpoints use (moments by Hugging Face name). */
@@ -309,6 +315,9 @@ export class OnnxTrainer<B extends TokenBatch = TokenBatch> implements TrainEngi
       ...(support.loraMixtures.size > 0 ? { loraMixtures: support.loraMixtures } : {}),
       ...(options.onnx?.salt !== undefined ? { salt: options.onnx.salt } : {}),
       ...(options.onnx?.embeddingMixup === true ? { embeddingMixup: true } : {}),
+      ...(options.onnx?.trainableRows !== undefined
+        ? { trainableRows: new Map(Object.entries(options.onnx.trainableRows)) }
+        : {}),
       adamw: {
         beta1: options.betas?.[0] ?? 0.9,
         beta2: options.betas?.[1] ?? 0.999,
@@ -425,16 +434,24 @@ export async function createTrainer<B>(
       'the SALT objective (onnx.salt) and embedding mixup (onnx.embeddingMixup) run on the onnxruntime engine only',
       { field: 'engine' },
     );
+  const rows = options.onnx?.trainableRows !== undefined;
+  if (rows && choice === 'tfjs')
+    throw new XltConfigError(
+      'trainableRows (some rows of a table trained) runs on the onnxruntime engine only',
+      {
+        field: 'engine',
+      },
+    );
   if (choice === 'tfjs')
     return { trainer: tfjsEngine(model, loss, options), decision: { engine: 'tfjs', reason: 'asked for' } };
   const support = onnxSupport(model, loss, options);
   if (choice === 'auto') {
-    if (tf.getBackend() === 'tensorflow' && !salt)
+    if (tf.getBackend() === 'tensorflow' && !salt && !rows)
       return {
         trainer: tfjsEngine(model, loss, options),
         decision: { engine: 'tfjs', reason: 'the native tensorflow backend is active' },
       };
-    if (!support.ok && !salt)
+    if (!support.ok && !salt && !rows)
       return {
         trainer: tfjsEngine(model, loss, options),
         decision: { engine: 'tfjs', reason: support.reason },
@@ -443,9 +460,11 @@ export async function createTrainer<B>(
   const trainer = await OnnxTrainer.create(model, loss as unknown as LossFn<TokenBatch>, options, support);
   const why = salt
     ? 'the SALT objective or embedding mixup'
-    : choice === 'auto'
-      ? 'supported model and head loss'
-      : 'asked for';
+    : rows
+      ? 'trainableRows'
+      : choice === 'auto'
+        ? 'supported model and head loss'
+        : 'asked for';
   // a large model's sliced step: say which kernel updates it (and why not the native one)
   const { kernel, note } = trainer.update;
   const update =

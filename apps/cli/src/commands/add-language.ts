@@ -1,16 +1,18 @@
 import path from 'node:path';
 import { writeFileAtomic, XltConfigError } from '@xlt/core';
+import type { XltTokenizer } from '@xlt/tokenizer';
 import { modelLoss, preset } from '@xlt/trainer';
 import { XmodForMaskedLM } from '@xlt/xmod';
 import { z } from 'zod';
 import type { Command } from '../cli/main.js';
-import { setupBackend } from '../tasks/common.js';
+import { dataPath, requireFile, setupBackend } from '../tasks/common.js';
 import { loadTokenizer } from '../tasks/model.js';
 import {
   batchTokens,
   loadMlmCorpus,
   mlmBatches,
   mlmOptions,
+  readText,
   trainFields,
   trainStage,
 } from '../tasks/train.js';
@@ -24,6 +26,7 @@ const addLanguageSchema = z.strictObject({
   maxSentences: z.number().int().positive().default(100_000),
   maskProbability: z.number().positive().max(1).default(0.15),
   newEmbeddings: z.boolean().default(false),
+  keepRowsOf: z.union([z.string(), z.array(z.string()).min(1)]).optional(),
   out: z.string().optional(),
   ...trainFields,
   steps: z.number().int().positive().default(500),
@@ -36,7 +39,8 @@ export const addLanguageCommand: Command<typeof addLanguageSchema> = {
   help: `Copies an existing language module (--init-from, default the model's default language) into a
 new one for --language in every layer, then trains with masked LM on the new language's text while
 everything else stays frozen (the trainer's 'xmod-add-language' preset; --new-embeddings also trains
-the word embeddings). Writes the model with the new module (Hugging Face folder, tokenizer.json
+the word embeddings; with --keep-rows-of, only the rows of the pieces that those texts never use,
+so the languages of those texts keep every input vector). Writes the model with the new module (Hugging Face folder, tokenizer.json
 included) to <run dir>/model or --out.
 
 Options (or config keys):
@@ -47,6 +51,11 @@ Options (or config keys):
   --tokenizer PATH     default: the model folder
   --data-root DIR      data paths are relative to it (default ../shared/data beside the repo)
   --max-sentences 100000 --mask-probability 0.15 --new-embeddings
+  --keep-rows-of PATH  with --new-embeddings: text (one sentence a line, or tagged .tsv) whose pieces'
+                       embedding rows stay frozen, e.g. the earlier languages' pre-training text (a
+                       list in configs); special tokens always stay. The rows that train get no
+                       weight decay; onnxruntime engine only. The tied MLM decoder shares the rows,
+                       so the other languages' MLM logits change in the trained pieces' columns only
   --steps 500 --batch-size 16 --lr 1e-3 --warmup-ratio 0.06 --max-length 128 --seed 0 --backend auto
   --engine auto|tfjs|onnxruntime (auto: compiled onnxruntime step when possible) --threads N
   --max-memory-gib N   refuse an onnxruntime run whose estimate (printed first) is larger (default: RAM)
@@ -89,12 +98,30 @@ Example:
     });
     const [plan] = preset('xmod-add-language', { language: cfg.language, newEmbeddings: cfg.newEmbeddings });
     if (plan === undefined) throw new XltConfigError('empty preset', { field: 'preset' });
+    let trainableRows: number[] | undefined;
+    if (cfg.keepRowsOf !== undefined) {
+      if (!cfg.newEmbeddings)
+        throw new XltConfigError(
+          '--keep-rows-of chooses which embedding rows train: it needs --new-embeddings',
+          {
+            field: 'keepRowsOf',
+          },
+        );
+      const keep = Array.isArray(cfg.keepRowsOf) ? cfg.keepRowsOf : [cfg.keepRowsOf];
+      const used = await rowsUsedBy(tok, keep, cfg.dataRoot, model.config.vocab_size);
+      trainableRows = [];
+      for (let r = 0; r < used.length; r++) if (used[r] === 0) trainableRows.push(r);
+      ctx.log(
+        `word embeddings: ${trainableRows.length} of ${used.length} rows train (the pieces ${keep.map((f) => path.basename(f)).join(', ')} never use); the other ${used.length - trainableRows.length} stay`,
+      );
+    }
     const summary = await trainStage(model, modelLoss(model), data, cfg, {
       trainable: plan.trainable,
       runDir: path.join(ctx.runDir, 'train'),
       stage: plan.name,
       log: ctx.log,
       tokens: batchTokens,
+      ...(trainableRows !== undefined ? { trainableRows: { [WORD_EMBEDDINGS]: trainableRows } } : {}),
     });
     const out = path.resolve(cfg.out ?? path.join(ctx.runDir, 'model'));
     model.eval();
@@ -102,9 +129,38 @@ Example:
     await tok.save(path.join(out, 'tokenizer.json'));
     writeFileAtomic(
       path.join(ctx.runDir, 'results.json'),
-      `${JSON.stringify({ model: out, language: cfg.language, initFrom: from, trainable: summary.trainableParameters, finalLoss: summary.finalLoss }, null, 2)}\n`,
+      `${JSON.stringify({ model: out, language: cfg.language, initFrom: from, trainable: summary.trainableParameters, ...(trainableRows !== undefined ? { trainableEmbeddingRows: trainableRows.length } : {}), finalLoss: summary.finalLoss }, null, 2)}\n`,
     );
     ctx.log(`model with module '${cfg.language}' written to ${out}`);
     model.dispose();
   },
 };
+
+const WORD_EMBEDDINGS = 'roberta.embeddings.word_embeddings.weight';
+
+/**
+ * 1 for every row of the vocabulary that a piece of `files` (all their lines, with `<s>` and `</s>`)
+ * or a special token uses, 0 for the others.
+ */
+async function rowsUsedBy(
+  tok: XltTokenizer,
+  files: readonly string[],
+  dataRoot: string | undefined,
+  vocabSize: number,
+): Promise<Uint8Array> {
+  const used = new Uint8Array(vocabSize);
+  const mark = (id: number) => {
+    if (id >= 0 && id < vocabSize) used[id] = 1;
+  };
+  for (const t of ['<s>', '</s>', '<pad>', '<unk>', '<mask>']) {
+    const id = tok.tokenToId(t);
+    if (id !== undefined) mark(id);
+  }
+  for (const f of files) {
+    const full = requireFile(dataPath(dataRoot, f), 'keepRowsOf');
+    const lines = await readText(full, '', Number.POSITIVE_INFINITY);
+    for (let i = 0; i < lines.length; i += 512)
+      for (const e of await tok.encodeBatch(lines.slice(i, i + 512))) for (const id of e.ids) mark(id);
+  }
+  return used;
+}

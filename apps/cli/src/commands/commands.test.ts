@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { readSafetensors, sharedPath, sharedSkipReason, toFloat32 } from '@xlt/core';
+import { XltTokenizer } from '@xlt/tokenizer';
 import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { EXIT, parseArgv } from '../cli/main.js';
@@ -109,21 +110,25 @@ describe.skipIf(fixtures !== undefined)('on the fixture X-Mod model (h32, 2 laye
     writeFileSync(path.join(data, `dev-${lang}.tsv`), `${text}\n`);
   }
   writeFileSync(path.join(data, 'es.txt'), 'el gato se sentó\nla casa es grande\nhola mundo\n');
+  // add-language of es, copied from en_XX, on the fixture model
+  const addEs = [
+    'add-language',
+    '--model',
+    mlm,
+    '--tokenizer',
+    tokenizer,
+    '--language',
+    'es',
+    '--init-from',
+    'en_XX',
+    '--text',
+    path.join(data, 'es.txt'),
+  ];
 
   it('adds a language module copied from English and trains only it', async () => {
     const run = path.join(dir, 'addlang');
     const r = await cli(
-      'add-language',
-      '--model',
-      mlm,
-      '--tokenizer',
-      tokenizer,
-      '--language',
-      'es',
-      '--init-from',
-      'en_XX',
-      '--text',
-      path.join(data, 'es.txt'),
+      ...addEs,
       '--steps',
       '2',
       '--batch-size',
@@ -152,6 +157,55 @@ describe.skipIf(fixtures !== undefined)('on the fixture X-Mod model (h32, 2 laye
     expect(t(after, es)).not.toEqual(t(before, en));
     const results = JSON.parse(readFileSync(path.join(run, 'results.json'), 'utf8'));
     expect(results.trainable.every((n: string) => n.includes('adapter_modules.es.'))).toBe(true);
+  });
+
+  it('--keep-rows-of trains only the embedding rows of pieces the kept text never uses', async () => {
+    writeFileSync(path.join(data, 'base.txt'), 'the cat sat\nla casa\n');
+    const run = path.join(dir, 'addlang-rows');
+    const args = [
+      ...addEs,
+      '--new-embeddings',
+      '--keep-rows-of',
+      path.join(data, 'base.txt'),
+      '--steps',
+      '3',
+      '--batch-size',
+      '2',
+      '--lr',
+      '0.01',
+      '--threads',
+      '1',
+    ];
+    const r = await cli(...args, '--run-dir', run);
+    expect(r.code).toBe(EXIT.ok);
+    const tok = await XltTokenizer.fromFile(tokenizer);
+    const ids = async (s: string[]) => new Set((await tok.encodeBatch(s)).flatMap((e) => e.ids));
+    const kept = await ids(['the cat sat', 'la casa']);
+    const esIds = [...(await ids(['el gato se sentó', 'la casa es grande', 'hola mundo']))];
+    const emb = 'roberta.embeddings.word_embeddings.weight';
+    const read = async (dir: string) =>
+      toFloat32((await readSafetensors(path.join(dir, 'model.safetensors'))).tensors.get(emb) as never);
+    const before = await read(mlm);
+    const after = await read(path.join(run, 'model'));
+    const H = 32;
+    const same = (row: number) =>
+      after.subarray(row * H, (row + 1) * H).every((x, j) => Object.is(x, before[row * H + j]));
+    // every row of the kept text (and the specials) stays; the new language's other pieces move
+    for (const id of kept) expect(same(id), `row ${id}`).toBe(true);
+    const moved = esIds.filter((id) => !kept.has(id));
+    expect(moved.length).toBeGreaterThan(3);
+    for (const id of moved) expect(same(id), `row ${id}`).toBe(false);
+    const results = JSON.parse(readFileSync(path.join(run, 'results.json'), 'utf8'));
+    for (const t of ['<s>', '</s>', '<pad>', '<unk>', '<mask>']) kept.add(tok.tokenToId(t) as number);
+    expect(results.trainableEmbeddingRows).toBe(before.length / H - kept.size);
+    expect(r.out).toMatch(/word embeddings: \d+ of \d+ rows train/);
+    // the rows need --new-embeddings, and the onnxruntime engine
+    const bad = await cli(...args.filter((a) => a !== '--new-embeddings'), '--run-dir', `${run}-x`);
+    expect(bad.code).toBe(EXIT.usage);
+    expect(bad.err).toMatch(/--keep-rows-of .* needs --new-embeddings/);
+    const tfjs = await cli(...args, '--engine', 'tfjs', '--backend', 'cpu', '--run-dir', `${run}-y`);
+    expect(tfjs.code).toBe(EXIT.usage);
+    expect(tfjs.err).toMatch(/trainableRows .* onnxruntime engine only/);
   });
 
   it('fine-tunes NER with xmod-finetune and evaluates de/sw with their modules (en source)', async () => {

@@ -53,6 +53,19 @@ const tiny = [
 
 const readJson = (f: string) => JSON.parse(readFileSync(f, 'utf8'));
 
+/** Copies the steps a `--new-embeddings` variant reuses from a module-only run. */
+function copyReused(from: string, to: string): void {
+  for (const d of [
+    'corpus',
+    'tokenizer',
+    'pretrain-start-seed0',
+    'finetune-start-seed0',
+    'eval-start-seed0',
+    'pretrain-base-seed0',
+  ])
+    cpSync(path.join(from, d), path.join(to, d), { recursive: true });
+}
+
 describe.skipIf(skip !== undefined)('xlt experiment xmod-posthoc', () => {
   const run = path.join(dir, 'posthoc');
   it('adds es and ko post hoc, compares with from-start pre-training and proves en and de unchanged', async () => {
@@ -123,15 +136,7 @@ describe.skipIf(skip !== undefined)('xlt experiment xmod-posthoc', () => {
 
   it('--new-embeddings trains the word embeddings with the modules, reusing the pre-trainings, and reports the base changed', async () => {
     const ablation = path.join(dir, 'new-embeddings');
-    for (const d of [
-      'corpus',
-      'tokenizer',
-      'pretrain-start-seed0',
-      'finetune-start-seed0',
-      'eval-start-seed0',
-      'pretrain-base-seed0',
-    ])
-      cpSync(path.join(run, d), path.join(ablation, d), { recursive: true });
+    copyReused(run, ablation);
     const r = await cli('experiment', 'xmod-posthoc', ...tiny, '--new-embeddings', '--run-dir', ablation);
     if (r.code !== EXIT.ok) console.error(r.out, r.err);
     expect(r.code).toBe(EXIT.ok);
@@ -152,6 +157,43 @@ describe.skipIf(skip !== undefined)('xlt experiment xmod-posthoc', () => {
     expect(md).toMatch(/The base languages changed, as expected/);
     expect(md).toMatch(/## How far the other languages changed/);
     expect(md).not.toMatch(/The check failed/);
+  }, 600_000);
+
+  it('--unseen-rows trains only the rows no earlier language uses: the base hidden states stay identical, the logits do not', async () => {
+    const rows = path.join(dir, 'unseen-rows');
+    copyReused(run, rows);
+    const args = ['experiment', 'xmod-posthoc', ...tiny, '--new-embeddings', '--unseen-rows'];
+    const r = await cli(...args, '--run-dir', rows);
+    if (r.code !== EXIT.ok) console.error(r.out, r.err);
+    expect(r.code).toBe(EXIT.ok);
+    // es keeps the rows of en and de; ko those of en, de and es
+    const esCfg = readJson(path.join(rows, 'add-es-seed0', 'config.json'));
+    expect(esCfg.keepRowsOf.map((f: string) => path.basename(f))).toEqual([
+      'en.txt',
+      'en.heldout.txt',
+      'de.txt',
+      'de.heldout.txt',
+    ]);
+    expect(readJson(path.join(rows, 'add-ko-seed0', 'config.json')).keepRowsOf).toHaveLength(6);
+    const esRows = readJson(path.join(rows, 'add-es-seed0', 'results.json')).trainableEmbeddingRows;
+    const koRows = readJson(path.join(rows, 'add-ko-seed0', 'results.json')).trainableEmbeddingRows;
+    expect(esRows).toBeGreaterThan(koRows);
+    expect(koRows).toBeGreaterThan(0);
+    const res = readJson(path.join(rows, 'results.json'));
+    expect(res.settings.unseenRows).toBe(true);
+    const [check] = res.bitIdentity;
+    expect(check.weights.differing).toEqual(['roberta.embeddings.word_embeddings.weight']);
+    for (const l of ['en', 'de']) expect(check.languages[l].differing).toEqual(['logits']);
+    const md = readFileSync(path.join(rows, 'report.md'), 'utf8');
+    expect(md).toMatch(/module \+ unseen-row steps per added language/);
+    expect(md).toMatch(/^\| 0 \| \d+ \/ \d+ \| \d+ \| en \| \d+ \| \*\*no\*\* \| [\d.e-]+ \| logits \| /m);
+    expect(md).toMatch(
+      /Every base language's hidden states .* are bit-identical before and after; only the MLM logits differ/,
+    );
+    // the option needs --new-embeddings
+    const bad = await cli('experiment', 'xmod-posthoc', ...tiny, '--unseen-rows', '--run-dir', `${rows}-x`);
+    expect(bad.code).toBe(EXIT.usage);
+    expect(bad.err).toMatch(/--unseen-rows .* needs --new-embeddings/);
   }, 600_000);
 
   it('names a bad language list as a usage error before anything runs', async () => {

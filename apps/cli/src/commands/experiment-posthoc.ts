@@ -55,6 +55,8 @@ const posthocSchema = z.strictObject({
   addLanguageSteps: z.number().int().positive().optional(),
   /** Also train the word embeddings with each added module (the base languages then change). */
   newEmbeddings: z.boolean().default(false),
+  /** With newEmbeddings: only the rows of pieces that no earlier language's text uses train. */
+  unseenRows: z.boolean().default(false),
   finetuneEpochs: z.number().positive().optional(),
   maxTrainExamples: z.number().int().positive().optional(),
   maxDevExamples: z.number().int().positive().optional(),
@@ -91,6 +93,10 @@ function posthocLanguages(cfg: PosthocConfig, dataRoot: string) {
 async function runPosthoc(cfg: PosthocConfig, ctx: CommandContext): Promise<void> {
   const dataRoot = path.resolve(cfg.dataRoot ?? defaultDataRoot());
   const { base, added, all } = posthocLanguages(cfg, dataRoot);
+  if (cfg.unseenRows && !cfg.newEmbeddings)
+    throw new XltConfigError('--unseen-rows chooses which embedding rows train: it needs --new-embeddings', {
+      field: 'unseenRows',
+    });
   const v = cfg.quick ? XMOD_POSTHOC.quick : XMOD_POSTHOC.full;
   const s = withPretrainOverrides(v, cfg);
   const maxSentences = cfg.maxSentencesPerLanguage ?? s.maxSentencesPerLanguage;
@@ -106,7 +112,7 @@ async function runPosthoc(cfg: PosthocConfig, ctx: CommandContext): Promise<void
   const seeds = Array.from({ length: cfg.seeds ?? s.seeds }, (_, i) => cfg.seed + i);
   const index = { i: 0, n: 2 + seeds.length * (3 + 3 + added.length + 2) + 1 };
   const t0 = performance.now();
-  const settings = `Model h${s.hiddenSize} L${s.layers}, vocabulary ${s.vocabSize} (one tokenizer over all ${all.length} languages); pre-training ${s.pretrain.steps} steps of ${s.pretrain.batchSize} x ${s.pretrain.maxLength} tokens, lr ${s.pretrain.lr}${maxSentences !== undefined ? `, at most ${maxSentences} sentences per language` : ''}; ${addSteps} ${cfg.newEmbeddings ? 'module + word-embedding' : 'module-only'} steps per added language (lr ${s.addLanguage.lr}); NER ${ft.epochs} epochs${maxTrain !== undefined ? ` on ${maxTrain} English sentences` : ''}, lr ${ft.lr}`;
+  const settings = `Model h${s.hiddenSize} L${s.layers}, vocabulary ${s.vocabSize} (one tokenizer over all ${all.length} languages); pre-training ${s.pretrain.steps} steps of ${s.pretrain.batchSize} x ${s.pretrain.maxLength} tokens, lr ${s.pretrain.lr}${maxSentences !== undefined ? `, at most ${maxSentences} sentences per language` : ''}; ${addSteps} ${cfg.newEmbeddings ? (cfg.unseenRows ? 'module + unseen-row' : 'module + word-embedding') : 'module-only'} steps per added language (lr ${s.addLanguage.lr}); NER ${ft.epochs} epochs${maxTrain !== undefined ? ` on ${maxTrain} English sentences` : ''}, lr ${ft.lr}`;
   ctx.log(
     `experiment xmod-posthoc${cfg.quick ? ' (quick)' : ''}: base ${base.join(' ')}, added ${added.join(' ')}; seeds ${seeds.join(', ')}`,
   );
@@ -210,7 +216,10 @@ async function runPosthoc(cfg: PosthocConfig, ctx: CommandContext): Promise<void
     async () => {
       await pretrain(`pretrain-base-seed${seed}`, base, seed);
       let from = modelOf(`pretrain-base-seed${seed}`);
-      for (const l of added) {
+      for (const [i, l] of added.entries()) {
+        // --unseen-rows: every piece of the earlier languages' corpus text keeps its row
+        const earlier = [...base, ...added.slice(0, i)];
+        const keepRowsOf = earlier.flatMap((e) => [files.text[e] as string, files.heldOut[e] as string]);
         await step(ctx, addedName(l, seed), index, (dir, log) =>
           run(
             addLanguageCommand,
@@ -222,6 +231,7 @@ async function runPosthoc(cfg: PosthocConfig, ctx: CommandContext): Promise<void
               ...(maxSentences !== undefined ? { maxSentences } : {}),
               steps: addSteps,
               newEmbeddings: cfg.newEmbeddings,
+              ...(cfg.unseenRows ? { keepRowsOf } : {}),
               lr: s.addLanguage.lr,
               batchSize: s.addLanguage.batchSize,
               maxLength: s.pretrain.maxLength,
@@ -360,6 +370,7 @@ async function runPosthoc(cfg: PosthocConfig, ctx: CommandContext): Promise<void
     seconds: (performance.now() - t0) / 1000,
     devExamples: maxEval !== undefined ? `first ${maxEval} sentences per language` : 'all sentences',
     newEmbeddings: cfg.newEmbeddings,
+    unseenRows: cfg.unseenRows,
   });
   writeExperimentOutputs(ctx, {
     results: {
@@ -374,6 +385,7 @@ async function runPosthoc(cfg: PosthocConfig, ctx: CommandContext): Promise<void
         maxSentencesPerLanguage: maxSentences ?? null,
         addLanguageSteps: addSteps,
         newEmbeddings: cfg.newEmbeddings,
+        unseenRows: cfg.unseenRows,
         finetune: ft,
         maxTrainExamples: maxTrain ?? null,
         maxEvalExamples: maxEval ?? null,
@@ -437,6 +449,10 @@ ${queueHelp('each pre-training, module, fine-tuning and evaluation')}
                         are then expected to change, and the bit-identity table shows by how much.
                         A module-only run's corpus, tokenizer, pretrain-*, finetune-start-* and
                         eval-start-* steps, copied into the run dir, are reused
+  --unseen-rows         with --new-embeddings: only the embedding rows of pieces that no earlier
+                        language's corpus text (training and held-out) uses train (add-language
+                        --keep-rows-of): the base languages' hidden states stay bit-identical and
+                        their MLM logits change in those rows' columns only (the tied decoder)
 
 Examples:
   xlt experiment xmod-posthoc --quick --run-dir runs/posthoc-quick

@@ -13,8 +13,8 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const base = path.join(dir, 'base');
 const added = path.join(dir, 'added');
 
-/** Copies a model folder's weights with `tensor`'s element 0 shifted by `delta`. */
-async function perturbed(from: string, to: string, tensor: string, delta: number): Promise<void> {
+/** Copies a model folder's weights with `tensor`'s element `at` (default 0) shifted by `delta`. */
+async function perturbed(from: string, to: string, tensor: string, delta: number, at = 0): Promise<void> {
   const model = await XmodForMaskedLM.fromPretrained(from);
   await model.savePretrained(to);
   model.dispose();
@@ -22,7 +22,7 @@ async function perturbed(from: string, to: string, tensor: string, delta: number
   const { tensors } = await readSafetensors(file);
   const t = tensors.get(tensor);
   if (t === undefined) throw new Error(`no tensor ${tensor}`);
-  (t.data as Float32Array)[0] = ((t.data as Float32Array)[0] as number) + delta;
+  (t.data as Float32Array)[at] = ((t.data as Float32Array)[at] as number) + delta;
   await writeSafetensors(file, tensors);
 }
 
@@ -87,6 +87,7 @@ describe('bit-identity check of a language added post hoc', () => {
       expect(o?.outputs.length).toBeGreaterThanOrEqual(2);
       expect(o?.values).toBeGreaterThan(blocks.get(l)?.flat().length ?? 0);
       expect(o?.maxAbsDiff).toBe(0);
+      expect(o?.differing).toEqual([]);
       expect(o?.sha256[0]).toBe(o?.sha256[1]);
       expect(o?.sha256[0]).toMatch(/^[0-9a-f]{64}$/);
     }
@@ -109,7 +110,23 @@ describe('bit-identity check of a language added post hoc', () => {
       expect(r.languages[l]?.identical).toBe(false);
       expect(r.languages[l]?.maxAbsDiff).toBeGreaterThan(0);
       expect(r.languages[l]?.sha256[0]).not.toBe(r.languages[l]?.sha256[1]);
+      // layer 0 onwards differ, the embeddings' output does not
+      expect(r.languages[l]?.differing).toEqual([
+        'hidden_states_1',
+        'hidden_states_2',
+        'last_hidden_state',
+        'logits',
+      ]);
     }
+  }, 60_000);
+
+  it("a changed embedding row that the blocks never use changes the tied decoder's logits only", async () => {
+    const row = path.join(dir, 'unused-row');
+    // row 22 of the 24-piece vocabulary: no block holds token 22
+    await perturbed(added, row, 'roberta.embeddings.word_embeddings.weight', 0.5, 22 * 16);
+    const r = await compareModels(base, row, blocks, { batchSize: 2 });
+    expect(r.weights.differing).toEqual(['roberta.embeddings.word_embeddings.weight']);
+    for (const l of ['en', 'de']) expect(r.languages[l]?.differing).toEqual(['logits']);
   }, 60_000);
 
   it('a change in the new module alone leaves the base languages identical', async () => {

@@ -33,6 +33,8 @@ export interface OutputComparison {
   blocks: number;
   /** True when every output's bytes are equal. */
   identical: boolean;
+  /** The outputs whose bytes differ in some block (absent in files written before it was kept). */
+  differing?: string[];
   /** Largest absolute difference of a value (0 when identical). */
   maxAbsDiff: number;
   /** SHA-256 of the first and of the second model's output bytes (all outputs, in order). */
@@ -133,9 +135,11 @@ export async function compareOutputs(
         values: 0,
         blocks: list.length,
         identical: true,
+        differing: [],
         maxAbsDiff: 0,
         sha256: ['', ''],
       };
+      const differing = new Set<string>();
       const bs = o.batchSize ?? 8;
       for (let i = 0; i < list.length; i += bs) {
         const batch = list.slice(i, i + bs);
@@ -155,6 +159,7 @@ export async function compareOutputs(
           const xb = rb[name]?.data as Float32Array | undefined;
           if (xb === undefined || xb.length !== xa.length) {
             r.identical = false;
+            differing.add(name);
             r.maxAbsDiff = Number.POSITIVE_INFINITY;
             continue;
           }
@@ -163,12 +168,14 @@ export async function compareOutputs(
           r.values += xa.length;
           if (!bytesOf(xa).equals(bytesOf(xb))) {
             r.identical = false;
+            differing.add(name);
             for (let k = 0; k < xa.length; k++)
               r.maxAbsDiff = Math.max(r.maxAbsDiff, Math.abs((xa[k] as number) - (xb[k] as number)));
           }
         }
       }
       r.sha256 = [ha.digest('hex'), hb.digest('hex')];
+      r.differing = r.outputs.filter((n) => differing.has(n));
       out[lang] = r;
     }
   } finally {

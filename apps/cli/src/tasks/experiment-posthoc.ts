@@ -172,12 +172,30 @@ export function posthocMarkdown(
     devExamples: string;
     /** The added modules were trained with the word embeddings (`--new-embeddings`). */
     newEmbeddings?: boolean;
+    /** ... with only the rows of pieces no earlier language uses (`--unseen-rows`). */
+    unseenRows?: boolean;
   },
 ): string {
   const kind = (l: string) => (o.added.includes(l) ? `${l} (added)` : l);
+  const rows = o.newEmbeddings === true && o.unseenRows === true;
+  // hidden states of every base language identical in every check (the logits may differ)
+  const hiddenSame = checks.every((c) =>
+    Object.values(c.check.languages).every((r) =>
+      (r.differing ?? (r.identical ? [] : ['?'])).every((n) => n === 'logits'),
+    ),
+  );
   // the wording that differs when the added modules were trained with the word embeddings
-  const words =
-    o.newEmbeddings === true
+  const words = rows
+    ? {
+        how: "a new module per layer, copied from en and trained by masked LM together with the word-embedding rows of the pieces that no earlier language uses (`--new-embeddings --unseen-rows`: every piece of the earlier languages' corpus text, training and held-out, keeps its row); every other weight frozen",
+        baseLoss:
+          'the base languages scored on the model after adding: their input rows are unchanged, but the tied MLM decoder also scores the trained rows',
+        identityTitle: "## The other languages' hidden states: bit-identity check",
+        changed: hiddenSame
+          ? "Every base language's hidden states (the embeddings' output and every layer's) are bit-identical before and after; only the MLM logits differ, as expected: the tied decoder scores every row of the vocabulary, the trained ones included, and the word-embedding tensor differs in those rows."
+          : '**Some hidden states of the base languages changed** (see the outputs that differ above): a piece of their held-out text had a row that trained.',
+      }
+    : o.newEmbeddings === true
       ? {
           how: 'a new module per layer, copied from en and trained with the word embeddings by masked LM, `--new-embeddings`; every other weight frozen: an ablation, so the base languages are not expected to stay bit-identical',
           baseLoss: 'the base languages scored on the model after adding, whose word embeddings moved',
@@ -226,15 +244,17 @@ export function posthocMarkdown(
     '',
     'Base model vs the model after adding the languages (before fine-tuning): every weight tensor of the base compared byte for byte with the same tensor after, and the outputs (MLM logits and the hidden states of the embeddings and of every layer) on held-out blocks of each base language, through its own module, compared byte for byte.',
     '',
-    '| seed | tensors identical / compared | new tensors | language | values compared | identical | max abs diff | SHA-256 before / after |',
-    '|---:|---|---:|---|---:|---|---:|---|',
+    `| seed | tensors identical / compared | new tensors | language | values compared | identical | max abs diff |${rows ? ' outputs that differ |' : ''} SHA-256 before / after |`,
+    `|---:|---|---:|---|---:|---|---:|${rows ? '---|' : ''}---|`,
   );
   for (const { seed, check } of checks) {
     const w = check.weights;
-    for (const [l, r] of Object.entries(check.languages))
+    for (const [l, r] of Object.entries(check.languages)) {
+      const differing = rows ? ` ${r.differing === undefined ? '?' : r.differing.join(', ') || '–'} |` : '';
       lines.push(
-        `| ${seed} | ${w.identical} / ${w.compared}${w.missing.length > 0 ? ` (${w.missing.length} missing)` : ''} | ${w.added.length} | ${l} | ${r.values} | ${r.identical ? 'yes' : '**no**'} | ${r.maxAbsDiff} | ${r.sha256[0].slice(0, 12)} / ${r.sha256[1].slice(0, 12)} |`,
+        `| ${seed} | ${w.identical} / ${w.compared}${w.missing.length > 0 ? ` (${w.missing.length} missing)` : ''} | ${w.added.length} | ${l} | ${r.values} | ${r.identical ? 'yes' : '**no**'} | ${r.maxAbsDiff} |${differing} ${r.sha256[0].slice(0, 12)} / ${r.sha256[1].slice(0, 12)} |`,
       );
+    }
   }
   const all = checks.every((c) => c.check.identical);
   lines.push(

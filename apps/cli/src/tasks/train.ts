@@ -89,6 +89,8 @@ export async function trainStage<B>(
     salt?: { augWeight: number; klWeight: number };
     /** Embedding mixup on the compiled step (batches carry mixIds, mixProbs, mixLambda). */
     embeddingMixup?: boolean;
+    /** Tables of which only these rows train (compiled step; see `OnnxEngineOptions.trainableRows`). */
+    trainableRows?: Record<string, readonly number[]>;
   },
 ): Promise<FitSummary> {
   applyTrainable(model, o.trainable);
@@ -112,6 +114,7 @@ export async function trainStage<B>(
       ...(s.threads !== undefined ? { threads: s.threads } : {}),
       ...(o.salt !== undefined ? { salt: o.salt } : {}),
       ...(o.embeddingMixup === true ? { embeddingMixup: true } : {}),
+      ...(o.trainableRows !== undefined ? { trainableRows: o.trainableRows } : {}),
       // the memory the compiled step needs at the largest batch, printed before the run; refused
       // before anything is allocated when over --max-memory-gib (default: the machine's memory)
       batchShape: {

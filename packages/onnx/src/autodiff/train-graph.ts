@@ -1,13 +1,13 @@
 import { XltConfigError } from '@xlt/core';
 import type { HeadKind, LoraMixtureSpec, WeightSource, XmodConfig } from '../model-types.js';
 import type { TrainGraph, TrainGraphOptions, TrainGraphSignature } from '../train-types.js';
-import { backwardWithRows } from './backward.js';
+import { backwardWithRows, type RowGradient } from './backward.js';
 import { type Dim, symbol } from './dims.js';
 import { dropoutRates } from './dropout.js';
 import { type EncoderInputs, type EncoderOptions, XmodEncoder } from './encoder.js';
 import { type HeadLabels, headLogits, headLoss, type ObjectiveOptions, spanLogits } from './heads.js';
 import { type OieInputs, oieLogits, oieLoss } from './oie-head.js';
-import { add, raw, slice } from './ops.js';
+import { add, gather, mul, raw, slice } from './ops.js';
 import {
   type AdamWUpdate,
   appendAdamW,
@@ -84,6 +84,14 @@ export interface TracedTrainGraphOptions {
    * rows; its gradient is their sum (`addRows`), and `grad_norm` covers the `grad:` part.
    */
   rowGradients?: readonly string[];
+  /**
+   * Tables of which only some rows train (parameter name -> those row indices): the other rows'
+   * gradient is multiplied by 0 in the graph, in the dense form and in the rows form alike, before
+   * the gradient norm. With no weight decay on the table (`CompiledTrainStep` sees to that), AdamW
+   * then leaves those rows bit-identical. E.g. the vocabulary rows of a language added after
+   * pre-training that no earlier language uses.
+   */
+  trainableRows?: ReadonlyMap<string, readonly number[]>;
   /**
    * `grads` mode: a dense gradient of more elements than this leaves the graph as row blocks
    * `grad:<name>:<k>` of at most this many elements (`gradBlocks` in the signature) instead of one
@@ -233,6 +241,7 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
     { tied: true },
   );
   t.noGrad = true;
+  if (o.trainableRows !== undefined) maskRows(o.trainableRows, params, maybeDense, rows);
   const dense = maybeDense.filter((g): g is Value => g !== undefined);
   const norm = dense.length > 0 ? globalNorm(dense) : t.scalar(0);
   t.output(norm, 'grad_norm');
@@ -283,6 +292,45 @@ export function buildTracedTrainGraph(o: TracedTrainGraphOptions): TrainGraph {
     throw new XltConfigError("mode 'adamw' needs adamw settings", { field: 'adamw' });
   appendUpdate(t, params, grads, norm, o.adamw, signature, loss);
   return { model: t.toBytes(), signature };
+}
+
+/**
+ * Zeroes the gradient of every row of a table not listed in `trainableRows` (see
+ * {@link TracedTrainGraphOptions.trainableRows}): dense gradients (`grads`, replaced in place)
+ * times a [V, 1] 0/1 constant, row gradients times that constant's rows at their ids.
+ */
+function maskRows(
+  trainableRows: ReadonlyMap<string, readonly number[]>,
+  params: ReadonlyArray<{ name: string; value: Value }>,
+  grads: Array<Value | undefined>,
+  rows: Map<Value, RowGradient>,
+): void {
+  for (const [name, keep] of trainableRows) {
+    const i = params.findIndex((q) => q.name === name);
+    const param = params[i];
+    if (param === undefined)
+      throw new XltConfigError(`trainableRows names '${name}', which is not a trainable parameter`, {
+        tensor: name,
+      });
+    const [V, ...rest] = param.value.shape;
+    if (typeof V !== 'number' || rest.length !== 1)
+      throw new XltConfigError(`trainableRows needs a 2-D table with static rows; '${name}' is not one`, {
+        tensor: name,
+      });
+    const mask = new Float32Array(V);
+    for (const r of keep) {
+      if (!Number.isInteger(r) || r < 0 || r >= V)
+        throw new XltConfigError(`trainableRows of '${name}': row ${r} is not in [0, ${V})`, {
+          tensor: name,
+        });
+      mask[r] = 1;
+    }
+    const m = param.value.tracer.constant(mask, [V, 1], undefined, 'row_mask');
+    const g = grads[i];
+    if (g !== undefined) grads[i] = mul(g, m);
+    const r = rows.get(param.value);
+    if (r !== undefined) rows.set(param.value, { ids: r.ids, rows: mul(r.rows, gather(m, r.ids)) });
+  }
 }
 
 /** `{ frozen }` for a signature when frozen parameters are graph inputs. */
