@@ -99,6 +99,7 @@ Example:
     const [plan] = preset('xmod-add-language', { language: cfg.language, newEmbeddings: cfg.newEmbeddings });
     if (plan === undefined) throw new XltConfigError('empty preset', { field: 'preset' });
     let trainableRows: number[] | undefined;
+    let keptTokenShare: number | undefined;
     if (cfg.keepRowsOf !== undefined) {
       if (!cfg.newEmbeddings)
         throw new XltConfigError(
@@ -111,8 +112,17 @@ Example:
       const used = await rowsUsedBy(tok, keep, cfg.dataRoot, model.config.vocab_size);
       trainableRows = [];
       for (let r = 0; r < used.length; r++) if (used[r] === 0) trainableRows.push(r);
+      // how much of the new language's text still reads (and predicts) frozen rows
+      let pieces = 0;
+      let kept = 0;
+      for (const ids of corpus.get(cfg.language) ?? [])
+        for (const id of ids.slice(1, -1)) {
+          pieces++;
+          kept += used[id] ?? 0;
+        }
+      keptTokenShare = pieces > 0 ? kept / pieces : 0;
       ctx.log(
-        `word embeddings: ${trainableRows.length} of ${used.length} rows train (the pieces ${keep.map((f) => path.basename(f)).join(', ')} never use); the other ${used.length - trainableRows.length} stay`,
+        `word embeddings: ${trainableRows.length} of ${used.length} rows train (the pieces ${keep.map((f) => path.basename(f)).join(', ')} never use); the other ${used.length - trainableRows.length} stay, and ${(100 * keptTokenShare).toFixed(1)}% of the ${cfg.language} training tokens are pieces with a kept row`,
       );
     }
     const summary = await trainStage(model, modelLoss(model), data, cfg, {
@@ -129,7 +139,7 @@ Example:
     await tok.save(path.join(out, 'tokenizer.json'));
     writeFileAtomic(
       path.join(ctx.runDir, 'results.json'),
-      `${JSON.stringify({ model: out, language: cfg.language, initFrom: from, trainable: summary.trainableParameters, ...(trainableRows !== undefined ? { trainableEmbeddingRows: trainableRows.length } : {}), finalLoss: summary.finalLoss }, null, 2)}\n`,
+      `${JSON.stringify({ model: out, language: cfg.language, initFrom: from, trainable: summary.trainableParameters, ...(trainableRows !== undefined ? { trainableEmbeddingRows: trainableRows.length, keptTokenShare } : {}), finalLoss: summary.finalLoss }, null, 2)}\n`,
     );
     ctx.log(`model with module '${cfg.language}' written to ${out}`);
     model.dispose();

@@ -198,6 +198,9 @@ describe.skipIf(fixtures !== undefined)('on the fixture X-Mod model (h32, 2 laye
     const results = JSON.parse(readFileSync(path.join(run, 'results.json'), 'utf8'));
     for (const t of ['<s>', '</s>', '<pad>', '<unk>', '<mask>']) kept.add(tok.tokenToId(t) as number);
     expect(results.trainableEmbeddingRows).toBe(before.length / H - kept.size);
+    // 'la casa' is kept: some of the es tokens read kept rows, most do not
+    expect(results.keptTokenShare).toBeGreaterThan(0);
+    expect(results.keptTokenShare).toBeLessThan(0.6);
     expect(r.out).toMatch(/word embeddings: \d+ of \d+ rows train/);
     // the rows need --new-embeddings, and the onnxruntime engine
     const bad = await cli(...args.filter((a) => a !== '--new-embeddings'), '--run-dir', `${run}-x`);
