@@ -428,43 +428,27 @@ export async function createTrainer<B>(
     throw new XltConfigError(`engine must be 'tfjs', 'onnxruntime' or 'auto', got '${String(choice)}'`, {
       field: 'engine',
     });
-  const salt = options.onnx?.salt !== undefined || options.onnx?.embeddingMixup === true;
-  if (choice === 'tfjs' && salt)
-    throw new XltConfigError(
-      'the SALT objective (onnx.salt) and embedding mixup (onnx.embeddingMixup) run on the onnxruntime engine only',
-      { field: 'engine' },
-    );
-  const rows = options.onnx?.trainableRows !== undefined;
-  if (rows && choice === 'tfjs')
-    throw new XltConfigError(
-      'trainableRows (some rows of a table trained) runs on the onnxruntime engine only',
-      {
-        field: 'engine',
-      },
-    );
+  // what only the compiled step can run: it decides the engine under `auto`, and `tfjs` refuses it
+  const onnxOnly = onnxOnlyFeature(options.onnx);
+  if (choice === 'tfjs' && onnxOnly !== undefined)
+    throw new XltConfigError(`${onnxOnly.refusal} on the onnxruntime engine only`, { field: 'engine' });
   if (choice === 'tfjs')
     return { trainer: tfjsEngine(model, loss, options), decision: { engine: 'tfjs', reason: 'asked for' } };
   const support = onnxSupport(model, loss, options);
-  if (choice === 'auto') {
-    if (tf.getBackend() === 'tensorflow' && !salt && !rows)
+  if (choice === 'auto' && onnxOnly === undefined) {
+    if (tf.getBackend() === 'tensorflow')
       return {
         trainer: tfjsEngine(model, loss, options),
         decision: { engine: 'tfjs', reason: 'the native tensorflow backend is active' },
       };
-    if (!support.ok && !salt && !rows)
+    if (!support.ok)
       return {
         trainer: tfjsEngine(model, loss, options),
         decision: { engine: 'tfjs', reason: support.reason },
       };
   }
   const trainer = await OnnxTrainer.create(model, loss as unknown as LossFn<TokenBatch>, options, support);
-  const why = salt
-    ? 'the SALT objective or embedding mixup'
-    : rows
-      ? 'trainableRows'
-      : choice === 'auto'
-        ? 'supported model and head loss'
-        : 'asked for';
+  const why = onnxOnly?.why ?? (choice === 'auto' ? 'supported model and head loss' : 'asked for');
   // a large model's sliced step: say which kernel updates it (and why not the native one)
   const { kernel, note } = trainer.update;
   const update =
@@ -475,6 +459,18 @@ export async function createTrainer<B>(
     trainer: trainer as unknown as TrainEngine<B>,
     decision: { engine: 'onnxruntime', reason: `${why}${update}` },
   };
+}
+
+/** The first option of `onnx` that only the compiled step runs: why it chose onnxruntime, and tfjs's refusal. */
+function onnxOnlyFeature(onnx: OnnxEngineOptions | undefined): { why: string; refusal: string } | undefined {
+  if (onnx?.salt !== undefined || onnx?.embeddingMixup === true)
+    return {
+      why: 'the SALT objective or embedding mixup',
+      refusal: 'the SALT objective (onnx.salt) and embedding mixup (onnx.embeddingMixup) run',
+    };
+  if (onnx?.trainableRows !== undefined)
+    return { why: 'trainableRows', refusal: 'trainableRows (some rows of a table trained) runs' };
+  return undefined;
 }
 
 function tfjsEngine<B>(model: ParameterSource, loss: LossFn<B>, options: TrainerOptions): TrainEngine<B> {

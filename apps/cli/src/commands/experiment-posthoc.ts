@@ -97,6 +97,8 @@ async function runPosthoc(cfg: PosthocConfig, ctx: CommandContext): Promise<void
     throw new XltConfigError('--unseen-rows chooses which embedding rows train: it needs --new-embeddings', {
       field: 'unseenRows',
     });
+  // which embedding rows train with each added module: none, all, or those no earlier language uses
+  const embeddings = !cfg.newEmbeddings ? undefined : cfg.unseenRows ? 'unseen-rows' : 'all';
   const v = cfg.quick ? XMOD_POSTHOC.quick : XMOD_POSTHOC.full;
   const s = withPretrainOverrides(v, cfg);
   const maxSentences = cfg.maxSentencesPerLanguage ?? s.maxSentencesPerLanguage;
@@ -112,7 +114,7 @@ async function runPosthoc(cfg: PosthocConfig, ctx: CommandContext): Promise<void
   const seeds = Array.from({ length: cfg.seeds ?? s.seeds }, (_, i) => cfg.seed + i);
   const index = { i: 0, n: 2 + seeds.length * (3 + 3 + added.length + 2) + 1 };
   const t0 = performance.now();
-  const settings = `Model h${s.hiddenSize} L${s.layers}, vocabulary ${s.vocabSize} (one tokenizer over all ${all.length} languages); pre-training ${s.pretrain.steps} steps of ${s.pretrain.batchSize} x ${s.pretrain.maxLength} tokens, lr ${s.pretrain.lr}${maxSentences !== undefined ? `, at most ${maxSentences} sentences per language` : ''}; ${addSteps} ${cfg.newEmbeddings ? (cfg.unseenRows ? 'module + unseen-row' : 'module + word-embedding') : 'module-only'} steps per added language (lr ${s.addLanguage.lr}); NER ${ft.epochs} epochs${maxTrain !== undefined ? ` on ${maxTrain} English sentences` : ''}, lr ${ft.lr}`;
+  const settings = `Model h${s.hiddenSize} L${s.layers}, vocabulary ${s.vocabSize} (one tokenizer over all ${all.length} languages); pre-training ${s.pretrain.steps} steps of ${s.pretrain.batchSize} x ${s.pretrain.maxLength} tokens, lr ${s.pretrain.lr}${maxSentences !== undefined ? `, at most ${maxSentences} sentences per language` : ''}; ${addSteps} ${ADD_STEPS_KIND[embeddings ?? 'none']} steps per added language (lr ${s.addLanguage.lr}); NER ${ft.epochs} epochs${maxTrain !== undefined ? ` on ${maxTrain} English sentences` : ''}, lr ${ft.lr}`;
   ctx.log(
     `experiment xmod-posthoc${cfg.quick ? ' (quick)' : ''}: base ${base.join(' ')}, added ${added.join(' ')}; seeds ${seeds.join(', ')}`,
   );
@@ -218,8 +220,10 @@ async function runPosthoc(cfg: PosthocConfig, ctx: CommandContext): Promise<void
       let from = modelOf(`pretrain-base-seed${seed}`);
       for (const [i, l] of added.entries()) {
         // --unseen-rows: every piece of the earlier languages' corpus text keeps its row
-        const earlier = [...base, ...added.slice(0, i)];
-        const keepRowsOf = earlier.flatMap((e) => [files.text[e] as string, files.heldOut[e] as string]);
+        const keepRowsOf = [...base, ...added.slice(0, i)].flatMap((e) => [
+          files.text[e] as string,
+          files.heldOut[e] as string,
+        ]);
         await step(ctx, addedName(l, seed), index, (dir, log) =>
           run(
             addLanguageCommand,
@@ -231,7 +235,7 @@ async function runPosthoc(cfg: PosthocConfig, ctx: CommandContext): Promise<void
               ...(maxSentences !== undefined ? { maxSentences } : {}),
               steps: addSteps,
               newEmbeddings: cfg.newEmbeddings,
-              ...(cfg.unseenRows ? { keepRowsOf } : {}),
+              ...(embeddings === 'unseen-rows' ? { keepRowsOf } : {}),
               lr: s.addLanguage.lr,
               batchSize: s.addLanguage.batchSize,
               maxLength: s.pretrain.maxLength,
@@ -369,8 +373,7 @@ async function runPosthoc(cfg: PosthocConfig, ctx: CommandContext): Promise<void
     settings,
     seconds: (performance.now() - t0) / 1000,
     devExamples: maxEval !== undefined ? `first ${maxEval} sentences per language` : 'all sentences',
-    newEmbeddings: cfg.newEmbeddings,
-    unseenRows: cfg.unseenRows,
+    ...(embeddings !== undefined ? { embeddings } : {}),
   });
   writeExperimentOutputs(ctx, {
     results: {
@@ -399,6 +402,13 @@ async function runPosthoc(cfg: PosthocConfig, ctx: CommandContext): Promise<void
     chart: posthocChart(summary, added),
   });
 }
+
+/** How the report's settings line names the steps of each added language. */
+const ADD_STEPS_KIND = {
+  none: 'module-only',
+  all: 'module + word-embedding',
+  'unseen-rows': 'module + unseen-row',
+};
 
 const q = XMOD_POSTHOC.quick;
 const f = XMOD_POSTHOC.full;

@@ -170,14 +170,15 @@ export function posthocMarkdown(
     settings: string;
     seconds: number;
     devExamples: string;
-    /** The added modules were trained with the word embeddings (`--new-embeddings`). */
-    newEmbeddings?: boolean;
-    /** ... with only the rows of pieces no earlier language uses (`--unseen-rows`). */
-    unseenRows?: boolean;
+    /**
+     * The embedding rows trained with the added modules: `all` (`--new-embeddings`) or only those
+     * of pieces no earlier language uses (`--new-embeddings --unseen-rows`); none when absent.
+     */
+    embeddings?: 'all' | 'unseen-rows';
   },
 ): string {
   const kind = (l: string) => (o.added.includes(l) ? `${l} (added)` : l);
-  const rows = o.newEmbeddings === true && o.unseenRows === true;
+  const rows = o.embeddings === 'unseen-rows';
   // hidden states of every base language identical in every check (the logits may differ)
   const hiddenSame = checks.every((c) =>
     Object.values(c.check.languages).every((r) =>
@@ -195,7 +196,7 @@ export function posthocMarkdown(
           ? "Every base language's hidden states (the embeddings' output and every layer's) are bit-identical before and after; only the MLM logits differ, as expected: the tied decoder scores every row of the vocabulary, the trained ones included, and the word-embedding tensor differs in those rows."
           : '**Some hidden states of the base languages changed** (see the outputs that differ above): a piece of their held-out text had a row that trained.',
       }
-    : o.newEmbeddings === true
+    : o.embeddings === 'all'
       ? {
           how: 'a new module per layer, copied from en and trained with the word embeddings by masked LM, `--new-embeddings`; every other weight frozen: an ablation, so the base languages are not expected to stay bit-identical',
           baseLoss: 'the base languages scored on the model after adding, whose word embeddings moved',
